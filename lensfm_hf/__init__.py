@@ -1,0 +1,51 @@
+"""lensfm-hf: self-supervised vision transformers for strong gravitational lensing, native to Hugging Face.
+
+Importing the package registers LensViT (and the pretraining methods) with the transformers Auto classes.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForImageToImage,
+)
+
+from .models import (
+    LENS_VIT_PRESETS,
+    LensImageProcessor,
+    LensViTConfig,
+    LensViTForImageClassification,
+    LensViTForImageSuperResolution,
+    LensViTModel,
+)
+from .pipelines import register_pipelines
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    # exist_ok: re-importing (e.g. after importlib.reload in tests) must not fail.
+    AutoConfig.register(LensViTConfig.model_type, LensViTConfig, exist_ok=True)
+    AutoModel.register(LensViTConfig, LensViTModel, exist_ok=True)
+    AutoModelForImageClassification.register(LensViTConfig, LensViTForImageClassification, exist_ok=True)
+    AutoModelForImageToImage.register(LensViTConfig, LensViTForImageSuperResolution, exist_ok=True)
+    AutoImageProcessor.register(LensViTConfig, slow_image_processor_class=LensImageProcessor, exist_ok=True)
+    register_pipelines()
+    try:  # the pretraining zoo registers its own configs with AutoModelForPreTraining
+        from . import pretraining  # noqa: F401
+    except ModuleNotFoundError as err:  # only while the zoo is absent from a partial install
+        if err.name != f"{__name__}.pretraining":
+            raise
+
+
+_register_auto_classes()
+
+__all__ = [
+    "LENS_VIT_PRESETS",
+    "LensImageProcessor",
+    "LensViTConfig",
+    "LensViTModel",
+    "LensViTForImageClassification",
+    "LensViTForImageSuperResolution",
+]

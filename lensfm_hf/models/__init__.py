@@ -1,0 +1,20 @@
+"""LensViT model family: the files in this folder are exported verbatim as hub remote code."""
+
+from .configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
+from .image_processing_lens_vit import LensImageProcessor
+from .modeling_lens_vit import (
+    LensViTForImageClassification,
+    LensViTForImageSuperResolution,
+    LensViTModel,
+    LensViTPreTrainedModel,
+)
+
+__all__ = [
+    "LENS_VIT_PRESETS",
+    "LensViTConfig",
+    "LensImageProcessor",
+    "LensViTModel",
+    "LensViTPreTrainedModel",
+    "LensViTForImageClassification",
+    "LensViTForImageSuperResolution",
+]

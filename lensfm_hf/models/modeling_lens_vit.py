@@ -1,0 +1,500 @@
+"""LensViT: a pre-norm ViT for single-channel lensing images, with classification and super-resolution heads.
+
+Follows transformers' ViT/ViTMAE model files (attention through ALL_ATTENTION_FUNCTIONS, ModelOutput returns,
+`_init_weights`) and timm's small blocks. Exported as hub remote code: imports only torch, transformers, siblings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+    ImageSuperResolutionOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_lens_vit import LensViTConfig
+
+try:  # transformers >= 5: init functions that respect the "already loaded from checkpoint" flag
+    from transformers import initialization as init
+except ImportError:  # pragma: no cover - older transformers
+    from torch.nn import init
+
+
+def sincos_position_embedding(grid_height: int, grid_width: int, dim: int, device=None) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding (MAE convention), shape (grid_height * grid_width, dim), float32."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need hidden_size divisible by 4, got {dim}.")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
+    rows = torch.arange(grid_height, dtype=torch.float64, device=device)
+    cols = torch.arange(grid_width, dtype=torch.float64, device=device)
+    grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")
+
+    def encode(positions):
+        angles = positions.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    # First half encodes the column (x), second half the row (y), as MAE's get_2d_sincos_pos_embed.
+    return torch.cat([encode(grid_cols), encode(grid_rows)], dim=1).float()
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (timm): zero whole residual branches with probability `drop_prob`."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep_prob = 1 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    keep = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+    return hidden_states * keep / keep_prob
+
+
+class LensViTDropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return drop_path(hidden_states, self.drop_prob, self.training)
+
+
+def check_pixel_values(pixel_values: torch.Tensor, num_channels: int, patch_size: int) -> None:
+    """Raise a ValueError naming the problem when `pixel_values` is not (B, C, H, W) with H, W multiples of the patch."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(
+            f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; use LensImageProcessor."
+        )
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"pixel_values must have shape (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}; "
+            "add the missing batch/channel axes (e.g. x[None, None]) or use LensImageProcessor."
+        )
+    if pixel_values.shape[1] != num_channels:
+        raise ValueError(
+            f"pixel_values has {pixel_values.shape[1]} channels but the model expects num_channels={num_channels} "
+            f"(shape {tuple(pixel_values.shape)}); lensing images are single-band: pass (batch, 1, H, W)."
+        )
+    height, width = pixel_values.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"image size {height}x{width} is not a multiple of patch_size={patch_size}; resize it "
+            "(LensImageProcessor(size=...)) to the model's image_size."
+        )
+
+
+class LensViTPatchEmbeddings(nn.Module):
+    """(B, C, H, W) pixels -> (B, N, D) patch tokens with a strided convolution."""
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels, self.patch_size)
+        pixel_values = pixel_values.to(self.projection.weight.dtype)
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+class LensViTEmbeddings(nn.Module):
+    """Patch tokens + positions, optional token dropping (`keep_indices`) and masking, optional CLS token."""
+
+    def __init__(self, config: LensViTConfig, use_mask_token: bool = False):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = LensViTPatchEmbeddings(config)
+        self.grid_size = config.image_size // config.patch_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.use_cls_token else None
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
+        learned = config.position_embedding_type == "learned"
+        # Sin-cos positions are a frozen parameter (as ViTMAE) so they travel in the checkpoint bit-exactly.
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, self.grid_size**2, config.hidden_size), requires_grad=learned
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def initialize_weights(self):
+        if self.config.position_embedding_type == "sincos":
+            pos = sincos_position_embedding(self.grid_size, self.grid_size, self.config.hidden_size)
+            init.copy_(self.position_embeddings, pos.unsqueeze(0))
+        else:
+            init.trunc_normal_(self.position_embeddings, std=self.config.initializer_range)
+        if self.cls_token is not None:
+            init.trunc_normal_(self.cls_token, std=self.config.initializer_range)
+        if self.mask_token is not None:
+            init.zeros_(self.mask_token)
+        # Patch projection as a linear layer (MAE): xavier on the flattened kernel.
+        weight = self.patch_embeddings.projection.weight
+        bound = math.sqrt(6.0 / (weight.shape[0] + weight[0].numel()))
+        init.uniform_(weight, -bound, bound)
+
+    def position_embedding_for(self, grid_height: int, grid_width: int) -> torch.Tensor:
+        """(1, grid_height * grid_width, D) positions; recomputed or interpolated when the grid differs."""
+        if grid_height == grid_width == self.grid_size:
+            return self.position_embeddings
+        if self.config.position_embedding_type == "sincos":
+            pos = sincos_position_embedding(
+                grid_height, grid_width, self.config.hidden_size, device=self.position_embeddings.device
+            )
+            return pos.to(self.position_embeddings.dtype).unsqueeze(0)
+        pos = self.position_embeddings.reshape(1, self.grid_size, self.grid_size, -1).permute(0, 3, 1, 2)
+        pos = F.interpolate(pos.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False)
+        return pos.to(self.position_embeddings.dtype).permute(0, 2, 3, 1).flatten(1, 2)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        keep_indices: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Returns (B, [1 +] K, D) tokens; K = N patches, or keep_indices.shape[1] when tokens are dropped."""
+        embeddings = self.patch_embeddings(pixel_values)
+        batch_size, num_patches, dim = embeddings.shape
+        if bool_masked_pos is not None:
+            if self.mask_token is None:
+                raise ValueError("bool_masked_pos needs a model built with use_mask_token=True.")
+            mask = bool_masked_pos.reshape(batch_size, num_patches, 1).to(embeddings.dtype)
+            # Masked tokens take the mask embedding before positions are added (BEiT / iBOT).
+            embeddings = embeddings * (1 - mask) + self.mask_token.to(embeddings.dtype) * mask
+        height, width = pixel_values.shape[-2:]
+        patch = self.config.patch_size
+        embeddings = embeddings + self.position_embedding_for(height // patch, width // patch).to(embeddings.dtype)
+        if keep_indices is not None:
+            if keep_indices.ndim != 2 or keep_indices.shape[0] != batch_size:
+                raise ValueError(
+                    f"keep_indices must have shape (batch={batch_size}, num_kept), got {tuple(keep_indices.shape)}."
+                )
+            embeddings = torch.gather(embeddings, 1, keep_indices.unsqueeze(-1).expand(-1, -1, dim))
+        if self.cls_token is not None:
+            # CLS is prepended after masking (MAE), so it is always kept.
+            embeddings = torch.cat([self.cls_token.to(embeddings.dtype).expand(batch_size, -1, -1), embeddings], 1)
+        return self.dropout(embeddings)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """Reference attention on (B, heads, N, d) tensors; returns (B, N, heads, d) and the weights."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class LensViTAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection; the kernel is chosen by `config._attn_implementation`."""
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+        batch_size, num_tokens, dim = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch_size, num_tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        implementation = self.config._attn_implementation or "sdpa"
+        if output_attentions:  # only eager materialises the attention weights
+            implementation = "eager"
+        attention_interface: Callable = eager_attention_forward
+        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        elif implementation != "eager":  # transformers without get_interface
+            attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            scaling=self.scaling,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            is_causal=False,
+        )
+        output = self.proj_dropout(self.proj(output.reshape(batch_size, num_tokens, dim)))
+        return output, weights
+
+
+class LensViTMLP(nn.Module):
+    def __init__(self, config: LensViTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
+
+
+class LensViTLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, config: LensViTConfig, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = LensViTAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = LensViTMLP(config)
+        self.drop_path = LensViTDropPath(drop_path_rate)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+        attention_output, weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions)
+        hidden_states = hidden_states + self.drop_path(attention_output)
+        hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        return hidden_states, weights
+
+
+class LensViTEncoder(nn.Module):
+    """A stack of blocks with stochastic depth rising linearly to `drop_path_rate` (timm)."""
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__()
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.layer = nn.ModuleList([LensViTLayer(config, rate) for rate in rates])
+        self.gradient_checkpointing = False
+
+    def forward(self, hidden_states, output_attentions: bool = False, output_hidden_states: bool = False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layer:
+            hidden_states, weights = layer(hidden_states, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        return hidden_states, all_hidden_states, all_attentions
+
+
+class LensViTPreTrainedModel(PreTrainedModel):
+    config_class = LensViTConfig
+    base_model_prefix = "lens_vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LensViTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, LensViTEmbeddings):
+            module.initialize_weights()
+
+
+class LensViTModel(LensViTPreTrainedModel):
+    """The LensViT encoder.
+
+    Input `pixel_values` (B, C, H, W). Output `last_hidden_state` (B, [1 +] K, D) (CLS first when
+    `use_cls_token`), `pooler_output` (B, D): the CLS token or the mean of patch tokens, after the final LayerNorm.
+    """
+
+    def __init__(self, config: LensViTConfig, use_mask_token: bool = False):
+        super().__init__(config)
+        self.embeddings = LensViTEmbeddings(config, use_mask_token=use_mask_token)
+        self.encoder = LensViTEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> LensViTPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.config.use_cls_token else 0
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        keep_indices: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(batch, num_channels, height, width)`): images.
+        keep_indices (`torch.LongTensor` of shape `(batch, num_kept)`, *optional*): indices of the patch tokens
+            (0..N-1, row-major) the encoder sees; the others are dropped before the first block (MAE, I-JEPA).
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch, N)`, *optional*): patches replaced by the mask
+            token (needs `use_mask_token=True`), as in BEiT/iBOT.
+        """
+        if pixel_values is None:
+            raise ValueError("LensViTModel needs pixel_values of shape (batch, channels, height, width).")
+        output_attentions = bool(output_attentions)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        hidden_states = self.embeddings(pixel_values, keep_indices=keep_indices, bool_masked_pos=bool_masked_pos)
+        hidden_states, all_hidden_states, all_attentions = self.encoder(
+            hidden_states, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        sequence_output = self.layernorm(hidden_states)
+        if self.config.pooling == "cls":
+            pooled_output = sequence_output[:, 0]
+        else:
+            pooled_output = sequence_output[:, self.num_prefix_tokens :].mean(dim=1)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+
+
+class LensViTForImageClassification(LensViTPreTrainedModel):
+    """Encoder + linear head on the pooled output.
+
+    `config.problem_type` selects the loss as in `ViTForImageClassification`: `single_label_classification`
+    (cross-entropy; DeepLense classes, lens finding with 2 labels), `multi_label_classification` (BCE) or
+    `regression` (MSE; e.g. log10 axion mass in eV with `num_labels=1`).
+    """
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.lens_vit = LensViTModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        r"""
+        labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*): class indices,
+            multi-hot targets or regression targets, per `config.problem_type`.
+        Returns `logits` of shape `(batch, num_labels)`.
+        """
+        outputs = self.lens_vit(
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = self.classification_loss(logits, labels.to(logits.device))
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
+            return F.mse_loss(logits.float(), labels.float())
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1).long())
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class LensViTForImageSuperResolution(LensViTPreTrainedModel):
+    """Encoder + light upsampling decoder: tokens -> conv -> pixel shuffle by patch_size * upscale_factor.
+
+    The decoder predicts a residual over bicubic upsampling of the input, so an untrained model starts at the
+    bicubic baseline. Input (B, C, H, W); `reconstruction` (B, C, f*H, f*W) with f = `config.upscale_factor`;
+    `labels` are high-resolution images of that shape; loss is L1 or MSE (`config.sr_loss`).
+    """
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__(config)
+        self.lens_vit = LensViTModel(config)
+        scale = config.patch_size * config.upscale_factor
+        self.decoder = nn.Sequential(
+            nn.Conv2d(config.hidden_size, config.sr_decoder_hidden_size, kernel_size=3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(config.sr_decoder_hidden_size, config.num_channels * scale**2, kernel_size=1),
+            nn.PixelShuffle(scale),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageSuperResolutionOutput:
+        outputs = self.lens_vit(
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        batch_size, _, height, width = pixel_values.shape
+        patch = self.config.patch_size
+        tokens = outputs.last_hidden_state[:, self.lens_vit.num_prefix_tokens :]
+        features = tokens.transpose(1, 2).reshape(batch_size, -1, height // patch, width // patch)
+        factor = self.config.upscale_factor
+        upsampled = F.interpolate(
+            pixel_values.to(features.dtype), scale_factor=factor, mode="bicubic", align_corners=False
+        )
+        reconstruction = upsampled + self.decoder(features)
+        loss = None
+        if labels is not None:
+            if labels.shape != reconstruction.shape:
+                raise ValueError(
+                    f"super-resolution labels must have shape {tuple(reconstruction.shape)} "
+                    f"(input upscaled by {factor}), got {tuple(labels.shape)}."
+                )
+            labels = labels.to(reconstruction.device, reconstruction.dtype)
+            loss_fn = F.l1_loss if self.config.sr_loss == "l1" else F.mse_loss
+            loss = loss_fn(reconstruction.float(), labels.float())
+        return ImageSuperResolutionOutput(
+            loss=loss, reconstruction=reconstruction, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "LensViTPreTrainedModel",
+    "LensViTModel",
+    "LensViTForImageClassification",
+    "LensViTForImageSuperResolution",
+    "sincos_position_embedding",
+]
