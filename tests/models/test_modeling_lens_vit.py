@@ -1,0 +1,207 @@
+"""LensViT backbone and heads: shapes, gradients, attention backends, checkpointing and save/load round trips."""
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForImageToImage
+
+import lensfm_hf  # noqa: F401  (registers the Auto classes)
+from lensfm_hf.models import (
+    LensViTConfig,
+    LensViTForImageClassification,
+    LensViTForImageSuperResolution,
+    LensViTModel,
+)
+from lensfm_hf.models.modeling_lens_vit import sincos_position_embedding
+
+IMAGE_SIZE, PATCH = 16, 4
+
+
+def tiny_config(**kwargs) -> LensViTConfig:
+    base = dict(image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=64)
+    return LensViTConfig(**{**base, **kwargs})
+
+
+def images(batch=3, size=IMAGE_SIZE, seed=0):
+    return torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def build(cls, config):
+    torch.manual_seed(0)
+    return cls(config).eval()
+
+
+ALL_CASES = [
+    (LensViTModel, {}, None),
+    (LensViTForImageClassification, {"num_labels": 3}, lambda b: torch.tensor([0, 1, 2])[:b]),
+    (LensViTForImageClassification, {"num_labels": 1, "problem_type": "regression"}, lambda b: torch.randn(b)),
+    (LensViTForImageClassification, {"num_labels": 3, "problem_type": "multi_label_classification"},
+     lambda b: torch.randint(0, 2, (b, 3)).float()),
+    (LensViTForImageSuperResolution, {"upscale_factor": 2}, lambda b: torch.randn(b, 1, 2 * IMAGE_SIZE, 2 * IMAGE_SIZE)),
+]
+
+
+@pytest.mark.parametrize("cls,extra,make_labels", ALL_CASES)
+def test_forward_backward_every_class(cls, extra, make_labels):
+    model = build(cls, tiny_config(**extra)).train()
+    kwargs = {"labels": make_labels(3)} if make_labels else {}
+    out = model(images(), **kwargs)
+    if cls is LensViTModel:
+        assert out.last_hidden_state.shape == (3, 1 + (IMAGE_SIZE // PATCH) ** 2, 32)
+        assert out.pooler_output.shape == (3, 32)
+        loss = out.pooler_output.square().mean()
+    else:
+        loss = out.loss
+        assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_head_output_shapes():
+    logits = build(LensViTForImageClassification, tiny_config(num_labels=3))(images()).logits
+    assert logits.shape == (3, 3)
+    sr = build(LensViTForImageSuperResolution, tiny_config(upscale_factor=2))(images()).reconstruction
+    assert sr.shape == (3, 1, 2 * IMAGE_SIZE, 2 * IMAGE_SIZE)
+
+
+def test_super_resolution_starts_near_bicubic_and_checks_label_shape():
+    model = build(LensViTForImageSuperResolution, tiny_config())
+    x = images()
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    # The decoder predicts a residual, so at init the output is the bicubic baseline plus a small correction.
+    assert (model(x).reconstruction - bicubic).abs().mean() < 0.5 * bicubic.abs().mean()
+    with pytest.raises(ValueError, match="labels must have shape"):
+        model(x, labels=torch.zeros(3, 1, IMAGE_SIZE, IMAGE_SIZE))
+
+
+def test_regression_problem_type_gives_mse():
+    model = build(LensViTForImageClassification, tiny_config(num_labels=1, problem_type="regression"))
+    labels = torch.tensor([-23.0, -22.5, -24.0])
+    out = model(images(), labels=labels)
+    assert torch.allclose(out.loss, torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels))
+
+
+def test_mean_pooling_without_cls():
+    config = tiny_config(use_cls_token=False, pooling="mean")
+    out = build(LensViTModel, config)(images())
+    assert out.last_hidden_state.shape[1] == (IMAGE_SIZE // PATCH) ** 2
+    assert torch.allclose(out.pooler_output, out.last_hidden_state.mean(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sincos", "learned"])
+def test_sdpa_and_eager_agree(position_embedding_type):
+    config = tiny_config(position_embedding_type=position_embedding_type)
+    sdpa = build(LensViTModel, config)
+    assert sdpa.config._attn_implementation == "sdpa"
+    eager = copy.deepcopy(sdpa)
+    eager.set_attn_implementation("eager")
+    x = images()
+    torch.testing.assert_close(sdpa(x).last_hidden_state, eager(x).last_hidden_state, atol=1e-5, rtol=0)
+    attentions = eager(x, output_attentions=True).attentions
+    assert len(attentions) == 2 and attentions[0].shape == (3, 4, 17, 17)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    config = tiny_config(num_labels=3)
+    plain = build(LensViTForImageClassification, config).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing_enable()
+    assert checkpointed.lens_vit.encoder.layer[0].gradient_checkpointing
+    x, labels = images(), torch.tensor([0, 1, 2])
+    plain(x, labels=labels).loss.backward()
+    checkpointed(x, labels=labels).loss.backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_keep_indices_drop_tokens_and_match_full_pass_positions():
+    model = build(LensViTModel, tiny_config(num_hidden_layers=1))
+    x = images(batch=2)
+    keep = torch.tensor([[0, 5, 15], [3, 4, 9]])
+    out = model(x, keep_indices=keep)
+    assert out.last_hidden_state.shape == (2, 4, 32)
+    # Embeddings of kept tokens equal the corresponding full-sequence embeddings (positions added before dropping).
+    full = model.embeddings(x)
+    kept = model.embeddings(x, keep_indices=keep)
+    torch.testing.assert_close(kept[:, 1:], torch.stack([full[i, 1 + keep[i]] for i in range(2)]))
+    with pytest.raises(ValueError, match="keep_indices must have shape"):
+        model(x, keep_indices=keep[0])
+
+
+def test_mask_token_replaces_masked_patches():
+    model = build(LensViTModel, tiny_config())
+    x = images(batch=2)
+    with pytest.raises(ValueError, match="use_mask_token=True"):
+        model(x, bool_masked_pos=torch.zeros(2, 16, dtype=torch.bool))
+    masked_model = LensViTModel(tiny_config(), use_mask_token=True).eval()
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :4] = True
+    a = masked_model.embeddings(x, bool_masked_pos=mask)
+    b = masked_model.embeddings(torch.randn_like(x) * 5, bool_masked_pos=mask)
+    torch.testing.assert_close(a[:, 1:5], b[:, 1:5])  # masked tokens no longer depend on the pixels
+
+
+def test_position_embeddings_follow_input_size():
+    for kind in ["sincos", "learned"]:
+        model = build(LensViTModel, tiny_config(position_embedding_type=kind))
+        out = model(images(size=2 * IMAGE_SIZE))
+        assert out.last_hidden_state.shape == (3, 1 + (2 * IMAGE_SIZE // PATCH) ** 2, 32)
+    model = build(LensViTModel, tiny_config())
+    grid = IMAGE_SIZE // PATCH
+    torch.testing.assert_close(model.embeddings.position_embeddings[0], sincos_position_embedding(grid, grid, 32))
+    assert not model.embeddings.position_embeddings.requires_grad
+
+
+def test_bad_pixel_values_raise_clear_errors():
+    model = build(LensViTModel, tiny_config())
+    with pytest.raises(ValueError, match="channels"):
+        model(torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE))
+    with pytest.raises(ValueError, match=r"shape \(batch, 1, height, width\)"):
+        model(torch.randn(IMAGE_SIZE, IMAGE_SIZE))
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        model(torch.randn(1, 1, IMAGE_SIZE + 1, IMAGE_SIZE))
+
+
+def test_bad_configs_raise_clear_errors():
+    with pytest.raises(ValueError, match="not a multiple of patch_size"):
+        LensViTConfig(image_size=64, patch_size=7)
+    with pytest.raises(ValueError, match="use_cls_token"):
+        LensViTConfig(use_cls_token=False, pooling="cls")
+    with pytest.raises(ValueError, match="unknown LensViT preset"):
+        LensViTConfig.from_preset("huge")
+    config = LensViTConfig.from_preset("small", image_size=64, patch_size=8)
+    assert (config.hidden_size, config.num_attention_heads, config.num_patches) == (384, 6, 64)
+
+
+@pytest.mark.parametrize("cls,extra,_", ALL_CASES)
+def test_save_pretrained_round_trip_is_bit_exact(tmp_path, cls, extra, _):
+    config = tiny_config(pretraining={"method": "mae", "recipe": "recipes/pretrain/mae.yaml"}, **extra)
+    model = build(cls, config)
+    model.save_pretrained(tmp_path)
+    loaded = cls.from_pretrained(tmp_path).eval()
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = images()
+    first = model(x)[0] if cls is not LensViTModel else model(x).last_hidden_state
+    second = loaded(x)[0] if cls is not LensViTModel else loaded(x).last_hidden_state
+    # Weights are bit-identical; BLAS may pick another kernel for the loaded (mmapped) buffers, hence 1e-6.
+    torch.testing.assert_close(first, second, atol=1e-6, rtol=0)
+    assert loaded.config.pretraining == {"method": "mae", "recipe": "recipes/pretrain/mae.yaml"}
+
+
+def test_auto_classes_and_bfloat16_loading(tmp_path):
+    config = tiny_config(num_labels=3)
+    build(LensViTForImageClassification, config).save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), LensViTConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), LensViTModel)
+    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path), LensViTForImageClassification)
+    assert isinstance(AutoModelForImageToImage.from_pretrained(tmp_path), LensViTForImageSuperResolution)
+    bf16 = AutoModelForImageClassification.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert bf16.classifier.weight.dtype == torch.bfloat16
+    logits = bf16(images()).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
