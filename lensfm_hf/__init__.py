@@ -30,7 +30,10 @@ def _register_auto_classes() -> None:
     AutoModel.register(LensViTConfig, LensViTModel, exist_ok=True)
     AutoModelForImageClassification.register(LensViTConfig, LensViTForImageClassification, exist_ok=True)
     AutoModelForImageToImage.register(LensViTConfig, LensViTForImageSuperResolution, exist_ok=True)
-    AutoImageProcessor.register(LensViTConfig, slow_image_processor_class=LensImageProcessor, exist_ok=True)
+    try:
+        AutoImageProcessor.register(LensViTConfig, slow_image_processor_class=LensImageProcessor, exist_ok=True)
+    except ImportError:  # transformers < 5.2x gates AutoImageProcessor behind torchvision; the class still works
+        pass
     register_pipelines()
     try:  # the pretraining zoo registers its own configs with AutoModelForPreTraining
         from . import pretraining  # noqa: F401

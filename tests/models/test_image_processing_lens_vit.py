@@ -116,7 +116,10 @@ def test_save_and_load_with_auto_image_processor(tmp_path):
     processor = LensImageProcessor(stretch="asinh", stretch_scale=0.5, normalization="standard", image_mean=1.0,
                                    image_std=2.0, size=32, nan_to_num=True)
     processor.save_pretrained(tmp_path)
-    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    try:
+        loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    except ImportError as err:  # transformers 5.17 gates AutoImageProcessor behind torchvision
+        pytest.skip(str(err).strip().splitlines()[0])
     assert isinstance(loaded, LensImageProcessor)
     assert loaded._options() == processor._options()
     torch.testing.assert_close(loaded(ring())["pixel_values"], processor(ring())["pixel_values"])
