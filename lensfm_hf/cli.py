@@ -22,6 +22,7 @@ def _simulate(args):
         engine=args.engine,
         device=args.device,
         shard_size=args.shard_size,
+        overwrite=args.overwrite,
     )
     print(f"dataset written to {path}")
 
@@ -29,7 +30,15 @@ def _simulate(args):
 def _import(args):
     from .data.importer import import_deeplensesim
 
-    stats = import_deeplensesim(args.path, config=args.config, out_dir=args.out, strict=args.strict)
+    stats = import_deeplensesim(
+        args.path,
+        config=args.config,
+        out_dir=args.out,
+        strict=args.strict,
+        shard_size=args.shard_size,
+        test_fraction=args.test_fraction,
+        overwrite=args.overwrite,
+    )
     print(stats)
 
 
@@ -78,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--shard-size", type=int, default=1000, help="images per parquet shard (the unit of resumption)")
     p.add_argument("--out", required=True, help="dataset folder (repo-shaped); rerunning resumes")
+    p.add_argument("--overwrite", action="store_true", help="replace this config's shards instead of resuming")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("import-deeplensesim", help="convert real DeepLenseSim .npy folders to our dataset schema")
@@ -85,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="model2")
     p.add_argument("--out", required=True)
     p.add_argument("--strict", action="store_true", help="stop at the first corrupt or wrong-shape file")
+    p.add_argument("--shard-size", type=int, default=1000, help="images per parquet shard")
+    p.add_argument(
+        "--test-fraction", type=float, default=0.1, help="share sent to test when the folders have no test split"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing import of this config")
     p.set_defaults(func=_import)
 
     for name, func, what in [
