@@ -1,0 +1,76 @@
+"""Install a hub-ready folder into the local Hugging Face hub cache, as if it had been downloaded.
+
+With `HF_HUB_OFFLINE=1`, `AutoModel.from_pretrained("ORG/NAME")` then resolves `refs/main` to a
+snapshot made of plain files (hf-stack notes §9): no Hub, no network, the same repo id as online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from huggingface_hub import constants
+from huggingface_hub.file_download import repo_folder_name
+
+from .push import check_hub_ready
+
+_SKIP_PARTS = {".git", ".cache", "__pycache__"}
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Files to install, relative to `folder`, sorted so the commit hash is deterministic."""
+    return sorted(
+        p.relative_to(folder)
+        for p in folder.rglob("*")
+        if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(folder).parts) and p.suffix != ".pyc"
+    )
+
+
+def content_commit_hash(folder: str | Path) -> str:
+    """A 40-hex pseudo commit hash of the folder's file names and contents (same content -> same hash)."""
+    folder = Path(folder)
+    digest = hashlib.sha1()
+    for rel in _folder_files(folder):
+        digest.update(rel.as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256((folder / rel).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def install_cache(
+    folder: str | Path, repo_id: str, repo_type: str = "model", cache_dir: str | Path | None = None
+) -> Path:
+    """Copy `folder` into the hub cache as `repo_id` at revision `main`; return the snapshot folder.
+
+    Layout: `<cache_dir>/<models|datasets>--ORG--NAME/refs/main` holds the commit hash and
+    `snapshots/<commit>/` the files. `cache_dir` defaults to `$HF_HUB_CACHE` (`$HF_HOME/hub`).
+    Reinstalling the same content is a no-op; new content becomes the new `main`.
+
+    Datasets: the files are installed, but `datasets` does not load from the hub cache offline
+    (`OfflineModeIsEnabled`); load the returned snapshot path (a repo-shaped folder) instead:
+    `load_dataset(str(path), "model2")`.
+    """
+    folder = check_hub_ready(folder, repo_type)
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like ORG/NAME, got {repo_id!r}.")
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    storage = cache_dir / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    commit = content_commit_hash(folder)
+    snapshot = storage / "snapshots" / commit
+
+    # Copy into a temporary sibling and rename, so a crash never leaves a half snapshot behind main.
+    staging = storage / "snapshots" / f".{commit}.incomplete"
+    shutil.rmtree(staging, ignore_errors=True)
+    for rel in _folder_files(folder):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / rel, staging / rel)
+    shutil.rmtree(snapshot, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)  # an empty dataset folder still gets a snapshot
+    staging.rename(snapshot)
+
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+__all__ = ["install_cache", "content_commit_hash"]

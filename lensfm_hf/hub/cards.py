@@ -1,0 +1,185 @@
+"""Model cards for LensViT checkpoints, rendered from `model_cards/model_card.md` with huggingface_hub.
+
+The card's YAML metadata (tags, pipeline tag, datasets, base model, `model-index`) comes from
+`ModelCardData`; the `model-index` is built from the results JSON an evaluation run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+# The repo's model_cards/ in a checkout; lensfm_hf/templates/ is where package_data ships templates in a wheel.
+TEMPLATE_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "model_cards" / "model_card.md",
+    Path(__file__).resolve().parents[1] / "templates" / "model_card.md",
+)
+
+# Keys of one results entry, as EvalResult fields; the first five are required.
+REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
+OPTIONAL_RESULT_KEYS = ("task_name", "dataset_config", "dataset_split", "dataset_revision", "metric_name", "source_url")
+
+METHOD_NAMES = {
+    "mae": "MAE (masked autoencoder)",
+    "simclr": "SimCLR",
+    "moco_v3": "MoCo v3",
+    "mocov3": "MoCo v3",
+    "dino": "DINO",
+    "ibot": "iBOT",
+    "ijepa": "I-JEPA",
+    "ijepa_physics": "physics-informed I-JEPA",
+    "physics_ijepa": "physics-informed I-JEPA",
+}
+
+
+def _method_key(method: str) -> str:
+    return method.lower().replace("-", "_").replace(" ", "_")
+
+
+def load_results(results: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The results JSON (a path or an already-parsed dict) as a dict with a `results` list."""
+    if isinstance(results, (str, Path)):
+        path = Path(results)
+        if not path.is_file():
+            raise FileNotFoundError(f"results file {path} does not exist; pass the JSON an evaluation run wrote.")
+        results = json.loads(path.read_text())
+    if not isinstance(results, Mapping) or not isinstance(results.get("results"), list):
+        raise ValueError(
+            'results must be a dict (or JSON file) of the form {"model_name": ..., "results": [{...}, ...]}.'
+        )
+    return dict(results)
+
+
+def results_to_eval_results(results: str | Path | Mapping[str, Any]) -> list[EvalResult]:
+    """Results JSON -> huggingface_hub `EvalResult`s (one per entry), the source of the card's `model-index`.
+
+    Schema (what an evaluation module writes)::
+
+        {"model_name": "lensfm/ijepa-physics",          # optional; names the model-index entry
+         "results": [
+            {"task_type": "image-classification",       # required: HF task id
+             "dataset_name": "DeepLenseSim Model 3",    # required: human-readable
+             "dataset_type": "lensfm/deeplense-sims",   # required: dataset repo id
+             "dataset_config": "model3",                # optional
+             "dataset_split": "test",                   # optional
+             "metric_type": "accuracy",                 # required: metric id (accuracy, roc_auc, mse, ...)
+             "metric_name": "Accuracy (linear probe)",  # optional: shown on the Hub; say the protocol here
+             "metric_value": 0.81,                      # required: a number
+             "task_name": ..., "dataset_revision": ..., "source_url": ...},   # optional
+            ...]}
+
+    Unknown keys in an entry are ignored, so an evaluator may store extra fields (seed, n_labels) alongside.
+    """
+    entries = load_results(results)["results"]
+    eval_results = []
+    for index, entry in enumerate(entries):
+        missing = [key for key in REQUIRED_RESULT_KEYS if entry.get(key) is None]
+        if missing:
+            raise ValueError(f"results entry {index} lacks {missing}; every entry needs {list(REQUIRED_RESULT_KEYS)}.")
+        fields = {key: entry[key] for key in REQUIRED_RESULT_KEYS + OPTIONAL_RESULT_KEYS if entry.get(key) is not None}
+        eval_results.append(EvalResult(**fields))
+    return eval_results
+
+
+def default_template_path() -> Path:
+    for path in TEMPLATE_CANDIDATES:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"model card template not found at {' or '.join(map(str, TEMPLATE_CANDIDATES))}; "
+        "pass template_path= or reinstall lensfm-hf with its templates."
+    )
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    return config.to_dict()
+
+
+def _default_pipeline_tag(config: dict[str, Any]) -> str:
+    architectures = " ".join(config.get("architectures") or [])
+    if "ForImageClassification" in architectures:
+        return "image-classification"
+    if "SuperResolution" in architectures:
+        return "image-to-image"
+    return "image-feature-extraction"
+
+
+def render_model_card(
+    config: Any = None,
+    *,
+    repo_id: str | None = None,
+    method: str | None = None,
+    results: str | Path | Mapping[str, Any] | None = None,
+    base_model: str | None = None,
+    datasets: str | list[str] | None = None,
+    license: str = "apache-2.0",
+    pipeline_tag: str | None = None,
+    extra_context: Mapping[str, Any] | None = None,
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """Render the model card of a LensViT checkpoint.
+
+    config: a `LensViTConfig` (or its dict); its `pretraining` dict (method, recipe, data) fills the
+    training section and, unless given, `method` and `datasets`. results: results JSON (path or dict,
+    schema in `results_to_eval_results`) for the `model-index` and the results table. base_model: the
+    encoder repo a fine-tuned model started from. pipeline_tag: default from `config.architectures`.
+    extra_context: more template variables (e.g. `num_parameters`, `summary`). template_path: default
+    `model_cards/model_card.md`.
+    """
+    cfg = _config_dict(config)
+    pretraining = dict(cfg.get("pretraining") or {})
+    method = method or pretraining.get("method")
+    if datasets is None:
+        data = pretraining.get("dataset") or pretraining.get("data")
+        # only a hub repo id ("org/name") is valid card metadata; local paths stay in the recipe section
+        if isinstance(data, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", data) and not Path(data).exists():
+            datasets = [data]
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
+    pipeline_tag = pipeline_tag or _default_pipeline_tag(cfg)
+
+    results_dict = load_results(results) if results is not None else None
+    eval_results = results_to_eval_results(results_dict) if results_dict else None
+    model_name = (results_dict or {}).get("model_name") or repo_id or (f"lens-vit-{method}" if method else "lens-vit")
+
+    tags = ["lensfm", "lens_vit", "gravitational-lensing", "strong-lensing", "dark-matter", "astronomy",
+            "vision-transformer", "self-supervised"]
+    if method:
+        tags.append(_method_key(method).replace("_", "-"))
+    if base_model:
+        tags.append("fine-tuned")
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        license=license,
+        tags=list(dict.fromkeys(tags)),
+        datasets=datasets or None,
+        base_model=base_model,
+        model_name=model_name if eval_results else None,  # model-index needs it; alone it is noise
+        eval_results=eval_results or None,
+    )
+    context = {
+        "repo_id": repo_id or "ORG/NAME",
+        "model_name": model_name,
+        "method": method,
+        "method_title": METHOD_NAMES.get(_method_key(method), method) if method else None,
+        "pretraining": pretraining,
+        "pretraining_json": json.dumps(pretraining, indent=2, sort_keys=True, default=str) if pretraining else "",
+        "config": cfg,
+        "results": (results_dict or {}).get("results", []),
+        "is_classifier": pipeline_tag == "image-classification",
+        "image_size": cfg.get("image_size", 64),
+    }
+    context.update(extra_context or {})
+    return ModelCard.from_template(card_data, template_path=str(template_path or default_template_path()), **context)
+
+
+__all__ = ["render_model_card", "results_to_eval_results", "load_results"]

@@ -1,0 +1,46 @@
+"""Shared test fixtures: a local fake Hugging Face Hub (tests/hub/fake_hub.py) for push/pull tests.
+
+HF libraries read HF_ENDPOINT when first imported, so run Hub clients in a subprocess with
+`fake_hub_env` (see `fake_hub.run_client`); the server itself lives in the test process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Importable as `fake_hub` from any test module, as one module object.
+if "fake_hub" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location("fake_hub", Path(__file__).parent / "hub" / "fake_hub.py")
+    sys.modules["fake_hub"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["fake_hub"])
+from fake_hub import FakeHub, client_env  # noqa: E402
+
+
+@pytest.fixture
+def fake_hub_server():
+    """A running `FakeHub` (in-memory repos; `.url`, `.files(repo_id, repo_type)`, `.requests`)."""
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def fake_hub(fake_hub_server) -> str:
+    """The endpoint URL of a running fake Hub, e.g. http://127.0.0.1:PORT."""
+    return fake_hub_server.url
+
+
+@pytest.fixture
+def fake_hub_env(fake_hub, tmp_path) -> dict[str, str]:
+    """Environment for a client subprocess: this one's, plus HF_ENDPOINT/HF_TOKEN/no-xet/a fresh HF_HOME
+    pointing at the fake Hub, and the repo root on PYTHONPATH so `import lensfm_hf` works."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(client_env(fake_hub, tmp_path / "hf_home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return env

@@ -1,0 +1,84 @@
+"""Model cards: metadata parsed back by ModelCard.load, and model-index round-tripping the results JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from huggingface_hub import EvalResult, ModelCard
+
+from lensfm_hf.hub import render_model_card, results_to_eval_results
+
+RESULTS = {
+    "model_name": "lensfm/ijepa-physics",
+    "results": [
+        {"task_type": "image-classification", "dataset_name": "DeepLenseSim Model 3",
+         "dataset_type": "lensfm/deeplense-sims", "dataset_config": "model3", "dataset_split": "test",
+         "metric_type": "accuracy", "metric_name": "Accuracy (linear probe)", "metric_value": 0.81},
+        {"task_type": "image-classification", "dataset_name": "DeepLenseSim Model 3",
+         "dataset_type": "lensfm/deeplense-sims", "dataset_config": "model3", "dataset_split": "test",
+         "metric_type": "roc_auc", "metric_name": "ROC AUC (linear probe)", "metric_value": 0.93, "seed": 0},
+        {"task_type": "image-classification", "dataset_name": "DeepLenseSim Model 1",
+         "dataset_type": "lensfm/deeplense-sims", "dataset_config": "model1", "dataset_split": "test",
+         "metric_type": "accuracy", "metric_name": "Accuracy (fine-tuned)", "metric_value": 0.9},
+    ],
+}
+
+
+def _fields(result: EvalResult) -> tuple:
+    return (result.task_type, result.dataset_type, result.dataset_name, result.dataset_config, result.dataset_split,
+            result.metric_type, result.metric_name, result.metric_value)
+
+
+def test_encoder_card_round_trip(tiny_config, tmp_path):
+    config = tiny_config(pretraining={"method": "ijepa_physics", "recipe": "recipes/pretrain/ijepa_physics.yaml",
+                                      "data": "lensfm/deeplense-sims"})
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(RESULTS))
+    card = render_model_card(config, repo_id="lensfm/ijepa-physics", results=results_path)
+    card.save(tmp_path / "README.md")
+
+    loaded = ModelCard.load(tmp_path / "README.md")
+    data = loaded.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "image-feature-extraction"
+    assert data.license == "apache-2.0"
+    assert data.datasets == ["lensfm/deeplense-sims"]
+    assert {"gravitational-lensing", "self-supervised", "ijepa-physics"} <= set(data.tags)
+    assert data.base_model is None
+    assert data.model_name == "lensfm/ijepa-physics"
+    # model-index round trip: the card's eval results are exactly the results JSON
+    assert [_fields(r) for r in data.eval_results] == [_fields(r) for r in results_to_eval_results(RESULTS)]
+    assert [(r["metric_type"], r["metric_value"]) for r in RESULTS["results"]] == [
+        (r.metric_type, r.metric_value) for r in data.eval_results]
+
+    text = loaded.text
+    for section in ("## Model", "## Intended use", "## Training data and recipe", "## Results", "## How to use",
+                    "## Limitations", "## Citation"):
+        assert section in text
+    assert "physics-informed I-JEPA" in text and "recipes/pretrain/ijepa_physics.yaml" in text
+    assert "| Accuracy (linear probe) | 0.8100 |" in text
+    assert 'AutoModel.from_pretrained(repo, trust_remote_code=True)' in text and "AutoImageProcessor" in text
+    assert "Simulation-to-real gap" in text
+
+
+def test_classifier_card_without_results(tiny_config):
+    config = tiny_config(num_labels=3, id2label={0: "no_sub", 1: "cdm", 2: "axion"},
+                         architectures=["LensViTForImageClassification"])
+    card = render_model_card(config, repo_id="lensfm/clf", base_model="lensfm/ijepa-physics", method="mae")
+    data = ModelCard(str(card)).data
+    assert data.pipeline_tag == "image-classification"
+    assert data.base_model == "lensfm/ijepa-physics"
+    assert "mae" in data.tags and data.eval_results is None
+    assert "AutoModelForImageClassification.from_pretrained(repo, trust_remote_code=True)" in card.text
+    assert "No evaluation results" in card.text and "`2` axion" in card.text
+
+
+def test_results_schema_errors(tmp_path):
+    bad = {"results": [{"task_type": "image-classification", "metric_type": "accuracy", "metric_value": 0.5}]}
+    with pytest.raises(ValueError, match="dataset_type"):
+        results_to_eval_results(bad)
+    with pytest.raises(ValueError, match="model_name"):
+        results_to_eval_results({"accuracy": 0.5})
+    with pytest.raises(FileNotFoundError):
+        results_to_eval_results(tmp_path / "missing.json")
