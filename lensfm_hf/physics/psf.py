@@ -1,0 +1,65 @@
+"""Gaussian point-spread functions.
+
+Matches lenstronomy's ``GAUSSIAN`` PSF convolution, which is ``scipy.ndimage.gaussian_filter``
+with ``mode="nearest"`` and ``truncate=truncation`` (in units of sigma) applied to the image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["fwhm_to_sigma", "gaussian_kernel_1d", "gaussian_psf_kernel", "convolve_gaussian_psf"]
+
+
+def fwhm_to_sigma(fwhm: float) -> float:
+    """Gaussian standard deviation from its full width at half maximum (same units)."""
+    return fwhm / (2 * math.sqrt(2 * math.log(2)))
+
+
+def _gaussian_taps(fwhm: float, pixel_scale: float, truncation: float) -> list[float]:
+    if fwhm <= 0 or pixel_scale <= 0 or truncation <= 0:
+        raise ValueError(f"fwhm, pixel_scale and truncation must be > 0; got {fwhm}, {pixel_scale}, {truncation}")
+    sigma = fwhm_to_sigma(fwhm) / pixel_scale
+    radius = int(truncation * sigma + 0.5)  # scipy.ndimage's radius, so the taps equal scipy's
+    taps = [math.exp(-0.5 * (offset / sigma) ** 2) for offset in range(-radius, radius + 1)]
+    total = math.fsum(taps)
+    return [tap / total for tap in taps]
+
+
+def gaussian_kernel_1d(
+    fwhm: float, pixel_scale: float, truncation: float = 5.0, device=None, dtype=torch.float32
+) -> torch.Tensor:
+    """Normalised 1-d Gaussian taps ``(2r+1,)`` for FWHM (arcsec) on pixels of ``pixel_scale`` (arcsec)."""
+    return torch.tensor(_gaussian_taps(fwhm, pixel_scale, truncation), device=device, dtype=dtype)
+
+
+def gaussian_psf_kernel(fwhm: float, pixel_scale: float, truncation: float = 5.0, device=None, dtype=torch.float32):
+    """The separable 2-d kernel ``(K, K)`` (sums to 1) that :func:`convolve_gaussian_psf` applies."""
+    taps = gaussian_kernel_1d(fwhm, pixel_scale, truncation, device=device, dtype=dtype)
+    return taps[:, None] * taps[None, :]
+
+
+def _correlate_axis(padded: torch.Tensor, taps: list[float], dim: int, length: int) -> torch.Tensor:
+    # Weighted sum of shifted views: on CPU ~5-40x faster than conv2d for single-channel images.
+    out = padded.narrow(dim, 0, length) * taps[0]
+    for offset, tap in enumerate(taps[1:], start=1):
+        out.add_(padded.narrow(dim, offset, length), alpha=tap)
+    return out
+
+
+def convolve_gaussian_psf(
+    image: torch.Tensor, fwhm: float, pixel_scale: float, truncation: float = 5.0
+) -> torch.Tensor:
+    """Blur ``(..., H, W)`` images by a Gaussian PSF of FWHM (arcsec), edges extended ("nearest")."""
+    taps = _gaussian_taps(fwhm, pixel_scale, truncation)
+    radius = (len(taps) - 1) // 2
+    if radius == 0:
+        return image
+    lead, (height, width) = image.shape[:-2], image.shape[-2:]
+    padded = F.pad(image.reshape(-1, 1, height, width), (radius, radius, radius, radius), mode="replicate")
+    blurred = _correlate_axis(padded, taps, dim=3, length=width)
+    blurred = _correlate_axis(blurred, taps, dim=2, length=height)
+    return blurred.reshape(*lead, height, width)

@@ -1,0 +1,24 @@
+"""DeepLenseSim-compatible simulation: recipes, parameter samplers and two rendering engines
+(torch, default; lenstronomy, optional) over ``lensfm_hf.physics``, plus an on-the-fly stream.
+"""
+
+from .engines import ENGINES, render, render_flux
+from .recipes import PARAMETER_COLUMN_UNITS, RECIPE_NAMES, RECIPE_NOTES, SimulationRecipe, get_recipe
+from .sampling import derive_seed, sample_parameters
+from .simulate import simulate
+from .stream import LensingStream
+
+__all__ = [
+    "ENGINES",
+    "PARAMETER_COLUMN_UNITS",
+    "RECIPE_NAMES",
+    "RECIPE_NOTES",
+    "LensingStream",
+    "SimulationRecipe",
+    "derive_seed",
+    "get_recipe",
+    "render",
+    "render_flux",
+    "sample_parameters",
+    "simulate",
+]

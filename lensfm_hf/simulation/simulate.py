@@ -1,0 +1,80 @@
+"""``simulate``: seeded batches of one class of a recipe, as float32 tensors."""
+
+from __future__ import annotations
+
+import torch
+
+from .engines import render
+from .recipes import SimulationRecipe, get_recipe
+from .sampling import derive_seed, sample_parameters
+
+__all__ = ["simulate", "simulate_with_generator"]
+
+# Pixels (H * W * supersampling^2) rendered per chunk; bounds peak memory of the subhalo loop.
+_PIXELS_PER_CHUNK = 1 << 17
+
+
+def _resolve(recipe_or_name) -> SimulationRecipe:
+    return recipe_or_name if isinstance(recipe_or_name, SimulationRecipe) else get_recipe(recipe_or_name)
+
+
+def simulate_with_generator(
+    recipe: SimulationRecipe,
+    class_name: str,
+    num_images: int,
+    generator: torch.Generator,
+    device="cpu",
+    engine: str = "torch",
+    dtype: torch.dtype = torch.float32,
+    compile: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`simulate` drawing from a caller-owned generator (used by :class:`LensingStream`)."""
+    params = sample_parameters(recipe, class_name, num_images, generator, device, dtype)
+    grid_pixels = (recipe.image_size * recipe.supersampling_factor) ** 2
+    if recipe.task == "super_resolution":
+        grid_pixels *= recipe.upscale_factor**2
+    chunk = max(1, _PIXELS_PER_CHUNK // grid_pixels)
+    rendered = []
+    for start in range(0, num_images, chunk):
+        part = {key: value[start : start + chunk] for key, value in params.items()}
+        with torch.no_grad():
+            rendered.append(render(recipe, part, engine, generator=generator, compile=compile))
+    batch = {key: torch.cat([r[key] for r in rendered]).float() for key in rendered[0]}
+    batch.update({column: params[column].float() for column in recipe.parameter_columns})
+    return batch
+
+
+def simulate(
+    recipe_or_name: SimulationRecipe | str,
+    class_name: str,
+    num_images: int,
+    seed: int,
+    device="cpu",
+    engine: str = "torch",
+    dtype: torch.dtype = torch.float32,
+    compile: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Simulate ``num_images`` images of one class.
+
+    Args:
+        recipe_or_name: a :class:`SimulationRecipe` or a name in ``RECIPE_NAMES``.
+        class_name: one of ``recipe.class_names``.
+        num_images: > 0.
+        seed: the same seed, recipe name, class and device give identical output.
+        device: where parameters are drawn and images rendered.
+        engine: ``"torch"`` or ``"lenstronomy"`` (parameters and noise are drawn in torch either way).
+        dtype: compute dtype (float32 or float64); outputs are float32.
+        compile: ``torch.compile`` the torch renderer.
+
+    Returns:
+        ``{"pixel_values": (N, 1, H, W)}`` plus every ``recipe.parameter_columns`` as ``(N,)``,
+        and ``"high_resolution": (N, 1, f*H, f*W)`` for super-resolution; all float32.
+    """
+    recipe = _resolve(recipe_or_name)
+    if not isinstance(num_images, int) or num_images <= 0:
+        raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+    if class_name not in recipe.class_names:
+        raise ValueError(f"unknown class {class_name!r} for recipe {recipe.name!r}; choose from {recipe.class_names}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(derive_seed(recipe.name, class_name, seed))
+    return simulate_with_generator(recipe, class_name, num_images, generator, device, engine, dtype, compile)
