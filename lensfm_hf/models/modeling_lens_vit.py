@@ -305,9 +305,31 @@ class LensViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
 
+    def post_init(self):
+        super().post_init()
+        self._record_frozen_parameters()
+
+    def _record_frozen_parameters(self) -> None:
+        """Remember what the constructor froze (fixed sin-cos positions, EMA teachers of pretraining subclasses)."""
+        self._frozen_parameter_names = {name for name, p in self.named_parameters() if not p.requires_grad}
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # transformers 5 re-creates loaded parameters with requires_grad=True, which would put the fixed sin-cos
+        # positions (and EMA teachers) into the optimiser; re-freeze what the constructor froze.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        for name, parameter in model.named_parameters():
+            if name in model._frozen_parameter_names:
+                parameter.requires_grad_(False)
+        return loaded
+
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            if getattr(module, "zero_init", False):
+                init.zeros_(module.weight)
+            else:
+                init.trunc_normal_(module.weight, std=self.config.initializer_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
@@ -453,6 +475,8 @@ class LensViTForImageSuperResolution(LensViTPreTrainedModel):
             nn.Conv2d(config.sr_decoder_hidden_size, config.num_channels * scale**2, kernel_size=1),
             nn.PixelShuffle(scale),
         )
+        # Zero residual at init: an untrained model outputs exactly the bicubic upsampling.
+        self.decoder[2].zero_init = True
         self.post_init()
 
     def forward(

@@ -1,0 +1,177 @@
+"""Shared base of the pretraining methods: a config holding the LensViT backbone fields, and a PreTrainedModel with
+training-progress bookkeeping (schedules), a no-op teacher update and head initialisation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig
+
+from ..models.configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
+from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
+from .components import DINOHead
+from .views import ViewConfig
+
+try:  # transformers >= 5: init functions that respect the "already loaded from checkpoint" flag
+    from transformers import initialization as init
+except ImportError:  # pragma: no cover - older transformers
+    from torch.nn import init
+
+# Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the
+# super-resolution head and provenance fields, which are no part of an encoder being pretrained.
+_NOT_BACKBONE = {"self", "kwargs", "pretraining", "upscale_factor", "sr_decoder_hidden_size", "sr_loss"}
+BACKBONE_DEFAULTS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(LensViTConfig.__init__).parameters.items()
+    if name not in _NOT_BACKBONE and parameter.default is not inspect.Parameter.empty
+}
+
+
+class LensPretrainingConfig(PretrainedConfig):
+    r"""Base configuration of a `<Method>ForPreTraining` model.
+
+    Holds every LensViT backbone field under its LensViTConfig name (`image_size`, `patch_size`, `hidden_size`, …),
+    a `views` dict of [`ViewConfig`] options, and the method's own fields (in subclasses). Subclasses set
+    `method` (the registry name), `backbone_overrides` (backbone defaults that differ for the method, e.g. no CLS
+    for I-JEPA) and `default_views`.
+
+    Args:
+        views (`dict`, *optional*): overrides of the method's default view options (see [`ViewConfig`]).
+        **kwargs: backbone fields (defaults as [`LensViTConfig`]) and [`PretrainedConfig`] arguments.
+    """
+
+    model_type = "lens_pretraining"
+    method = ""
+    backbone_overrides = {}
+    default_views = {}
+
+    def __init__(self, views: dict | None = None, **kwargs):
+        for name, default in BACKBONE_DEFAULTS.items():
+            setattr(self, name, kwargs.pop(name, self.backbone_overrides.get(name, default)))
+        # Store a complete, JSON-friendly dict so a saved config is self-describing.
+        self.views = ViewConfig.from_dict({**self.default_views, **(views or {})}).to_dict()
+        super().__init__(**kwargs)
+        self.backbone_config()  # validates the backbone fields now, with LensViTConfig's messages
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "LensPretrainingConfig":
+        """A named backbone size (`micro`, `tiny`, `small`, `base`) plus any field, e.g.
+        `from_preset("micro", image_size=32)`."""
+        if name not in LENS_VIT_PRESETS:
+            raise ValueError(f"unknown LensViT preset {name!r}; choose one of {sorted(LENS_VIT_PRESETS)}.")
+        return cls(**{**LENS_VIT_PRESETS[name], **kwargs})
+
+    def backbone_config(self, **overrides) -> LensViTConfig:
+        """The encoder's [`LensViTConfig`]; `config.pretraining` records the method."""
+        values = {name: getattr(self, name) for name in BACKBONE_DEFAULTS}
+        values.update(overrides)
+        attn = getattr(self, "_attn_implementation", None)
+        if attn is not None and "attn_implementation" not in values:
+            values["attn_implementation"] = attn
+        values.setdefault("pretraining", {"method": self.method})
+        return LensViTConfig(**values)
+
+    @property
+    def view_config(self) -> ViewConfig:
+        return ViewConfig.from_dict(self.views)
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+class LensPretrainingModel(LensViTPreTrainedModel):
+    """Base of `<Method>ForPreTraining`: the student encoder lives in `self.lens_vit` (a [`LensViTModel`]).
+
+    `set_progress(step, max_steps)` drives the schedules through `progress` ∈ [0, 1] (0 until a schedule is known);
+    `update_teacher()` is a no-op here (methods with an EMA teacher override it); `get_encoder()` returns the encoder
+    to export. Forward takes `pixel_values` (B, C, H, W) and builds its own views and masks on that device.
+    """
+
+    config_class = LensPretrainingConfig
+    # The losses do not use num_items_in_batch, so Trainer must scale for gradient accumulation (hf-stack §10).
+    accepts_loss_kwargs = False
+    diagnostic_names: tuple[str, ...] = ()
+
+    def __init__(self, config: LensPretrainingConfig):
+        super().__init__(config)
+        self._step = 0
+        self._max_steps = 0
+
+    # -- schedules --------------------------------------------------------------------------------------------------
+    def set_progress(self, step: int, max_steps: int) -> None:
+        """Record the global optimiser step and the run length; schedules read `self.progress`."""
+        self._step = int(step)
+        self._max_steps = int(max_steps)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done, in [0, 1]; 0 when `set_progress` was never called with max_steps > 0."""
+        if self._max_steps <= 0:
+            return 0.0
+        return min(max(self._step / self._max_steps, 0.0), 1.0)
+
+    @property
+    def schedule_known(self) -> bool:
+        return self._max_steps > 0
+
+    def update_teacher(self) -> None:
+        """EMA update after each optimiser step; nothing to do for methods without a teacher."""
+
+    # -- building blocks --------------------------------------------------------------------------------------------
+    def get_encoder(self, modality: str | None = None) -> LensViTModel:
+        """The encoder to export (student / context encoder), a [`LensViTModel`]."""
+        return self.lens_vit
+
+    def build_encoder(self, use_mask_token: bool = False, **overrides) -> LensViTModel:
+        return LensViTModel(self.config.backbone_config(**overrides), use_mask_token=use_mask_token)
+
+    def build_teacher(self, use_mask_token: bool = False) -> LensViTModel:
+        """A frozen copy of the student's architecture without stochastic depth or dropout (DINO's teacher)."""
+        teacher = self.build_encoder(
+            use_mask_token=use_mask_token, drop_path_rate=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+        )
+        teacher.requires_grad_(False)
+        return teacher
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Heads: truncated normal (std `initializer_range`) Linear weights, zero biases, unit norms."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, DINOHead):
+            init.trunc_normal_(module.last_layer_v, std=std)
+            init.ones_(module.last_layer_g)
+        else:  # encoder pieces (patch conv, positions, CLS/mask tokens) as LensViT initialises them
+            super()._init_weights(module)
+
+    def _diagnostic(self, value: torch.Tensor | float, device=None) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.detach().float().reshape(())
+        # A fill kernel with the scalar as argument: no host-to-device copy, so no stream sync on a GPU.
+        return torch.full((), float(value), device=device)
+
+
+def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:
+    """Std over the batch of L2-normalised embeddings (B, D), averaged over dimensions: ~1/√D when healthy, → 0 on
+    collapse (the diagnostic of SimSiam / lightly `std_of_l2_normalized`)."""
+    normalized = torch.nn.functional.normalize(embeddings.detach().float(), dim=-1)
+    return normalized.std(dim=0).mean()
+
+
+__all__ = ["BACKBONE_DEFAULTS", "LensPretrainingConfig", "LensPretrainingModel", "embedding_std"]

@@ -1,0 +1,277 @@
+"""I-JEPA (Assran et al. 2023, facebookresearch/ijepa): predict the representations of masked target blocks.
+
+A context encoder sees one large block minus 4 target blocks; a narrow predictor (sin-cos positions, mask token,
+one sequence per target block) predicts the EMA target encoder's layer-normalised features of each target block
+on the full image; smooth-L1 loss; EMA momentum linear 0.996 → 1. The masker (`mask_generator`), the predictor
+(`predictor` / `predict`) and the target path (`compute_targets`) are separate so a physics-informed subclass can
+replace any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..models.configuration_lens_vit import LensViTConfig
+from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .components import MultiBlockMaskGenerator, MultiBlockMasks, copy_weights, linear_schedule, update_momentum
+from .views import make_views
+
+
+class LensIJEPAConfig(LensPretrainingConfig):
+    r"""I-JEPA pretraining of a LensViT encoder.
+
+    The encoder defaults to `use_cls_token=False, pooling="mean"`: I-JEPA has no CLS token and is evaluated on
+    mean-pooled patch features (a CLS token, if enabled, is carried but ignored by the loss).
+
+    Args:
+        predictor_hidden_size (`int`, *optional*): predictor width; default half the encoder width (at least 32);
+            I-JEPA uses 384 for 1280-d ViT-H, issue #39's 32 px config 192.
+        predictor_num_hidden_layers (`int`, defaults to 6): predictor depth (the official code default).
+        predictor_num_attention_heads (`int`, *optional*): default the encoder's head count.
+        predictor_intermediate_size (`int`, *optional*): default 4 × predictor width.
+        num_targets (`int`, defaults to 4), target_scale (defaults to (0.15, 0.2)), target_aspect_ratio (defaults to
+            (0.75, 1.5)), context_scale (defaults to (0.85, 1.0)), context_aspect_ratio (defaults to (1, 1)),
+            min_keep (`int`, defaults to 10): the official multi-block collator settings (see
+            [`multiblock_masks`]; on a 4×4 grid use fewer targets).
+        momentum_start, momentum_end (`float`, defaults to 0.996, 1.0): *linear* EMA schedule, as I-JEPA.
+        views (`dict`, *optional*): view options; default D4 only (I-JEPA uses only a random resized crop, which
+            would change the lensing scale).
+    """
+
+    model_type = "lens_ijepa"
+    method = "ijepa"
+    backbone_overrides = {"use_cls_token": False, "pooling": "mean"}
+
+    def __init__(
+        self,
+        predictor_hidden_size: int | None = None,
+        predictor_num_hidden_layers: int = 6,
+        predictor_num_attention_heads: int | None = None,
+        predictor_intermediate_size: int | None = None,
+        num_targets: int = 4,
+        target_scale: tuple[float, float] = (0.15, 0.2),
+        target_aspect_ratio: tuple[float, float] = (0.75, 1.5),
+        context_scale: tuple[float, float] = (0.85, 1.0),
+        context_aspect_ratio: tuple[float, float] = (1.0, 1.0),
+        min_keep: int = 10,
+        momentum_start: float = 0.996,
+        momentum_end: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.predictor_hidden_size = predictor_hidden_size or max(self.hidden_size // 2, 32)
+        self.predictor_num_hidden_layers = predictor_num_hidden_layers
+        self.predictor_num_attention_heads = predictor_num_attention_heads or self.num_attention_heads
+        self.predictor_intermediate_size = predictor_intermediate_size or 4 * self.predictor_hidden_size
+        self.num_targets = num_targets
+        self.target_scale = tuple(target_scale)
+        self.target_aspect_ratio = tuple(target_aspect_ratio)
+        self.context_scale = tuple(context_scale)
+        self.context_aspect_ratio = tuple(context_aspect_ratio)
+        self.min_keep = min_keep
+        self.momentum_start = momentum_start
+        self.momentum_end = momentum_end
+        self.predictor_config()  # validates widths
+
+    def predictor_config(self) -> LensViTConfig:
+        """A LensViTConfig describing the predictor blocks (used only to build them)."""
+        return LensViTConfig(
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            num_channels=self.num_channels,
+            hidden_size=self.predictor_hidden_size,
+            num_hidden_layers=self.predictor_num_hidden_layers,
+            num_attention_heads=self.predictor_num_attention_heads,
+            intermediate_size=self.predictor_intermediate_size,
+            hidden_act=self.hidden_act,
+            qkv_bias=self.qkv_bias,
+            layer_norm_eps=self.layer_norm_eps,
+            attn_implementation=getattr(self, "_attn_implementation", None),
+        )
+
+    def build_mask_generator(self) -> MultiBlockMaskGenerator:
+        return MultiBlockMaskGenerator(
+            num_targets=self.num_targets,
+            target_scale=self.target_scale,
+            target_aspect_ratio=self.target_aspect_ratio,
+            context_scale=self.context_scale,
+            context_aspect_ratio=self.context_aspect_ratio,
+            min_keep=self.min_keep,
+        )
+
+
+@dataclass
+class LensIJEPAOutput(ModelOutput):
+    """
+    loss: smooth-L1 between predicted and target features (scalar).
+    embedding_std: std over the batch of the L2-normalised mean-pooled context features (0-dim).
+    target_std, prediction_std: std over all target tokens of the target / predicted features, averaged over
+        dimensions (0-dim; → 0 on collapse).
+    context_tokens: number of context patches per image in this batch (0-dim).
+    momentum: current EMA momentum (0-dim).
+    """
+
+    loss: torch.FloatTensor | None = None
+    embedding_std: torch.FloatTensor | None = None
+    target_std: torch.FloatTensor | None = None
+    prediction_std: torch.FloatTensor | None = None
+    context_tokens: torch.FloatTensor | None = None
+    momentum: torch.FloatTensor | None = None
+
+
+def _gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """tokens (B, N, D), indices (B, ...) → (B, ..., D)."""
+    batch_size, dim = tokens.shape[0], tokens.shape[-1]
+    flat = indices.reshape(batch_size, -1)
+    gathered = torch.gather(tokens, 1, flat.unsqueeze(-1).expand(-1, -1, dim))
+    return gathered.reshape(*indices.shape, dim)
+
+
+class LensIJEPAPredictor(nn.Module):
+    """Narrow ViT: context tokens (with their sin-cos positions) + one mask token per target patch (with its
+    position) → blocks → LayerNorm → Linear back to the encoder width. Each target block is its own sequence."""
+
+    def __init__(self, config: LensIJEPAConfig):
+        super().__init__()
+        predictor_config = config.predictor_config()
+        self.grid_size = config.image_size // config.patch_size
+        dim = config.predictor_hidden_size
+        self.embed = nn.Linear(config.hidden_size, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, self.grid_size**2, dim), requires_grad=False)
+        self.layers = nn.ModuleList(
+            [LensViTLayer(predictor_config) for _ in range(config.predictor_num_hidden_layers)]
+        )
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.projection = nn.Linear(dim, config.hidden_size)
+
+    def positions(self, grid_height: int, grid_width: int) -> torch.Tensor:
+        if grid_height == grid_width == self.grid_size:
+            return self.position_embeddings
+        pos = sincos_position_embedding(grid_height, grid_width, self.mask_token.shape[-1], self.mask_token.device)
+        return pos.unsqueeze(0)
+
+    def forward(
+        self,
+        context_tokens: torch.Tensor,
+        context_indices: torch.Tensor,
+        target_indices: torch.Tensor,
+        grid_height: int,
+        grid_width: int,
+    ) -> torch.Tensor:
+        """context_tokens (B, K, D) at context_indices (B, K); target_indices (B, M, T) → (B, M, T, D)."""
+        batch_size, num_context, _ = context_tokens.shape
+        num_targets, target_size = target_indices.shape[1:]
+        x = self.embed(context_tokens)
+        dim = x.shape[-1]
+        positions = self.positions(grid_height, grid_width).to(x.dtype).expand(batch_size, -1, -1)
+        x = x + _gather_tokens(positions, context_indices)
+        x = x.unsqueeze(1).expand(batch_size, num_targets, num_context, dim).reshape(-1, num_context, dim)
+        queries = self.mask_token.to(x.dtype) + _gather_tokens(positions, target_indices).reshape(-1, target_size, dim)
+        x = torch.cat([x, queries], dim=1)
+        for layer in self.layers:
+            x, _ = layer(x)
+        x = self.projection(self.norm(x[:, num_context:]))
+        return x.reshape(batch_size, num_targets, target_size, -1)
+
+
+class LensIJEPAForPreTraining(LensPretrainingModel):
+    """I-JEPA: context encoder `lens_vit` + `predictor`; frozen EMA `target_encoder`; `mask_generator` (callable).
+
+    Override points for variants (e.g. physics-informed I-JEPA):
+      - `mask_generator`: any callable `(B, grid_h, grid_w, device) -> MultiBlockMasks`;
+      - `compute_targets(pixel_values, masks) -> (B, M, T, D)`;
+      - `predict(context_tokens, masks, grid_height, grid_width) -> (B, M, T, D)` (default: `self.predictor`);
+      - `prediction_loss(predictions, targets, masks) -> scalar` (default: smooth-L1);
+      - `auxiliary_loss(images, context_output, masks) -> (loss | None, diagnostics)` with `output_class` (default: none).
+    """
+
+    config_class = LensIJEPAConfig
+    output_class = LensIJEPAOutput
+    diagnostic_names = ("embedding_std", "target_std", "prediction_std", "context_tokens", "momentum")
+
+    def __init__(self, config: LensIJEPAConfig):
+        super().__init__(config)
+        self.lens_vit = self.build_encoder()
+        self.predictor = LensIJEPAPredictor(config)
+        self.target_encoder = self.build_teacher()
+        self.mask_generator = config.build_mask_generator()
+        self.post_init()
+        copy_weights(self.lens_vit, self.target_encoder)
+        self._record_frozen_parameters()
+
+    def _init_weights(self, module):
+        if isinstance(module, LensIJEPAPredictor):
+            init.trunc_normal_(module.mask_token, std=self.config.initializer_range)
+            pos = sincos_position_embedding(module.grid_size, module.grid_size, module.mask_token.shape[-1])
+            init.copy_(module.position_embeddings, pos.unsqueeze(0))
+        else:
+            super()._init_weights(module)
+
+    @property
+    def momentum(self) -> float:
+        return linear_schedule(self.progress, self.config.momentum_start, self.config.momentum_end)
+
+    def update_teacher(self) -> None:
+        update_momentum(self.lens_vit, self.target_encoder, self.momentum)
+
+    @torch.no_grad()
+    def compute_targets(self, pixel_values: torch.Tensor, masks: MultiBlockMasks) -> torch.Tensor:
+        """Target encoder on the full image → LayerNorm without affine → features of each target block (B, M, T, D)."""
+        hidden = self.target_encoder(pixel_values).last_hidden_state[:, self.target_encoder.num_prefix_tokens :]
+        hidden = F.layer_norm(hidden.float(), (hidden.shape[-1],))
+        return _gather_tokens(hidden, masks.target_indices)
+
+    def predict(
+        self, context_tokens: torch.Tensor, masks: MultiBlockMasks, grid_height: int, grid_width: int
+    ) -> torch.Tensor:
+        return self.predictor(context_tokens, masks.context_indices, masks.target_indices, grid_height, grid_width)
+
+    def prediction_loss(
+        self, predictions: torch.Tensor, targets: torch.Tensor, masks: MultiBlockMasks
+    ) -> torch.Tensor:
+        return F.smooth_l1_loss(predictions.float(), targets.float())
+
+    def auxiliary_loss(self, images: torch.Tensor, context, masks: MultiBlockMasks) -> tuple[torch.Tensor | None, dict]:
+        """Extra loss term of a variant from the view `images` (B, C, H, W), the context encoder's output and the
+        masks; returns (weighted loss or None, diagnostics for `output_class`). Plain I-JEPA has none."""
+        return None, {}
+
+    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensIJEPAOutput:
+        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images."""
+        if pixel_values is None:
+            raise ValueError("LensIJEPAForPreTraining needs pixel_values of shape (batch, channels, height, width).")
+        images = make_views(pixel_values, 1, self.config.view_config)[0]
+        batch_size, _, height, width = images.shape
+        grid_h, grid_w = height // self.config.patch_size, width // self.config.patch_size
+        masks = self.mask_generator(batch_size, grid_h, grid_w, images.device)
+        targets = self.compute_targets(images, masks)
+        context = self.lens_vit(images, keep_indices=masks.context_indices)
+        context_tokens = context.last_hidden_state[:, self.lens_vit.num_prefix_tokens :]
+        predictions = self.predict(context_tokens, masks, grid_h, grid_w)
+        loss = self.prediction_loss(predictions, targets, masks)
+        auxiliary_loss, auxiliary_diagnostics = self.auxiliary_loss(images, context, masks)
+        if auxiliary_loss is not None:
+            loss = loss + auxiliary_loss
+        device = loss.device
+        with torch.no_grad():
+            target_std = targets.detach().float().reshape(-1, targets.shape[-1]).std(0).mean()
+            prediction_std = predictions.detach().float().reshape(-1, predictions.shape[-1]).std(0).mean()
+        return self.output_class(
+            loss=loss,
+            embedding_std=embedding_std(context.pooler_output),
+            target_std=target_std,
+            prediction_std=prediction_std,
+            context_tokens=self._diagnostic(masks.context_indices.shape[1], device),
+            momentum=self._diagnostic(self.momentum, device),
+            **auxiliary_diagnostics,
+        )
+
+
+__all__ = ["LensIJEPAConfig", "LensIJEPAForPreTraining", "LensIJEPAOutput", "LensIJEPAPredictor"]

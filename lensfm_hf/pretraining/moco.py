@@ -1,0 +1,166 @@
+"""MoCo v3 (Chen, Xie, He 2021, facebookresearch/moco-v3): contrast queries against momentum-encoder keys.
+
+q = predictor(projector(encoder(view))) against keys k = momentum_projector(momentum_encoder(other view)), keys
+gathered from all ranks without gradient, labels arange(N) + N·rank, loss 2τ·CE, symmetrised. The momentum
+branch follows a cosine schedule 0.99 → 1 from the training progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
+from .components import ProjectionHead, concat_all_gather, copy_weights, cosine_schedule, dist_is_active, rank
+from .components import update_momentum
+from .views import STRONG_VIEWS, make_views
+
+
+def moco_contrastive_loss(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of (N, D) queries against keys gathered from every rank (no gradient), scaled by 2τ as MoCo v3."""
+    query = F.normalize(query.float(), dim=-1)
+    key = F.normalize(key.float(), dim=-1)
+    key = concat_all_gather(key)
+    logits = query @ key.T / temperature
+    labels = torch.arange(query.shape[0], device=query.device) + query.shape[0] * rank()
+    return F.cross_entropy(logits, labels) * (2 * temperature)
+
+
+class LensMoCoConfig(LensPretrainingConfig):
+    r"""MoCo v3 pretraining of a LensViT encoder.
+
+    Args:
+        contrastive_temperature (`float`, defaults to 0.2): the ViT value of MoCo v3 (its code default 1.0 is for
+            ResNets).
+        momentum_start, momentum_end (`float`, defaults to 0.99, 1.0): cosine schedule of the key-encoder momentum.
+        projection_hidden_size (`int`, defaults to 2048): hidden width of projector and predictor (MoCo v3: 4096,
+            sized for ViT-B; 2048 keeps the heads smaller than our Ti/S backbones).
+        projection_dim (`int`, defaults to 256): output width (MoCo v3 default).
+        stop_grad_patch_embedding (`bool`, defaults to True): freeze the random patch projection, MoCo v3's
+            `--stop-grad-conv1` for ViT training stability.
+        views (`dict`, *optional*): view options; default every lensing-safe augmentation (`STRONG_VIEWS`), the same
+            for both views (MoCo v3 uses BYOL's asymmetric blur/solarize, which have no lensing analogue here).
+    """
+
+    model_type = "lens_moco"
+    method = "moco"
+    default_views = STRONG_VIEWS
+
+    def __init__(
+        self,
+        contrastive_temperature: float = 0.2,
+        momentum_start: float = 0.99,
+        momentum_end: float = 1.0,
+        projection_hidden_size: int = 2048,
+        projection_dim: int = 256,
+        stop_grad_patch_embedding: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.contrastive_temperature = contrastive_temperature
+        self.momentum_start = momentum_start
+        self.momentum_end = momentum_end
+        self.projection_hidden_size = projection_hidden_size
+        self.projection_dim = projection_dim
+        self.stop_grad_patch_embedding = stop_grad_patch_embedding
+
+
+@dataclass
+class LensMoCoOutput(ModelOutput):
+    """
+    loss: symmetric 2τ-scaled InfoNCE (scalar).
+    embedding_std: std over the batch of the L2-normalised pooled encoder output (0-dim).
+    positive_similarity: mean cosine similarity of queries and their keys (0-dim).
+    momentum: current key-encoder momentum (0-dim).
+    """
+
+    loss: torch.FloatTensor | None = None
+    embedding_std: torch.FloatTensor | None = None
+    positive_similarity: torch.FloatTensor | None = None
+    momentum: torch.FloatTensor | None = None
+
+
+class LensMoCoForPreTraining(LensPretrainingModel):
+    """MoCo v3: `lens_vit` + `projector` + `predictor`; frozen `momentum_encoder` + `momentum_projector`.
+
+    The momentum branch is updated by `update_teacher()` after each optimiser step. The official code updates at
+    the start of the next forward, before computing keys; both orders see the same weights when the keys are made.
+    Heads use BatchNorm: when torch.distributed is running on CUDA at construction time they are converted to
+    SyncBatchNorm (as MoCo v3), otherwise call `convert_sync_batchnorm()` before wrapping the model in DDP.
+    """
+
+    config_class = LensMoCoConfig
+    diagnostic_names = ("embedding_std", "positive_similarity", "momentum")
+
+    def __init__(self, config: LensMoCoConfig):
+        super().__init__(config)
+        self.lens_vit = self.build_encoder()
+        hidden, dim = config.projection_hidden_size, config.projection_dim
+        self.projector = self._projector()
+        self.predictor = ProjectionHead(dim, hidden, dim, num_layers=2, bias=False, last_batch_norm=False)
+        self.momentum_encoder = self.build_encoder()
+        self.momentum_projector = self._projector()
+        self.post_init()
+        copy_weights(self.lens_vit, self.momentum_encoder)
+        copy_weights(self.projector, self.momentum_projector)
+        if config.stop_grad_patch_embedding:
+            self.lens_vit.embeddings.patch_embeddings.requires_grad_(False)
+        self._record_frozen_parameters()
+        if dist_is_active() and torch.cuda.is_available():
+            self.convert_sync_batchnorm()
+
+    def _projector(self) -> ProjectionHead:
+        config = self.config
+        return ProjectionHead(
+            config.hidden_size,
+            config.projection_hidden_size,
+            config.projection_dim,
+            num_layers=3,
+            bias=False,
+            last_batch_norm=True,
+            last_batch_norm_affine=False,
+        )
+
+    def convert_sync_batchnorm(self) -> "LensMoCoForPreTraining":
+        """Replace the heads' BatchNorm1d with SyncBatchNorm (same state-dict keys); needs CUDA under DDP."""
+        for name in ("projector", "predictor", "momentum_projector"):
+            setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self, name)))
+        return self
+
+    @property
+    def momentum(self) -> float:
+        return cosine_schedule(self.progress, self.config.momentum_start, self.config.momentum_end)
+
+    def update_teacher(self) -> None:
+        update_momentum(self.lens_vit, self.momentum_encoder, self.momentum)
+        update_momentum(self.projector, self.momentum_projector, self.momentum)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensMoCoOutput:
+        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2 for BN)."""
+        if pixel_values is None:
+            raise ValueError("LensMoCoForPreTraining needs pixel_values of shape (batch, channels, height, width).")
+        batch_size = pixel_values.shape[0]
+        views = torch.cat(make_views(pixel_values, 2, self.config.view_config))
+        features = self.lens_vit(views).pooler_output
+        # Heads run per view, so their BatchNorm statistics are per view as in the official code.
+        q1, q2 = (self.predictor(self.projector(f)) for f in features.split(batch_size))
+        with torch.no_grad():
+            key_features = self.momentum_encoder(views).pooler_output
+            k1, k2 = (self.momentum_projector(f) for f in key_features.split(batch_size))
+        temperature = self.config.contrastive_temperature
+        loss = moco_contrastive_loss(q1, k2, temperature) + moco_contrastive_loss(q2, k1, temperature)
+        with torch.no_grad():
+            positive = (F.cosine_similarity(q1.float(), k2.float()) + F.cosine_similarity(q2.float(), k1.float())) / 2
+        return LensMoCoOutput(
+            loss=loss,
+            embedding_std=embedding_std(features[:batch_size]),
+            positive_similarity=positive.mean(),
+            momentum=self._diagnostic(self.momentum, device=loss.device),
+        )
+
+
+__all__ = ["LensMoCoConfig", "LensMoCoForPreTraining", "LensMoCoOutput", "moco_contrastive_loss"]

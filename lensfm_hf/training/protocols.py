@@ -1,0 +1,278 @@
+"""Evaluation protocols for any LensViT encoder: kNN, linear probe, full fine-tune and few-label fine-tune.
+
+Features are the encoder's `pooler_output` (CLS token after the final LayerNorm, or the patch mean for
+`pooling="mean"`), extracted once in batches under `torch.inference_mode`. Hyperparameters (probe weight decay) and
+checkpoints (fine-tunes) are selected on a seeded validation split cut from train; the test split only reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..models import LensImageProcessor, LensViTConfig, LensViTModel
+from .finetune import (
+    FinetuneModelArguments,
+    TensorSplit,
+    build_model,
+    few_label_indices,
+    few_label_subset,
+    finalize_training_section,
+    predict,
+    remove_checkpoints,
+    train_model,
+    train_validation_indices,
+    training_defaults,
+)
+from .metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def load_encoder(encoder, device: str | torch.device | None = None) -> LensViTModel:
+    """A `LensViTModel` from a hub id / folder, or the encoder inside a task model, in eval mode."""
+    if isinstance(encoder, (str, os.PathLike)):
+        encoder = LensViTModel.from_pretrained(str(encoder))
+    encoder = getattr(encoder, "lens_vit", encoder)
+    if device is not None:
+        encoder = encoder.to(device)
+    return encoder.eval()
+
+
+@torch.inference_mode()
+def extract_features(
+    encoder,
+    dataset,
+    batch_size: int = 256,
+    processor: LensImageProcessor | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (N, D) float32 (CPU) and labels (N,) of every row of `dataset`.
+
+    `dataset` is a prepared `TensorSplit` (images already at the encoder's size) or a datasets `Dataset` following
+    the data contract, whose `pixel_values` go through `processor` (default: per-image min-max, resized to the
+    encoder's `image_size`) batch by batch.
+    """
+    encoder = load_encoder(encoder, device)
+    device = next(encoder.parameters()).device
+    dtype = next(encoder.parameters()).dtype
+    features, labels = [], []
+    if isinstance(dataset, TensorSplit):
+        for start in range(0, len(dataset), batch_size):
+            pixel_values = dataset.pixel_values[start : start + batch_size].to(device, dtype)
+            features.append(encoder(pixel_values=pixel_values).pooler_output.float().cpu())
+        return torch.cat(features), dataset.labels.clone()
+    processor = processor or LensImageProcessor()
+    size = encoder.config.image_size
+    formatted = dataset.with_format("torch", columns=["pixel_values", "label"])
+    for start in range(0, len(formatted), batch_size):
+        batch = formatted[start : start + batch_size]
+        pixel_values = processor(batch["pixel_values"], size=size, return_tensors="pt")["pixel_values"]
+        features.append(encoder(pixel_values=pixel_values.to(device, dtype)).pooler_output.float().cpu())
+        labels.append(batch["label"].long())
+    return torch.cat(features), torch.cat(labels)
+
+
+# ----------------------------------------------------------------------------- kNN
+
+
+@torch.inference_mode()
+def knn_probabilities(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Weighted kNN class scores (DINO `eval_knn.py`): cosine similarity of L2-normalised features, the k nearest
+    training points vote with weight exp(similarity / temperature). Returns (N_test, C) normalised votes."""
+    bank = F.normalize(train_features.float(), dim=1)
+    labels = train_labels.long().to(bank.device)
+    k = min(k, bank.shape[0])
+    scores = []
+    for start in range(0, test_features.shape[0], batch_size):
+        queries = F.normalize(test_features[start : start + batch_size].float().to(bank.device), dim=1)
+        similarity, index = (queries @ bank.T).topk(k, dim=1)
+        weights = (similarity / temperature).exp()
+        votes = torch.zeros(queries.shape[0], num_classes, device=bank.device)
+        votes.scatter_add_(1, labels[index], weights)
+        scores.append(votes / votes.sum(dim=1, keepdim=True).clamp(min=1e-12))
+    return torch.cat(scores).cpu()
+
+
+def knn_evaluate(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+) -> dict:
+    """kNN classification metrics (accuracy, roc_auc, roc_auc_<class>, confusion_matrix) plus `probabilities`."""
+    num_classes = num_classes or (len(label_names) if label_names else int(train_labels.max()) + 1)
+    probabilities = knn_probabilities(train_features, train_labels, test_features, num_classes, k, temperature)
+    metrics = classification_metrics(probabilities.numpy(), test_labels.numpy(), label_names, kind="probabilities")
+    metrics["probabilities"] = probabilities.numpy()
+    return metrics
+
+
+# ----------------------------------------------------------------------------- linear probe
+
+
+def fit_logistic_regression(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 100
+) -> torch.nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS: mean cross-entropy + weight_decay/2 * ||W||^2."""
+    torch.manual_seed(0)  # deterministic start; L-BFGS on a convex loss then converges to the same optimum
+    head = torch.nn.Linear(features.shape[1], num_classes).to(features.device)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    labels = labels.long().to(features.device)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(head(features), labels) + 0.5 * weight_decay * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return head.eval()
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    validation_features: torch.Tensor,
+    validation_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+    max_iter: int = 100,
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+    selection_metric: str = "roc_auc",
+) -> dict:
+    """Linear probe on frozen features: standardise with train statistics, fit one logistic regression per weight
+    decay, keep the one with the best validation `selection_metric` (ties: higher validation accuracy, then the
+    stronger decay), report it on test. Returns test metrics, `probabilities`, `weight_decay`, `validation`."""
+    num_classes = num_classes or (len(label_names) if label_names else int(train_labels.max()) + 1)
+    mean = train_features.mean(dim=0, keepdim=True)
+    std = train_features.std(dim=0, keepdim=True).clamp(min=1e-6) if len(train_features) > 1 else 1.0
+
+    def standardise(x):
+        return ((x.float() - mean) / std).float()
+
+    train_x, val_x, test_x = standardise(train_features), standardise(validation_features), standardise(test_features)
+    best = None
+    for weight_decay in sorted(weight_decays, reverse=True):
+        head = fit_logistic_regression(train_x, train_labels, num_classes, float(weight_decay), max_iter)
+        with torch.no_grad():
+            val_scores = head(val_x).softmax(-1).numpy()
+        val_metrics = classification_metrics(val_scores, validation_labels.numpy(), label_names, kind="probabilities")
+        score = val_metrics.get(selection_metric, float("nan"))
+        key = (-math.inf if math.isnan(score) else score, val_metrics["accuracy"])
+        if best is None or key > best[0]:
+            best = (key, float(weight_decay), head, val_metrics)
+    _, weight_decay, head, val_metrics = best
+    with torch.no_grad():
+        probabilities = head(test_x).softmax(-1).numpy()
+    metrics = classification_metrics(probabilities, test_labels.numpy(), label_names, kind="probabilities")
+    metrics.update(
+        probabilities=probabilities,
+        weight_decay=weight_decay,
+        validation={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
+    )
+    return metrics
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def finetune_classifier(
+    encoder: str | os.PathLike | LensViTConfig | None,
+    train: TensorSplit,
+    validation: TensorSplit,
+    test: TensorSplit,
+    *,
+    output_dir: str | os.PathLike,
+    seed: int = 0,
+    training: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    augment: bool = True,
+    keep_model: bool = False,
+    quiet: bool = True,
+) -> dict:
+    """Fine-tune encoder + linear head end to end with `Trainer` on `train` (a few-label subset for the few-label
+    protocol), select the checkpoint on `validation` (macro AUC), report `test`.
+
+    `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
+    the config, else `model`'s preset/image_size/patch_size, gives its architecture). `training` holds TrainingArguments fields (max_steps, learning_rate, ...).
+    Returns test metrics, `probabilities`, `validation` (selected checkpoint's metrics) and `train_runtime_s`.
+    """
+    import time
+
+    from transformers import TrainingArguments, set_seed
+
+    from .recipes import parse_section
+
+    set_seed(seed)
+    base_config = encoder if isinstance(encoder, LensViTConfig) else None
+    path = None if encoder is None or base_config is not None else str(encoder)
+    model_args = FinetuneModelArguments(encoder=path, **dict(model or {}))
+    values = {**training_defaults(str(output_dir)), "disable_tqdm": True, "logging_steps": 50, **dict(training or {})}
+    values.update(output_dir=str(output_dir), seed=seed)
+    values = finalize_training_section(values, "classification", len(validation) > 0)
+    args = parse_section("training", TrainingArguments, values)
+    classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
+    start = time.perf_counter()
+    trainer = train_model(classifier, train, validation, "classification", args, augment=augment, quiet=quiet)
+    runtime = time.perf_counter() - start
+    logits = predict(trainer.model, test, batch_size=args.per_device_eval_batch_size)
+    metrics = classification_metrics(logits, test.labels.numpy(), test.label_names)
+    from .finetune import best_validation_metrics
+
+    metrics.update(
+        probabilities=torch.from_numpy(logits).softmax(-1).numpy(),
+        validation=best_validation_metrics(trainer),
+        train_runtime_s=runtime,
+    )
+    if keep_model:
+        trainer.save_model(str(Path(output_dir) / "model"))
+    remove_checkpoints(output_dir)
+    if not keep_model:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    return metrics
+
+
+__all__ = [
+    "DEFAULT_WEIGHT_DECAYS",
+    "extract_features",
+    "few_label_indices",
+    "few_label_subset",
+    "finetune_classifier",
+    "fit_logistic_regression",
+    "knn_evaluate",
+    "knn_probabilities",
+    "linear_probe",
+    "load_encoder",
+    "train_validation_indices",
+]

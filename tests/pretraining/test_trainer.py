@@ -1,0 +1,272 @@
+"""Pretraining Trainer glue: recipes, a short training run, diagnostics, resumption, export and reload.
+
+Tiny configs on the CPU (micro LensViT, 32 px, a few steps on a ring dataset written by `tiny_data`), with the
+real methods of `lensfm_hf.pretraining`; I-JEPA is the EMA-teacher method (the cheapest one on a CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForPreTraining, TrainerCallback
+
+from tiny_data import write_tiny_dataset
+
+from lensfm_hf.training import pretrain
+from lensfm_hf.training.pretrain import load_pretraining_recipe, run_pretraining
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "pretrain").glob("*.yaml"))
+EMA_METHOD = "ijepa"
+TEACHER_WORDS = ("teacher", "momentum", "target", "ema")
+
+
+@pytest.fixture(scope="module")
+def methods():
+    import lensfm_hf.pretraining
+
+    return lensfm_hf.pretraining
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_lensing"), train=96, test=24, size=32)
+
+
+def _recipe(dataset_dir, output_dir, method=EMA_METHOD, **training):
+    return {
+        "model": {"method": method, "preset": "micro", "image_size": 32, "patch_size": 8},
+        "data": {"source": str(dataset_dir), "config": "model2"},
+        "training": {
+            "output_dir": str(output_dir),
+            "per_device_train_batch_size": 16,
+            "learning_rate": 1e-3,
+            "warmup_steps": 1,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "disable_tqdm": True,
+            **training,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(methods, dataset_dir, tmp_path_factory):
+    """One short EMA-method run shared by the loss, diagnostics and export tests."""
+    out = tmp_path_factory.mktemp("run")
+    recipe = _recipe(dataset_dir, out, max_steps=14)
+    recipe["data"]["num_eval_images"] = 16
+    return run_pretraining(recipe)
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipes_parse(path, methods):
+    recipe = load_pretraining_recipe(path)
+    assert recipe.model.method in methods.PRETRAINING_METHODS
+    assert recipe.training.max_steps > 0
+    assert recipe.training.label_names == [] and recipe.training.remove_unused_columns is False
+    if path.stem.endswith("_tiny"):
+        assert recipe.model.preset == "micro" and not recipe.training.bf16
+    else:
+        assert recipe.model.image_size == 64 and recipe.model.patch_size == 8
+        gpu = yaml.safe_load(path.read_text())["training"]
+        assert gpu["bf16"] is True and gpu["optim"] == "adamw_torch_fused"
+        assert recipe.training.per_device_train_batch_size >= 256
+        assert recipe.training.bf16 == torch.cuda.is_available()  # float32 where there is no GPU
+    assert len(RECIPES) == 12
+
+
+def test_overrides_are_typed_and_routed():
+    recipe = load_pretraining_recipe(
+        RECIPES[0],
+        ["max_steps=7", "learning_rate=1e-3", "training.seed=3", "data.source=stream:model3",
+         "model.method_config.mask_ratio=0.6", "preset=micro", "bf16=false"],
+    )
+    assert recipe.training.max_steps == 7 and recipe.training.seed == 3
+    assert recipe.training.learning_rate == pytest.approx(1e-3) and isinstance(recipe.training.learning_rate, float)
+    assert recipe.data.dataset_config == "model3" and recipe.data.is_stream
+    assert recipe.model.method_config == {"mask_ratio": 0.6} and recipe.model.preset == "micro"
+    assert recipe.training.bf16 is False
+    assert recipe.training.output_dir.endswith(RECIPES[0].stem)  # default output folder named after the recipe
+    assert recipe.resolved()["training"]["max_steps"] == 7
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides, match",
+    [
+        ({"model": {"method": "mae"}, "trainig": {}}, None, r"unknown recipe section.*'trainig'.*did you mean 'training'"),
+        ({"model": {"method": "mae", "mask_ration": 0.7}}, None, r"section 'model'.*'mask_ration'"),
+        ({"model": {"method": "mae"}, "training": {"max_step": 3}}, None, r"section 'training'.*did you mean 'max_steps'"),
+        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["max_stepz=3"], r"no recipe section has a field 'max_stepz'"),
+        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["nonsense"], r"not KEY=VALUE"),
+        ({"model": {}, "training": {"max_steps": 3}}, None, r"names no method"),
+        ({"model": {"method": "mae"}}, None, r"endless stream: set training.max_steps"),
+        ({"model": "mae"}, None, r"section 'model' must be a mapping"),
+        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["seed=abc"], r"training.seed expects int, got 'abc'"),
+    ],
+)
+def test_bad_recipes_raise_clear_errors(recipe, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        load_pretraining_recipe(recipe, overrides)
+
+
+def test_unknown_method_and_method_config_keys(methods, dataset_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown pretraining method 'dinno'.*did you mean 'dino'"):
+        run_pretraining(_recipe(dataset_dir, tmp_path, method="dinno", max_steps=1))
+    bad = _recipe(dataset_dir, tmp_path, max_steps=1)
+    bad["model"]["method_config"] = {"hidden_sise": 32}
+    with pytest.raises(ValueError, match=r"method_config key.*'hidden_sise'.*did you mean 'hidden_size'"):
+        run_pretraining(bad)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_tensor_batches_shard_ranks_and_resume(monkeypatch):
+    images = torch.arange(40, dtype=torch.float32).reshape(40, 1, 1, 1)
+
+    def draw(rank, start=0, count=7):
+        monkeypatch.setattr(pretrain, "_rank_and_world", lambda: (rank, 2))
+        batches = iter(pretrain.TensorBatches(images, batch_size=4, seed=1, start_batch=start))
+        return [next(batches)["pixel_values"].flatten().int().tolist() for _ in range(count)]
+
+    rank0, rank1 = draw(0), draw(1)
+    epoch = [i for batch in rank0[:5] + rank1[:5] for i in batch]  # 40 // (4 * 2) = 5 batches per epoch
+    assert sorted(epoch) == list(range(40)), "an epoch covers every image once, split between the ranks"
+    assert rank0[5:] != rank0[:2], "the next epoch is reshuffled"
+    assert draw(0, start=3, count=4) == rank0[3:7], "resuming at batch 3 continues the same sequence"
+
+
+def test_process_on_device_matches_processor():
+    from lensfm_hf.models import LensImageProcessor
+
+    images = torch.rand(3, 1, 16, 16) * 5
+    processor = LensImageProcessor(stretch="asinh", stretch_scale=0.5, normalization="minmax", size=8)
+    expected = processor(images)["pixel_values"]
+    torch.testing.assert_close(pretrain.process_on_device(processor, images), expected)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_loss_is_finite_and_decreases(trained):
+    losses = [entry["loss"] for entry in trained["log_history"] if "loss" in entry]
+    assert len(losses) == 14 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    assert trained["global_step"] == 14 and math.isfinite(trained["metrics"]["eval_loss"])
+
+
+def test_diagnostics_are_logged(trained, methods):
+    _, model_class = methods.get_pretraining_classes(EMA_METHOD)
+    names = set(model_class.diagnostic_names)
+    assert names, "the EMA method declares its diagnostics"
+    train_logs = [entry for entry in trained["log_history"] if "loss" in entry]
+    for entry in train_logs:
+        assert names <= set(entry), f"missing diagnostics {names - set(entry)} in {entry}"
+        assert all(math.isfinite(entry[name]) for name in names)
+
+
+def test_export_loads_with_auto_classes(trained, methods):
+    encoder_dir = Path(trained["encoder_dir"])
+    encoder = AutoModel.from_pretrained(encoder_dir)
+    assert type(encoder).__name__ == "LensViTModel"
+    info = encoder.config.pretraining
+    assert info["method"] == EMA_METHOD and info["steps"] == 14
+    assert info["recipe"]["model"]["preset"] == "micro" and info["data"]["config"] == "model2"
+    assert info["lensfm_hf_version"] and info["date"]
+    saved = json.loads((encoder_dir / "config.json").read_text())
+    assert saved["auto_map"]["AutoModel"].endswith("LensViTModel")
+    assert (encoder_dir / "README.md").is_file() and (encoder_dir / "preprocessor_config.json").is_file()
+    pixel_values = torch.rand(2, 1, 32, 32)
+    assert encoder(pixel_values).last_hidden_state.shape[0] == 2
+
+    state = AutoModelForPreTraining.from_pretrained(trained["pretraining_dir"])
+    _, model_class = methods.get_pretraining_classes(EMA_METHOD)
+    assert isinstance(state, model_class)
+    assert state.config.pretraining["steps"] == 14 and state.config.pretraining["method"] == EMA_METHOD
+    weights = load_file(str(Path(trained["pretraining_dir"]) / "model.safetensors"))
+    assert any(word in key for key in weights for word in TEACHER_WORDS), "the EMA teacher is part of the state"
+    for key, value in state.state_dict().items():
+        if key in weights:
+            torch.testing.assert_close(value, weights[key])
+    # the exported encoder is the pretraining model's encoder
+    for key, value in encoder.state_dict().items():
+        matches = [k for k in weights if k.endswith("." + key)]
+        assert any(torch.equal(weights[k], value) for k in matches), key
+
+
+def test_init_from_exported_state_continues(trained, dataset_dir, tmp_path):
+    recipe = _recipe(dataset_dir, tmp_path / "continued", max_steps=2)
+    recipe["model"]["init_from"] = trained["encoder_dir"]  # the encoder folder: its pretraining/ is used
+    recipe["data"]["in_memory"] = True  # and the in-memory batch path through the Trainer
+    seen = {}
+
+    class Capture(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    result = run_pretraining(recipe, callbacks=[Capture()])
+    weights = load_file(str(Path(trained["pretraining_dir"]) / "model.safetensors"))
+    for key, value in weights.items():
+        torch.testing.assert_close(seen[key], value)
+    assert result["global_step"] == 2
+
+
+class StateAtFirstStep(TrainerCallback):
+    def __init__(self):
+        self.step = None
+        self.state = None
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self.step is None:
+            self.step = state.global_step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_restores_step_and_ema_teacher(methods, dataset_dir, tmp_path):
+    out = tmp_path / "resumable"
+    first = run_pretraining(_recipe(dataset_dir, out, max_steps=4, save_strategy="steps", save_steps=2))
+    assert first["global_step"] == 4 and (out / "checkpoint-4").is_dir()
+    checkpoint = load_file(str(out / "checkpoint-4" / "model.safetensors"))
+    teacher_keys = [k for k in checkpoint if any(word in k for word in TEACHER_WORDS)]
+    assert teacher_keys, "the checkpoint holds the EMA teacher"
+
+    probe = StateAtFirstStep()
+    resumed = run_pretraining(
+        _recipe(dataset_dir, out, max_steps=6, save_strategy="steps", save_steps=2),
+        overrides=["resume_from_checkpoint=last"],
+        callbacks=[probe],
+    )
+    assert probe.step == 4, "training continues from the saved step"
+    for key in checkpoint:
+        torch.testing.assert_close(probe.state[key], checkpoint[key], msg=f"{key} not restored")
+    assert resumed["global_step"] == 6
+    steps = [entry["step"] for entry in resumed["log_history"] if "loss" in entry]
+    assert steps[-2:] == [5, 6]
+    # the teacher kept moving after the resume (EMA updates ran)
+    final = load_file(str(out / "checkpoint-6" / "model.safetensors"))
+    assert any(not torch.equal(final[k], checkpoint[k]) for k in teacher_keys)
+
+
+def test_tiny_stream_recipe_runs_from_the_cli(methods, tmp_path, capsys):
+    """A shipped CPU recipe end to end through `lensfm pretrain`, on the on-the-fly simulator (few steps)."""
+    from lensfm_hf.cli import main
+
+    recipe = next(p for p in RECIPES if p.stem == "simclr_tiny")
+    overrides = [f"output_dir={tmp_path}", "max_steps=3", "per_device_train_batch_size=6", "logging_steps=1", "disable_tqdm=true"]
+    assert main(["pretrain", str(recipe), *overrides]) == 0
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    info = AutoModel.from_pretrained(tmp_path / "encoder").config.pretraining
+    assert info["method"] == "simclr" and info["data"] == {"source": "stream:model2", "config": "model2", "split": None}
+    assert info["recipe"]["model"]["method_config"]["projection_dim"] == 64  # from the YAML
+    assert json.loads((tmp_path / "recipe.json").read_text())["training"]["max_steps"] == 3

@@ -1,0 +1,111 @@
+"""The `mini` benchmark preset end to end (real simulator, real pretraining, a few steps), its outputs and its cache."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lensfm_hf.training import benchmark
+from lensfm_hf.training.benchmark import markdown_table, run_benchmark, settings_key, write_readme_table
+
+REPO = Path(__file__).resolve().parents[2]
+MINI = REPO / "recipes" / "benchmark" / "mini.yaml"
+
+
+def _overrides(root):
+    return [f"benchmark.results_dir={root}", f"pretrain.recipe_dir={REPO / 'recipes' / 'pretrain'}"]
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    return root, run_benchmark(MINI, overrides=_overrides(root))
+
+
+def test_mini_preset_writes_well_formed_results(mini_run):
+    root, result = mini_run
+    assert not result["failures"], result["failures"]
+    results = json.loads((root / "mini" / "results.json").read_text())
+    assert results["preset"] == "mini" and results["seeds"] == [0, 1]
+    cells = results["cells"]
+    expected = {(m, p) for m in ("mae", "simclr", "random_init") for p in ("knn", "linear", "finetune")}
+    assert {(c["method"], c["protocol"]) for c in cells} == expected
+    for cell in cells:
+        assert cell["finetuning_set"] == "model3"
+        assert cell["pretraining_set"] == ("none" if cell["method"] == "random_init" else "model2")
+        assert cell["label_budget"] == "all"
+        for metric in ("accuracy", "roc_auc", "roc_auc_no_sub", "roc_auc_cdm", "roc_auc_axion"):
+            stat = cell["metrics"][metric]
+            assert len(stat["per_seed"]) == 2 and math.isfinite(stat["mean"]) and math.isfinite(stat["std"])
+        assert (root / "mini" / cell["probabilities_file"]).is_file()
+    for name in results["plots"]:
+        assert (root / "mini" / name).stat().st_size > 1000
+    assert any("roc_" in p for p in results["plots"]) and any("confusion_" in p for p in results["plots"])
+
+    table = (root / "mini" / "results.md").read_text()
+    assert "| Method | Pretraining set | Fine-tuning set | kNN | Linear probe | Fine-tune |" in table
+    assert "| MAE | model2 | model3 |" in table and "| Random init | none | model3 |" in table
+
+
+def test_cards_carry_the_results_in_model_index(mini_run):
+    from huggingface_hub import ModelCard
+
+    root, result = mini_run
+    assert len(result["cards"]) == 2
+    for method in ("mae", "simclr"):
+        encoder = root / "mini" / "pretrain" / method / "encoder"
+        card = ModelCard.load(encoder / "README.md")
+        expected = json.loads((encoder / "eval_results.json").read_text())["results"]
+        got = card.data.eval_results
+        assert len(got) == len(expected) == 6  # 3 protocols x (accuracy, macro AUC)
+        pairs = {(r.dataset_config, r.metric_type, r.metric_name, round(r.metric_value, 4)) for r in got}
+        assert pairs == {(e["dataset_config"], e["metric_type"], e["metric_name"], e["metric_value"]) for e in expected}
+        assert all(r.task_type == "image-classification" and r.dataset_split == "test" for r in got)
+
+
+def test_rerun_skips_finished_cells_and_pretraining(mini_run, monkeypatch):
+    root, first = mini_run
+    calls = []
+    original = benchmark.compute_cell
+
+    def counting(protocol, *args, **kwargs):
+        calls.append(protocol)
+        return original(protocol, *args, **kwargs)
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("a finished encoder must be reused")
+
+    monkeypatch.setattr(benchmark, "compute_cell", counting)
+    monkeypatch.setattr("lensfm_hf.training.pretrain.run_pretraining", no_pretraining)
+    again = run_benchmark(MINI, overrides=_overrides(root))
+    assert calls == [] and again["computed"] == 0 and again["cached"] == len(first["cells"])
+    assert [c["key"] for c in again["cells"]] == [c["key"] for c in first["cells"]]
+
+    # a changed kNN setting recomputes the kNN cells only
+    changed = run_benchmark(MINI, overrides=[*_overrides(root), "protocols.knn_k=5"])
+    assert sorted(calls) == ["knn"] * 3 and changed["computed"] == 3
+
+
+def test_readme_table(mini_run):
+    root, _ = mini_run
+    text = write_readme_table(root / "mini")
+    assert "**Macro one-vs-rest ROC AUC**" in text and "**Accuracy**" in text
+    assert text.count("| SimCLR | model2 | model3 |") == 2
+    assert "](" in text and ".png)" in text
+
+
+def test_markdown_table_formats_mean_and_std():
+    cell = {
+        "method": "dino", "pretraining_set": "model2", "finetuning_set": "model1", "protocol": "few_label",
+        "label_budget": 100, "metrics": {"roc_auc": {"mean": 0.91234, "std": 0.0123, "per_seed": [0.9, 0.91, 0.925]}},
+    }
+    table = markdown_table([cell], "roc_auc")
+    assert "| DINO | model2 | model1 | 0.912 ± 0.012 |" in table and "Fine-tune 100/class" in table
+
+
+def test_settings_key_is_order_independent():
+    assert settings_key({"a": 1, "b": [1, 2]}) == settings_key({"b": [1, 2], "a": 1})
+    assert settings_key({"a": 1}) != settings_key({"a": 2})
