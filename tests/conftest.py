@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads spin-wait on each other
+# (a micro training step went from 17 ms to 1.1 s); subprocess tests set their own thread counts.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -56,7 +56,9 @@ class PretrainModelArguments:
     )
     init_from: str | None = field(
         default=None,
-        metadata={"help": "a saved pretraining state (<run>/encoder/pretraining) to continue from instead of a fresh init"},
+        metadata={"help": "a saved pretraining state (<run>/encoder/pretraining, or <run>/encoder) to continue from "
+                  "instead of a fresh init; its saved config then replaces preset/image_size/patch_size/method_config, "
+                  "and schedules restart with this run's steps (for an exact resume use training.resume_from_checkpoint)"},
     )
     attn_implementation: str | None = field(
         default=None, metadata={"help": "sdpa | eager | flash_attention_2 ...; None: transformers' default (sdpa)"}

@@ -28,8 +28,11 @@ SMALL_HEADS = {
     "dino": dict(out_dim=256, head_hidden_size=128, head_bottleneck_size=64, num_local_crops=2),
     "ibot": dict(out_dim=256, head_hidden_size=128, head_bottleneck_size=64, num_local_crops=2),
     "ijepa": dict(predictor_num_hidden_layers=2, num_targets=2, min_keep=4),
+    "ijepa_physics": dict(predictor_num_hidden_layers=2, num_targets=2, min_keep=4, pixel_scale=0.2),
 }
-TEACHERS = {"moco": "momentum_encoder", "dino": "teacher", "ibot": "teacher", "ijepa": "target_encoder"}
+TEACHERS = {"moco": "momentum_encoder", "dino": "teacher", "ibot": "teacher", "ijepa": "target_encoder",
+            "ijepa_physics": "target_encoder"}
+NO_CLS = ("ijepa", "ijepa_physics")
 TRAIN_STEPS = 40
 # "No collapse" after the short run: the encoder's embedding std on the batch keeps at least this share of its
 # value at initialisation (measured ≈ 0.5–0.8 for DINO/iBOT at these settings; collapse drives it towards 0).
@@ -111,7 +114,7 @@ def trained():
 
 
 def test_registry_and_auto_classes():
-    assert set(PRETRAINING_METHODS) == {"mae", "simclr", "moco", "dino", "ibot", "ijepa"}
+    assert set(PRETRAINING_METHODS) == {"mae", "simclr", "moco", "dino", "ibot", "ijepa", "ijepa_physics"}
     for method, (config_class, model_class) in PRETRAINING_METHODS.items():
         assert get_pretraining_classes(method) == (config_class, model_class)
         assert config_class.model_type == f"lens_{method}"
@@ -131,7 +134,7 @@ def test_config_presets_and_backbone(method):
     assert (backbone.hidden_size, backbone.image_size, backbone.patch_size) == (64, IMAGE_SIZE, PATCH_SIZE)
     assert backbone.drop_path_rate == 0.1 and config.hidden_size == 64
     assert backbone.pretraining == {"method": method}
-    if method == "ijepa":  # no CLS token in I-JEPA: mean-pooled patches
+    if method in NO_CLS:  # no CLS token in I-JEPA: mean-pooled patches
         assert not backbone.use_cls_token and backbone.pooling == "mean"
     reloaded = config_class.from_dict(config.to_dict())
     assert reloaded.to_dict() == config.to_dict()
@@ -200,7 +203,7 @@ def test_encoder_export(method, trained):
     assert isinstance(encoder, LensViTModel) and encoder is model.lens_vit
     with torch.no_grad():
         outputs = encoder(lensing_images(3))
-    prefix = 0 if method == "ijepa" else 1
+    prefix = 0 if method in NO_CLS else 1
     assert outputs.last_hidden_state.shape == (3, prefix + (IMAGE_SIZE // PATCH_SIZE) ** 2, 64)
     assert outputs.pooler_output.shape == (3, 64)
 
