@@ -172,7 +172,7 @@ def time_trainer(method: str, args, device: torch.device, output_dir: str) -> di
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["mae", "simclr", "moco", "dino", "ibot", "ijepa"])
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every method of lensfm_hf.pretraining")
     parser.add_argument("--preset", default="small", help="LensViT preset: micro | tiny | small | base")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--patch-size", type=int, default=8)
@@ -202,19 +202,23 @@ def main(argv=None) -> int:
               f"torch {torch.__version__}, transformers {transformers.__version__}")
     print(header, flush=True)
 
+    if args.methods is None:
+        from lensfm_hf.pretraining import PRETRAINING_METHODS
+
+        args.methods = list(PRETRAINING_METHODS)
     runs = [(name, lambda name=name: build_method(name, args.preset, args.image_size, args.patch_size)) for name in args.methods]
     if not args.no_reference:
         runs.append((REFERENCE, lambda: build_reference(args.preset, args.image_size, args.patch_size)))
     results = {}
     trainer_header = f" {'Trainer img/s':>14}" if args.trainer else ""
-    print(f"{'method':<10} {'images/s':>10} {'ms/step':>9} {'params M':>9} {'peak GB':>8} {'loss':>8}{trainer_header}")
+    print(f"{'method':<14} {'images/s':>10} {'ms/step':>9} {'params M':>9} {'peak GB':>8} {'loss':>8}{trainer_header}")
     for name, build in runs:
         torch.manual_seed(0)
         try:
             result = time_training(build(), args.batch_size, args.image_size, device, args.warmup, args.steps, args.compile)
         except Exception as err:  # one failing method should not hide the others' numbers
             results[name] = {"error": f"{type(err).__name__}: {err}"}
-            print(f"{name:<10} failed: {type(err).__name__}: {err}", flush=True)
+            print(f"{name:<14} failed: {type(err).__name__}: {err}", flush=True)
             continue
         results[name] = result
         if args.trainer and name != REFERENCE:
@@ -224,7 +228,7 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as scratch:
                 result["trainer"] = time_trainer(name, args, device, scratch)
         peak = f"{result['peak_gb']:.2f}" if result["peak_gb"] is not None else "-"
-        print(f"{name:<10} {result['images_per_s']:>10.1f} {result['ms_per_step']:>9.1f} "
+        print(f"{name:<14} {result['images_per_s']:>10.1f} {result['ms_per_step']:>9.1f} "
               f"{result['trainable_params_m']:>9.2f} {peak:>8} {result['final_loss']:>8.3f}"
               + (f" {result['trainer']['images_per_s']:>14.1f}" if "trainer" in result else ""), flush=True)
         gc.collect()
@@ -236,7 +240,7 @@ def main(argv=None) -> int:
         for name, result in results.items():
             if "images_per_s" in result and name != REFERENCE:
                 result["vs_reference"] = result["images_per_s"] / reference
-                print(f"  {name:<8} {result['vs_reference']:.2f}x")
+                print(f"  {name:<14} {result['vs_reference']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"setup": header, "args": vars(args), "results": results}, indent=2))
     return 0

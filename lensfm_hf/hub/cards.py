@@ -27,13 +27,11 @@ OPTIONAL_RESULT_KEYS = ("task_name", "dataset_config", "dataset_split", "dataset
 METHOD_NAMES = {
     "mae": "MAE (masked autoencoder)",
     "simclr": "SimCLR",
-    "moco_v3": "MoCo v3",
-    "mocov3": "MoCo v3",
+    "moco": "MoCo v3",
     "dino": "DINO",
     "ibot": "iBOT",
     "ijepa": "I-JEPA",
     "ijepa_physics": "physics-informed I-JEPA",
-    "physics_ijepa": "physics-informed I-JEPA",
 }
 
 

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 # Bump when the meaning of a cached cell changes (protocol code, metric definitions).
 CELL_FORMAT_VERSION = 1
 RANDOM_INIT = "random_init"
-ALL_METHODS = ("mae", "simclr", "moco", "dino", "ibot", "ijepa")
+ALL_METHODS = ("mae", "simclr", "moco", "dino", "ibot", "ijepa", "ijepa_physics")
 ALL_PROTOCOLS = ("knn", "linear", "finetune", "few_label")
 METHOD_TITLES = {
     "mae": "MAE",
@@ -602,7 +602,7 @@ def _ordered_columns(cells) -> list[tuple[str, Any]]:
 
 
 def _ordered_rows(cells) -> list[tuple[str, str, str]]:
-    method_order = {m: i for i, m in enumerate([*ALL_METHODS, "ijepa_physics", RANDOM_INIT])}
+    method_order = {m: i for i, m in enumerate([*ALL_METHODS, RANDOM_INIT])}
     rows = {(c["method"], c["pretraining_set"], c["finetuning_set"]) for c in cells}
     return sorted(rows, key=lambda r: (r[2], method_order.get(r[0], 99), r[0]))
 

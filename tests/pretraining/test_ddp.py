@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tiny_data import write_tiny_dataset
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
