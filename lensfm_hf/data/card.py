@@ -34,18 +34,6 @@ _SIZE_CATEGORIES = [
 ]
 
 
-def template_path(name: str = TEMPLATE_NAME) -> Path:
-    """Card template: installed package data (`lensfm_hf/templates/`) first, then the source tree's `model_cards/`."""
-    package_root = Path(__file__).resolve().parents[1]
-    for candidate in (package_root / "templates" / name, package_root.parent / "model_cards" / name):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(
-        f"card template {name} not found in {package_root / 'templates'} or {package_root.parent / 'model_cards'}; "
-        "reinstall lensfm-hf or run from a source checkout"
-    )
-
-
 def finished_configs(out_dir: str | os.PathLike) -> dict[str, dict]:
     """{config: manifest} for every config folder whose build completed, in name order."""
     out = Path(out_dir)
@@ -158,6 +146,8 @@ def render_dataset_card(
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from ..hub.cards import card_template
+
     configs = finished_configs(out_dir)
     if not configs:
         raise ValueError(f"{out_dir} holds no finished config; run `lensfm simulate --out {out_dir}` first")
@@ -204,7 +194,7 @@ def render_dataset_card(
 
     return DatasetCard.from_template(
         card_data,
-        template_path=str(template_path()),
+        template_path=str(card_template(TEMPLATE_NAME)),
         repo_id=repo_id,
         load_target=repo_id or "path/to/this/folder",
         default_config=default,

@@ -14,11 +14,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-# The repo's model_cards/ in a checkout; lensfm_hf/templates/ is where package_data ships templates in a wheel.
-TEMPLATE_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "model_cards" / "model_card.md",
-    Path(__file__).resolve().parents[1] / "templates" / "model_card.md",
-)
+# Card templates live in the repo's model_cards/; lensfm_hf/templates links there in a checkout and is a copy in
+# an installed wheel (package_data), so this one path works in both.
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+
 
 # Keys of one results entry, as EvalResult fields; the first five are required.
 REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
@@ -84,14 +83,14 @@ def results_to_eval_results(results: str | Path | Mapping[str, Any]) -> list[Eva
     return eval_results
 
 
-def default_template_path() -> Path:
-    for path in TEMPLATE_CANDIDATES:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"model card template not found at {' or '.join(map(str, TEMPLATE_CANDIDATES))}; "
-        "pass template_path= or reinstall lensfm-hf with its templates."
-    )
+def card_template(name: str = "model_card.md") -> Path:
+    """Path of a Jinja card template shipped with the package (`model_card.md`, `dataset_card.md`)."""
+    path = TEMPLATES_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"card template {name} not found in {TEMPLATES_DIR}; reinstall lensfm-hf (its templates are package data)."
+        )
+    return path
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def render_model_card(
         "image_size": cfg.get("image_size", 64),
     }
     context.update(extra_context or {})
-    return ModelCard.from_template(card_data, template_path=str(template_path or default_template_path()), **context)
+    return ModelCard.from_template(card_data, template_path=str(template_path or card_template()), **context)
 
 
 __all__ = ["render_model_card", "results_to_eval_results", "load_results"]

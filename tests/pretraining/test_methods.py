@@ -39,13 +39,6 @@ TRAIN_STEPS = 40
 NO_COLLAPSE_FRACTION = 0.25
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread avoids OpenMP hand-off costs that dominate on a busy 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def lensing_images(num_images: int, size: int = IMAGE_SIZE, seed: int = 0) -> torch.Tensor:

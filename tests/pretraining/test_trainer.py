@@ -26,14 +26,6 @@ EMA_METHOD = "ijepa"
 TEACHER_WORDS = ("teacher", "momentum", "target", "ema")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine, two OpenMP threads wait on each other at every small op
-    (measured 10x slower steps for micro models)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

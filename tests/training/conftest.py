@@ -10,16 +10,6 @@ import pytest
 from training_fakes import fake_sim_api
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine two threads spin-wait on each other and
-    small ops get 10-50x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
