@@ -1,4 +1,4 @@
-"""Trainer glue: self-supervised pretraining from YAML recipes, callbacks, export of pretrained encoders.
+"""Trainer glue: pretraining from YAML recipes, callbacks, encoder export, fine-tuning, evaluation protocols, benchmark.
 
 Names are imported lazily so that `import lensfm_hf.training.<module>` stays cheap and independent.
 """
@@ -20,6 +20,14 @@ _EXPORTS = {
     "unwrap_model": "callbacks",
     "load_recipe": "recipes",
     "apply_overrides": "recipes",
+    "run_finetune": "finetune",
+    "few_label_subset": "finetune",
+    "extract_features": "protocols",
+    "knn_evaluate": "protocols",
+    "linear_probe": "protocols",
+    "finetune_classifier": "protocols",
+    "run_benchmark": "benchmark",
+    "write_readme_table": "benchmark",
 }
 
 
