@@ -7,6 +7,8 @@ single process.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import NamedTuple
 
@@ -407,6 +409,7 @@ def multiblock_masks(
     return MultiBlockMasks(context_indices, target_indices)
 
 
+@dataclass(frozen=True)
 class MultiBlockMaskGenerator:
     """Callable I-JEPA masker holding the [`multiblock_masks`] options: `generator(B, grid_h, grid_w, device)`.
 
@@ -414,23 +417,13 @@ class MultiBlockMaskGenerator:
     the masking, e.g. towards arcs, as long as it returns [`MultiBlockMasks`] of rectangular shapes.
     """
 
-    def __init__(
-        self,
-        num_targets: int = 4,
-        target_scale: tuple[float, float] = (0.15, 0.2),
-        target_aspect_ratio: tuple[float, float] = (0.75, 1.5),
-        context_scale: tuple[float, float] = (0.85, 1.0),
-        context_aspect_ratio: tuple[float, float] = (1.0, 1.0),
-        min_keep: int = 10,
-        num_tries: int = 8,
-    ):
-        self.num_targets = num_targets
-        self.target_scale = tuple(target_scale)
-        self.target_aspect_ratio = tuple(target_aspect_ratio)
-        self.context_scale = tuple(context_scale)
-        self.context_aspect_ratio = tuple(context_aspect_ratio)
-        self.min_keep = min_keep
-        self.num_tries = num_tries
+    num_targets: int = 4
+    target_scale: tuple[float, float] = (0.15, 0.2)
+    target_aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    context_scale: tuple[float, float] = (0.85, 1.0)
+    context_aspect_ratio: tuple[float, float] = (1.0, 1.0)
+    min_keep: int = 10
+    num_tries: int = 8
 
     def __call__(
         self,
@@ -441,22 +434,8 @@ class MultiBlockMaskGenerator:
         generator: torch.Generator | None = None,
     ) -> MultiBlockMasks:
         return multiblock_masks(
-            batch_size,
-            grid_height,
-            grid_width,
-            num_targets=self.num_targets,
-            target_scale=self.target_scale,
-            target_aspect_ratio=self.target_aspect_ratio,
-            context_scale=self.context_scale,
-            context_aspect_ratio=self.context_aspect_ratio,
-            min_keep=self.min_keep,
-            num_tries=self.num_tries,
-            device=device,
-            generator=generator,
+            batch_size, grid_height, grid_width, **vars(self), device=device, generator=generator
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({vars(self)})"
 
 
 __all__ = [
