@@ -1,0 +1,40 @@
+"""scripts/check_device.py, the correctness run for GPUs, exercised on the CPU so that it keeps working."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_device.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("check_device", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_checks_pass_on_cpu(tmp_path):
+    script = _load_script()
+    out = tmp_path / "checks.json"
+    argv = ["--device", "cpu", "--recipes", "model1", "lens_finding", "--num-images", "2", "--noise-images", "8"]
+    assert script.main(argv + ["--compile-recipes", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["failures"] == []
+    names = set(report["results"])
+    # Every kind of check ran: Model 1 and lens finding carry noise, lens finding has an unlensed class.
+    assert {"reference model1/cdm", "determinism model1/axion", "noise model1/no_sub", "gradient model1/cdm"} <= names
+    assert {"noise lens_finding/non_lens", "stream lens_finding"} <= names
+    assert "gradient lens_finding/non_lens" not in names  # no lens, nothing to differentiate
+    assert report["results"]["reference model1/cdm"]["eager_relative_l2"] < 1e-5
+
+
+def test_a_failed_check_is_reported_and_sets_the_exit_code():
+    script = _load_script()
+    # float32 on the "device" against the float64 reference differs by ~1e-7: a 1e-12 tolerance must fail.
+    report = script.run_checks("cpu", ["model2"], 2, 8, set(), tolerance=1e-12)
+    assert "reference model2/cdm" in report["failures"]
+    assert not report["results"]["reference model2/cdm"]["ok"]
+    assert report["results"]["determinism model2/cdm"]["ok"]
+    argv = ["--device", "cpu", "--recipes", "model2", "--num-images", "2", "--compile-recipes", "--tolerance", "1e-12"]
+    assert script.main(argv) == 1
