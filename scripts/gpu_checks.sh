@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks as one prepared run (about 5 minutes on an H200 once the machine is up):
-#   1. the simulator's correctness on the GPU (scripts/check_device.py: float64 CPU reference, determinism,
-#      noise statistics, gradients, stream);
-#   2. simulator throughput, eager and compiled, model2 at batch 4096 (target: >= 1,000,000 images/s for cdm);
+# The GPU checks as one prepared run (at most 9.5 minutes by its step limits; the device tool allows 10 per command):
+#   1. simulator throughput, eager and compiled, model2 at batch 4096 (target: >= 1,000,000 images/s for cdm);
+#   2. the simulator's correctness on the GPU (scripts/check_device.py: float64 CPU reference, determinism,
+#      noise statistics, gradients, stream) and the tests marked `gpu`;
 #   3. pretraining throughput of every method at ViT-S / 64 px / batch 512, bare step and through the Trainer,
 #      with transformers' ViTMAEForPreTraining timed in the same run as the reference.
 # Needs only torch and transformers (no install: the repository is put on PYTHONPATH). Results are written to
@@ -34,10 +34,15 @@ $PYTHON -c "import sys, torch, transformers; print(sys.version.split()[0], torch
     2>&1 | tee -a "$OUT/gpu.txt"
 
 status=0
-timeout "${CHECK_SECONDS:-150}" $PYTHON scripts/check_device.py --device $DEVICE "${CHECK_ARGS[@]}" --json "$OUT/check_device.json" \
-    2>&1 | tee "$OUT/check_device.txt" || status=1
-timeout "${SIMULATION_SECONDS:-180}" $PYTHON scripts/benchmark_simulation.py --device $DEVICE "${SIMULATION_ARGS[@]}" \
+# Most important first: the simulator target of the simulation issue, then correctness, then pretraining speed.
+timeout "${SIMULATION_SECONDS:-150}" $PYTHON scripts/benchmark_simulation.py --device $DEVICE "${SIMULATION_ARGS[@]}" \
     --compile --skip-lenstronomy 2>&1 | tee "$OUT/simulation.txt" || status=1
-timeout "${PRETRAINING_SECONDS:-200}" $PYTHON scripts/benchmark_pretraining.py --device $DEVICE "${PRETRAINING_ARGS[@]}" \
+timeout "${CHECK_SECONDS:-120}" $PYTHON scripts/check_device.py --device $DEVICE "${CHECK_ARGS[@]}" \
+    --json "$OUT/check_device.json" 2>&1 | tee "$OUT/check_device.txt" || status=1
+if [ "$DEVICE" = cuda ]; then  # the tests marked gpu (skipped without CUDA)
+    timeout "${PYTEST_SECONDS:-120}" $PYTHON -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 \
+        | tee "$OUT/pytest_gpu.txt" || status=1
+fi
+timeout "${PRETRAINING_SECONDS:-180}" $PYTHON scripts/benchmark_pretraining.py --device $DEVICE "${PRETRAINING_ARGS[@]}" \
     --trainer --json "$OUT/pretraining.json" 2>&1 | tee "$OUT/pretraining.txt" || status=1
 exit $status

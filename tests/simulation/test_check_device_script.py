@@ -38,3 +38,21 @@ def test_a_failed_check_is_reported_and_sets_the_exit_code():
     assert report["results"]["determinism model2/cdm"]["ok"]
     argv = ["--device", "cpu", "--recipes", "model2", "--num-images", "2", "--compile-recipes", "--tolerance", "1e-12"]
     assert script.main(argv) == 1
+
+
+def test_gpu_checks_script_dry_run(tmp_path):
+    """scripts/gpu_checks.sh end to end on the CPU (DRY_RUN=1), so that a GPU session can run it unchanged."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(SCRIPT.parent / "gpu_checks.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    expected = {"gpu.txt", "simulation.txt", "check_device.json", "check_device.txt", "pretraining.json"}
+    assert expected <= {path.name for path in tmp_path.iterdir()}
+    simulation = (tmp_path / "simulation.txt").read_text()
+    assert "compiled img/s" in simulation and "cdm" in simulation
+    assert json.loads((tmp_path / "check_device.json").read_text())["failures"] == []
