@@ -335,6 +335,10 @@ class LensViTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):  # buffers too: a new head loaded onto an encoder has none saved
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, LensViTEmbeddings):
             module.initialize_weights()
 
@@ -401,7 +405,7 @@ class LensViTModel(LensViTPreTrainedModel):
 
 
 class LensViTForImageClassification(LensViTPreTrainedModel):
-    """Encoder + linear head on the pooled output.
+    """Encoder + (non-affine BatchNorm, see `config.classifier_norm`) + linear head on the pooled output.
 
     `config.problem_type` selects the loss as in `ViTForImageClassification`: `single_label_classification`
     (cross-entropy; DeepLense classes, lens finding with 2 labels), `multi_label_classification` (BCE) or
@@ -412,7 +416,10 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.lens_vit = LensViTModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        with_head = config.num_labels > 0
+        use_norm = with_head and config.classifier_norm == "batchnorm"
+        self.classifier_norm = nn.BatchNorm1d(config.hidden_size, affine=False) if use_norm else nn.Identity()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if with_head else nn.Identity()
         self.post_init()
 
     def forward(
@@ -432,7 +439,13 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         outputs = self.lens_vit(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
-        logits = self.classifier(outputs.pooler_output)
+        pooled = outputs.pooler_output
+        if self.training and pooled.shape[0] == 1 and isinstance(self.classifier_norm, nn.BatchNorm1d):
+            raise ValueError(
+                "training with classifier_norm='batchnorm' needs at least 2 images per batch; raise the batch size "
+                "or build the model with classifier_norm='none'."
+            )
+        logits = self.classifier(self.classifier_norm(pooled))
         loss = None
         if labels is not None:
             loss = self.classification_loss(logits, labels.to(logits.device))

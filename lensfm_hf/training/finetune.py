@@ -489,6 +489,12 @@ def train_model(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     metric_task = "classification" if task == "lens_finding" else task
+    callbacks = list(callbacks or [])
+    if any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules()):
+        from .callbacks import PreciseBatchNormCallback
+
+        # Evaluated and saved models normalise with statistics of their own weights (see the callback).
+        callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=training_args.per_device_eval_batch_size))
     trainer = Trainer(
         model=model,
         args=training_args,

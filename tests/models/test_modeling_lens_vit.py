@@ -207,3 +207,38 @@ def test_auto_classes_and_bfloat16_loading(tmp_path):
     assert bf16.classifier.weight.dtype == torch.bfloat16
     logits = bf16(images()).logits
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+def test_classifier_norm_standardises_pooled_features_in_training():
+    model = build(LensViTForImageClassification, tiny_config(num_labels=3)).train()
+    assert isinstance(model.classifier_norm, torch.nn.BatchNorm1d) and not model.classifier_norm.affine
+    x = images(batch=8)
+    pooled = model.lens_vit(x).pooler_output
+    expected = model.classifier((pooled - pooled.mean(0)) / torch.sqrt(pooled.var(0, unbiased=False) + 1e-5))
+    torch.testing.assert_close(model(x).logits, expected, rtol=1e-4, atol=1e-5)
+    plain = build(LensViTForImageClassification, tiny_config(num_labels=3, classifier_norm="none"))
+    assert isinstance(plain.classifier_norm, torch.nn.Identity)
+    torch.testing.assert_close(plain(x).logits, plain.classifier(plain.lens_vit(x).pooler_output))
+    with pytest.raises(ValueError, match="classifier_norm must be"):
+        tiny_config(classifier_norm="layernorm")
+
+
+def test_classifier_norm_needs_two_images_to_train():
+    model = build(LensViTForImageClassification, tiny_config(num_labels=3)).train()
+    with pytest.raises(ValueError, match="at least 2 images per batch"):
+        model(images(batch=1), labels=torch.tensor([0]))
+    assert model.eval()(images(batch=1)).logits.shape == (1, 3)  # inference on one image is fine
+
+
+def test_new_head_on_an_encoder_checkpoint_starts_with_identity_statistics(tmp_path):
+    build(LensViTModel, tiny_config()).save_pretrained(tmp_path / "encoder")
+    model = LensViTForImageClassification.from_pretrained(tmp_path / "encoder", num_labels=3)
+    norm = model.classifier_norm
+    assert torch.equal(norm.running_mean, torch.zeros(32)) and torch.equal(norm.running_var, torch.ones(32))
+    assert int(norm.num_batches_tracked) == 0
+    # Trained statistics are saved and restored with the weights.
+    model.train()(images(batch=6))
+    model.eval().save_pretrained(tmp_path / "classifier")
+    loaded = LensViTForImageClassification.from_pretrained(tmp_path / "classifier").eval()
+    assert torch.equal(loaded.classifier_norm.running_var, norm.running_var)
+    assert int(loaded.classifier_norm.num_batches_tracked) == 1

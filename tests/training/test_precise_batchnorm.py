@@ -1,0 +1,90 @@
+"""The classifier's BatchNorm statistics: recomputed exactly for the weights being evaluated, and what that buys."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lensfm_hf.models import LensViTConfig, LensViTForImageClassification
+from lensfm_hf.simulation import simulate
+from lensfm_hf.training.callbacks import recompute_batchnorm_statistics
+from lensfm_hf.training.finetune import FinetuneModelArguments, TensorSplit, build_model, train_model
+from lensfm_hf.training.protocols import finetune_classifier
+
+NAMES = ["no_sub", "cdm", "axion"]
+
+
+def _classifier(**kwargs) -> LensViTForImageClassification:
+    torch.manual_seed(0)
+    config = LensViTConfig.from_preset("micro", image_size=16, patch_size=8, num_labels=3, **kwargs)
+    return LensViTForImageClassification(config)
+
+
+def _pooled(model, images):
+    with torch.no_grad():
+        return model.lens_vit.eval()(images).pooler_output
+
+
+@pytest.mark.parametrize("batch_size", [20, 5])
+def test_recompute_gives_the_feature_statistics_of_the_current_weights(batch_size):
+    model = _classifier(drop_path_rate=0.5).train()  # dropout paths must be off while measuring
+    images = torch.rand(20, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    model(images)  # momentum statistics of one training batch, with drop path active
+    assert recompute_batchnorm_statistics(model, images, batch_size=batch_size) == 20
+    features = _pooled(model, images)
+    norm = model.classifier_norm
+    torch.testing.assert_close(norm.running_mean, features.mean(0), rtol=1e-5, atol=1e-6)
+    if batch_size == 20:
+        torch.testing.assert_close(norm.running_var, features.var(0), rtol=1e-4, atol=1e-7)
+    else:  # the average of per-batch variances (PreciseBN), close to the population's
+        torch.testing.assert_close(norm.running_var, features.var(0), rtol=0.5, atol=0)
+    assert model.training and norm.momentum == 0.1  # state restored
+    assert recompute_batchnorm_statistics(_classifier(classifier_norm="none"), images) == 0
+
+
+def test_max_images_takes_a_seeded_subset():
+    model = _classifier()
+    images = torch.rand(30, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    assert recompute_batchnorm_statistics(model, images, max_images=10, seed=3) == 10
+    first = model.classifier_norm.running_mean.clone()
+    recompute_batchnorm_statistics(model, images, max_images=10, seed=3)
+    assert torch.equal(first, model.classifier_norm.running_mean)
+
+
+def test_trained_model_carries_the_statistics_of_its_final_weights(tmp_path):
+    from transformers import TrainingArguments
+
+    generator = torch.Generator().manual_seed(0)
+    train = TensorSplit(torch.rand(24, 1, 16, 16, generator=generator), torch.arange(24) % 3, NAMES)
+    validation = TensorSplit(torch.rand(9, 1, 16, 16, generator=generator), torch.arange(9) % 3, NAMES)
+    model = build_model("classification", FinetuneModelArguments(preset="micro", image_size=16, patch_size=8), NAMES)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3, eval_strategy="steps",
+        eval_steps=3, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, remove_unused_columns=False,
+    )
+    trainer = train_model(model, train, validation, "classification", args, quiet=True)
+    norm = trainer.model.classifier_norm
+    # Recomputed after training (24 images in eval-size batches of 8), not 6 momentum updates.
+    assert int(norm.num_batches_tracked) == 3
+    torch.testing.assert_close(norm.running_mean, _pooled(trainer.model, train.pixel_values).mean(0))
+
+
+def _model3(per_class: int, seed: int) -> TensorSplit:
+    images = torch.cat([simulate("model3", name, per_class, seed=seed)["pixel_values"] for name in NAMES])
+    low, high = images.amin((1, 2, 3), keepdim=True), images.amax((1, 2, 3), keepdim=True)
+    labels = torch.arange(len(NAMES)).repeat_interleave(per_class)
+    return TensorSplit((images - low) / (high - low), labels, NAMES)
+
+
+def test_batchnorm_head_lets_a_vit_learn_model3_where_a_plain_head_stays_at_chance(tmp_path):
+    """The regression this head fixes: a linear head on pooled ViT features stayed at chance (0.333) on Model 3."""
+    train, validation, test = _model3(80, 0), _model3(20, 2), _model3(50, 1)
+    training = dict(max_steps=150, eval_steps=50, per_device_train_batch_size=32, learning_rate=2e-3, warmup_steps=2)
+    results = {}
+    for norm in ("batchnorm", "none"):
+        config = LensViTConfig.from_preset("micro", image_size=64, patch_size=8, classifier_norm=norm)
+        results[norm] = finetune_classifier(
+            config, train, validation, test, output_dir=tmp_path / norm, seed=0, training=training
+        )
+    assert results["batchnorm"]["roc_auc"] > 0.7, results["batchnorm"]["roc_auc"]
+    assert results["batchnorm"]["accuracy"] > results["none"]["accuracy"] + 0.15
