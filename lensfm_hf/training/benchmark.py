@@ -133,6 +133,11 @@ class BenchmarkProtocolArguments:
     linear_max_iter: int = 100
     feature_batch_size: int = 256
     augment: bool = True
+    finetune_head_init: str = field(
+        default="random",
+        metadata={"help": "random (a new head, the usual protocol) or linear_probe (LP-FT: the head starts from a "
+                  "linear probe of the encoder, Kumar et al. 2022)"},
+    )
     finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of the full fine-tune"})
     few_label_budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])
     few_label: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of few-label runs (default: finetune's)"})
@@ -175,6 +180,10 @@ def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {ALL_PROTOCOLS}")
     if not result.benchmark.seeds:
         raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
+    if result.protocols.finetune_head_init not in ("random", "linear_probe"):
+        raise ValueError(
+            f"protocols.finetune_head_init must be 'random' or 'linear_probe', got {result.protocols.finetune_head_init!r}"
+        )
     return result
 
 
@@ -403,7 +412,7 @@ def compute_cell(
             encoder = encoder_spec["config"] if encoder_spec["random"] else encoder_spec["encoder_dir"]
             result = protocols.finetune_classifier(
                 encoder, train, validation, data.test, output_dir=work_dir / f"seed-{seed}", seed=seed,
-                training=training, augment=args.augment,
+                training=training, augment=args.augment, head_init=args.finetune_head_init,
             )
         probabilities = result.pop("probabilities", None)
         if first_probabilities is None and probabilities is not None:
@@ -455,7 +464,10 @@ def _protocol_settings(recipe: BenchmarkRecipe, protocol: str) -> dict[str, Any]
     training = dict(args.finetune or {})
     if protocol == "few_label":
         training.update(args.few_label or {})
-    return {"training": training, "augment": args.augment}
+    settings = {"training": training, "augment": args.augment}
+    if args.finetune_head_init != "random":  # keeps the cache keys of earlier random-head cells
+        settings["head_init"] = args.finetune_head_init
+    return settings
 
 
 def evaluate_encoder(

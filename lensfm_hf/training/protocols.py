@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def fit_logistic_regression(
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
     optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-    labels = labels.long().to(features.device)
+    labels = labels.long().to(features.device).clone()  # a normal tensor, also when given an inference-mode one
 
     def closure():
         optimizer.zero_grad()
@@ -156,6 +157,59 @@ def fit_logistic_regression(
     with torch.enable_grad():
         optimizer.step(closure)
     return head.eval()
+
+
+@dataclass
+class LinearProbe:
+    """A fitted probe: `head` on features standardised as `(x - mean) / std` ((1, D) each, train statistics)."""
+
+    head: torch.nn.Linear
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight_decay: float
+    validation: dict
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return ((features.float() - self.mean) / self.std).float()
+
+    @torch.no_grad()
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.standardise(features)).softmax(-1)
+
+
+def fit_linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    validation_features: torch.Tensor,
+    validation_labels: torch.Tensor,
+    weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+    max_iter: int = 100,
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+    selection_metric: str = "roc_auc",
+) -> LinearProbe:
+    """Standardise with train statistics, fit one logistic regression per weight decay, keep the one with the best
+    validation `selection_metric` (ties: higher validation accuracy, then the stronger decay)."""
+    num_classes = num_classes or (len(label_names) if label_names else int(train_labels.max()) + 1)
+    mean = train_features.float().mean(dim=0, keepdim=True)
+    if len(train_features) > 1:
+        std = train_features.float().std(dim=0, keepdim=True).clamp(min=1e-6)
+    else:
+        std = torch.ones_like(mean)
+    best = None
+    for weight_decay in sorted(weight_decays, reverse=True):
+        head = fit_logistic_regression(
+            ((train_features.float() - mean) / std), train_labels, num_classes, float(weight_decay), max_iter
+        )
+        probe = LinearProbe(head, mean, std, float(weight_decay), {})
+        val_scores = probe.probabilities(validation_features).numpy()
+        val_metrics = classification_metrics(val_scores, validation_labels.numpy(), label_names, kind="probabilities")
+        score = val_metrics.get(selection_metric, float("nan"))
+        key = (-math.inf if math.isnan(score) else score, val_metrics["accuracy"])
+        if best is None or key > best[0]:
+            probe.validation = {k: v for k, v in val_metrics.items() if k != "confusion_matrix"}
+            best = (key, probe)
+    return best[1]
 
 
 def linear_probe(
@@ -171,37 +225,37 @@ def linear_probe(
     label_names: Sequence[str] | None = None,
     selection_metric: str = "roc_auc",
 ) -> dict:
-    """Linear probe on frozen features: standardise with train statistics, fit one logistic regression per weight
-    decay, keep the one with the best validation `selection_metric` (ties: higher validation accuracy, then the
-    stronger decay), report it on test. Returns test metrics, `probabilities`, `weight_decay`, `validation`."""
-    num_classes = num_classes or (len(label_names) if label_names else int(train_labels.max()) + 1)
-    mean = train_features.mean(dim=0, keepdim=True)
-    std = train_features.std(dim=0, keepdim=True).clamp(min=1e-6) if len(train_features) > 1 else 1.0
-
-    def standardise(x):
-        return ((x.float() - mean) / std).float()
-
-    train_x, val_x, test_x = standardise(train_features), standardise(validation_features), standardise(test_features)
-    best = None
-    for weight_decay in sorted(weight_decays, reverse=True):
-        head = fit_logistic_regression(train_x, train_labels, num_classes, float(weight_decay), max_iter)
-        with torch.no_grad():
-            val_scores = head(val_x).softmax(-1).numpy()
-        val_metrics = classification_metrics(val_scores, validation_labels.numpy(), label_names, kind="probabilities")
-        score = val_metrics.get(selection_metric, float("nan"))
-        key = (-math.inf if math.isnan(score) else score, val_metrics["accuracy"])
-        if best is None or key > best[0]:
-            best = (key, float(weight_decay), head, val_metrics)
-    _, weight_decay, head, val_metrics = best
-    with torch.no_grad():
-        probabilities = head(test_x).softmax(-1).numpy()
-    metrics = classification_metrics(probabilities, test_labels.numpy(), label_names, kind="probabilities")
-    metrics.update(
-        probabilities=probabilities,
-        weight_decay=weight_decay,
-        validation={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
+    """Linear probe on frozen features (`fit_linear_probe`), reported on test. Returns test metrics,
+    `probabilities`, `weight_decay` and `validation` (the selected probe's validation metrics)."""
+    probe = fit_linear_probe(
+        train_features, train_labels, validation_features, validation_labels, weight_decays, max_iter, num_classes,
+        label_names, selection_metric,
     )
+    probabilities = probe.probabilities(test_features).numpy()
+    metrics = classification_metrics(probabilities, test_labels.numpy(), label_names, kind="probabilities")
+    metrics.update(probabilities=probabilities, weight_decay=probe.weight_decay, validation=probe.validation)
     return metrics
+
+
+@torch.no_grad()
+def initialize_head_from_probe(model, probe: LinearProbe) -> None:
+    """LP-FT (Kumar et al. 2022): start a `LensViTForImageClassification` head from a linear probe of its encoder.
+
+    With the BatchNorm head (`classifier_norm="batchnorm"`) the probe's standardisation becomes the running
+    statistics and its weights the linear layer; without it, the standardisation is folded into the linear layer.
+    Either way the model's eval-mode logits equal the probe's.
+    """
+    mean, std = probe.mean.flatten(), probe.std.flatten()
+    weight, bias = probe.head.weight.float(), probe.head.bias.float()
+    norm, classifier = model.classifier_norm, model.classifier
+    if isinstance(norm, torch.nn.BatchNorm1d):
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_((std.square() - norm.eps).clamp(min=0))
+        classifier.weight.copy_(weight)
+        classifier.bias.copy_(bias)
+    else:
+        classifier.weight.copy_(weight / std)
+        classifier.bias.copy_(bias - (weight / std) @ mean)
 
 
 # ----------------------------------------------------------------------------- fine-tuning
@@ -218,6 +272,7 @@ def finetune_classifier(
     training: Mapping[str, Any] | None = None,
     model: Mapping[str, Any] | None = None,
     augment: bool = True,
+    head_init: str = "random",
     keep_model: bool = False,
     quiet: bool = True,
 ) -> dict:
@@ -226,6 +281,8 @@ def finetune_classifier(
 
     `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
     the config, else `model`'s preset/image_size/patch_size, gives its architecture). `training` holds TrainingArguments fields (max_steps, learning_rate, ...).
+    `head_init="linear_probe"` starts the head from a linear probe of the initial encoder on `train`, selected on
+    `validation` (LP-FT); `"random"` is the usual new head.
     Returns test metrics, `probabilities`, `validation` (selected checkpoint's metrics) and `train_runtime_s`.
     """
     import time
@@ -243,6 +300,16 @@ def finetune_classifier(
     values = finalize_training_section(values, "classification", len(validation) > 0)
     args = parse_section("training", TrainingArguments, values)
     classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
+    if head_init == "linear_probe":
+        batch = int(values.get("per_device_eval_batch_size", 256))
+        train_features, train_labels = extract_features(classifier.lens_vit, train, batch_size=batch)
+        validation_features, validation_labels = extract_features(classifier.lens_vit, validation, batch_size=batch)
+        probe = fit_linear_probe(
+            train_features, train_labels, validation_features, validation_labels, label_names=train.label_names
+        )
+        initialize_head_from_probe(classifier, probe)
+    elif head_init != "random":
+        raise ValueError(f"head_init must be 'random' or 'linear_probe', got {head_init!r}")
     start = time.perf_counter()
     trainer = train_model(classifier, train, validation, "classification", args, augment=augment, quiet=quiet)
     runtime = time.perf_counter() - start
@@ -269,9 +336,12 @@ __all__ = [
     "few_label_indices",
     "few_label_subset",
     "finetune_classifier",
+    "fit_linear_probe",
     "fit_logistic_regression",
+    "initialize_head_from_probe",
     "knn_evaluate",
     "knn_probabilities",
+    "LinearProbe",
     "linear_probe",
     "load_encoder",
     "train_validation_indices",

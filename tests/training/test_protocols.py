@@ -138,3 +138,37 @@ def test_finetune_classifier_reports_finite_metrics(tmp_path, tiny_encoder_dir, 
     assert result["probabilities"].shape == (15, 3)
     assert "roc_auc" in result["validation"]
     assert not (tmp_path / "run").exists()  # scratch checkpoints are removed
+
+
+@pytest.mark.parametrize("classifier_norm", ["batchnorm", "none"])
+def test_head_initialised_from_a_probe_reproduces_the_probe(classifier_norm):
+    from lensfm_hf.models import LensViTForImageClassification
+    from lensfm_hf.training.protocols import fit_linear_probe, initialize_head_from_probe
+
+    torch.manual_seed(0)
+    config = LensViTConfig.from_preset("micro", image_size=16, patch_size=8, num_labels=3, classifier_norm=classifier_norm)
+    model = LensViTForImageClassification(config).eval()
+    train, validation = _split(30, seed=0), _split(12, seed=1)
+    train_features, _ = extract_features(model.lens_vit, train)
+    validation_features, _ = extract_features(model.lens_vit, validation)
+    probe = fit_linear_probe(train_features, train.labels, validation_features, validation.labels, label_names=NAMES)
+    assert probe.weight_decay in (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1) and "roc_auc" in probe.validation
+    initialize_head_from_probe(model, probe)
+    with torch.no_grad():
+        probabilities = model.eval()(validation.pixel_values).logits.softmax(-1)
+    torch.testing.assert_close(probabilities, probe.probabilities(validation_features), rtol=1e-3, atol=1e-4)
+
+
+def test_lp_ft_starts_from_the_probe_and_checks_its_option(tmp_path, tiny_encoder_dir):
+    train, validation, test = _split(48, seed=0), _split(12, seed=1), _split(15, seed=2)
+    training = {"max_steps": 2, "eval_steps": 1, "per_device_train_batch_size": 16, "learning_rate": 1e-3}
+    result = finetune_classifier(
+        str(tiny_encoder_dir), train, validation, test, output_dir=tmp_path / "lpft", seed=0, training=training,
+        head_init="linear_probe",
+    )
+    assert math.isfinite(result["roc_auc"]) and result["probabilities"].shape == (15, 3)
+    with pytest.raises(ValueError, match="head_init must be"):
+        finetune_classifier(
+            str(tiny_encoder_dir), train, validation, test, output_dir=tmp_path / "bad", training=training,
+            head_init="probe",
+        )
