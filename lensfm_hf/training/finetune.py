@@ -62,6 +62,11 @@ class FinetuneModelArguments:
     patch_size: int = field(default=8, metadata={"help": "patch side (px) for a random init"})
     drop_path_rate: float | None = field(default=None, metadata={"help": "stochastic depth; null keeps the encoder's"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the head (a Trainer linear probe)"})
+    head_init: str = field(
+        default="random",
+        metadata={"help": "random, or linear_probe (LP-FT, classification tasks): the head starts from a linear probe "
+                  "of the encoder fitted on the training split"},
+    )
 
 
 @dataclass
@@ -676,6 +681,14 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
             split.labels = (split.labels - target_mean) / target_std
 
     model = build_model(task, model_args, full_train.label_names, upscale_factor)
+    if model_args.head_init == "linear_probe":
+        if not classification:
+            raise ValueError(f"model.head_init=linear_probe needs a classification task, not {task!r}; use random")
+        from .protocols import initialize_head_with_linear_probe
+
+        initialize_head_with_linear_probe(model, train, validation, training_args.per_device_eval_batch_size)
+    elif model_args.head_init != "random":
+        raise ValueError(f"model.head_init must be 'random' or 'linear_probe', got {model_args.head_init!r}")
     if task == "regression":
         model.config.regression_target = {
             "column": data_args.regression_column,

@@ -258,6 +258,18 @@ def initialize_head_from_probe(model, probe: LinearProbe) -> None:
         classifier.bias.copy_(bias - (weight / std) @ mean)
 
 
+def initialize_head_with_linear_probe(model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256):
+    """LP-FT: fit a linear probe of `model.lens_vit` on `train` (weight decay selected on `validation`) and start
+    the classification head from it (`initialize_head_from_probe`). Returns the `LinearProbe`."""
+    train_features, train_labels = extract_features(model.lens_vit, train, batch_size=batch_size)
+    validation_features, validation_labels = extract_features(model.lens_vit, validation, batch_size=batch_size)
+    probe = fit_linear_probe(
+        train_features, train_labels, validation_features, validation_labels, label_names=train.label_names
+    )
+    initialize_head_from_probe(model, probe)
+    return probe
+
+
 # ----------------------------------------------------------------------------- fine-tuning
 
 
@@ -301,13 +313,7 @@ def finetune_classifier(
     args = parse_section("training", TrainingArguments, values)
     classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
     if head_init == "linear_probe":
-        batch = int(values.get("per_device_eval_batch_size", 256))
-        train_features, train_labels = extract_features(classifier.lens_vit, train, batch_size=batch)
-        validation_features, validation_labels = extract_features(classifier.lens_vit, validation, batch_size=batch)
-        probe = fit_linear_probe(
-            train_features, train_labels, validation_features, validation_labels, label_names=train.label_names
-        )
-        initialize_head_from_probe(classifier, probe)
+        initialize_head_with_linear_probe(classifier, train, validation, args.per_device_eval_batch_size)
     elif head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'linear_probe', got {head_init!r}")
     start = time.perf_counter()
@@ -339,6 +345,7 @@ __all__ = [
     "fit_linear_probe",
     "fit_logistic_regression",
     "initialize_head_from_probe",
+    "initialize_head_with_linear_probe",
     "knn_evaluate",
     "knn_probabilities",
     "LinearProbe",

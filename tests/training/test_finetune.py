@@ -79,6 +79,16 @@ def test_finetune_simulates_on_the_fly_from_an_encoder_folder(tmp_path, fake_sim
     assert math.isfinite(result["metrics"]["roc_auc"])
 
 
+def test_lp_ft_recipe_option(tmp_path, dataset_dir):
+    recipe = _recipe(tmp_path, {"task": "lens_finding"}, dataset_dir)
+    result = run_finetune(recipe, overrides=["model.head_init=linear_probe"])
+    assert math.isfinite(result["metrics"]["roc_auc"])
+    with pytest.raises(ValueError, match="needs a classification task"):
+        run_finetune(_recipe(tmp_path, TASKS["axion_regression"][0], dataset_dir), overrides=["model.head_init=linear_probe"])
+    with pytest.raises(ValueError, match="head_init must be"):
+        run_finetune(recipe, overrides=["model.head_init=probe"])
+
+
 def test_recipe_parsing_defaults_and_errors(tmp_path):
     model, data, training, raw = parse_finetune_recipe({"data": {"task": "regression"}, "training": {"eval_steps": 5}})
     assert training.metric_for_best_model == "mae" and training.greater_is_better is False
