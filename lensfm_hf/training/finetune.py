@@ -485,10 +485,13 @@ def train_model(
     target_std: float = 1.0,
     callbacks=None,
     quiet: bool = False,
+    initial_candidate: bool = False,
 ):
     """Train `model` with `Trainer` on `train`; evaluate on `validation` and keep the best checkpoint. Returns the Trainer.
 
     `quiet` drops the Trainer's console printing (the benchmark runs hundreds of short fine-tunes).
+    `initial_candidate` also evaluates the model before training and keeps it if no checkpoint beats it on
+    validation (LP-FT: the fine-tune then never ends below its linear probe).
     """
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -512,8 +515,26 @@ def train_model(
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
+    initial = None
+    if initial_candidate and trainer.eval_dataset is not None and training_args.metric_for_best_model:
+        initial = (trainer.evaluate(), {key: value.detach().clone() for key, value in model.state_dict().items()})
     trainer.train()
+    if initial is not None:
+        _keep_initial_if_better(trainer, *initial)
     return trainer
+
+
+def _keep_initial_if_better(trainer, metrics: dict, state: dict) -> None:
+    """Restore the pre-training weights when they beat the selected checkpoint on validation (see `train_model`)."""
+    args, best = trainer.args, trainer.state.best_metric
+    name = args.metric_for_best_model
+    value = metrics.get(name if name.startswith("eval_") else f"eval_{name}")
+    if value is None or (best is not None and not (value > best if args.greater_is_better else value < best)):
+        return
+    trainer.model.load_state_dict(state)
+    trainer.state.best_metric, trainer.state.best_global_step = value, 0
+    trainer.state.best_model_checkpoint = None
+    trainer.state.log_history.append({**metrics, "step": 0})
 
 
 @torch.inference_mode()
@@ -708,6 +729,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
         augment=data_args.augment,
         target_mean=target_mean,
         target_std=target_std,
+        initial_candidate=model_args.head_init == "linear_probe",
     )
     runtime = time.perf_counter() - start
     model = trainer.model

@@ -294,7 +294,8 @@ def finetune_classifier(
     `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
     the config, else `model`'s preset/image_size/patch_size, gives its architecture). `training` holds TrainingArguments fields (max_steps, learning_rate, ...).
     `head_init="linear_probe"` starts the head from a linear probe of the initial encoder on `train`, selected on
-    `validation` (LP-FT); `"random"` is the usual new head.
+    `validation` (LP-FT), and the probe-initialised model itself is a candidate for selection; `"random"` is the
+    usual new head.
     Returns test metrics, `probabilities`, `validation` (selected checkpoint's metrics) and `train_runtime_s`.
     """
     import time
@@ -317,7 +318,10 @@ def finetune_classifier(
     elif head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'linear_probe', got {head_init!r}")
     start = time.perf_counter()
-    trainer = train_model(classifier, train, validation, "classification", args, augment=augment, quiet=quiet)
+    trainer = train_model(
+        classifier, train, validation, "classification", args, augment=augment, quiet=quiet,
+        initial_candidate=head_init == "linear_probe",
+    )
     runtime = time.perf_counter() - start
     logits = predict(trainer.model, test, batch_size=args.per_device_eval_batch_size)
     metrics = classification_metrics(logits, test.labels.numpy(), test.label_names)

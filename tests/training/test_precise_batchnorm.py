@@ -88,3 +88,30 @@ def test_batchnorm_head_lets_a_vit_learn_model3_where_a_plain_head_stays_at_chan
         )
     assert results["batchnorm"]["roc_auc"] > 0.7, results["batchnorm"]["roc_auc"]
     assert results["batchnorm"]["accuracy"] > results["none"]["accuracy"] + 0.15
+
+
+def test_initial_candidate_is_kept_when_training_only_makes_it_worse(tmp_path):
+    from transformers import TrainingArguments
+
+    from lensfm_hf.training.finetune import best_validation_metrics
+    from lensfm_hf.training.protocols import initialize_head_with_linear_probe
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(36) % 3
+    images = torch.rand(36, 1, 16, 16, generator=generator) * 0.2 + labels.view(-1, 1, 1, 1) / 3  # separable
+    train, validation = TensorSplit(images[:24], labels[:24], NAMES), TensorSplit(images[24:], labels[24:], NAMES)
+    model = build_model("classification", FinetuneModelArguments(preset="micro", image_size=16, patch_size=8), NAMES)
+    probe = initialize_head_with_linear_probe(model, train, validation)
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=5.0, warmup_steps=0,
+        eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
+        metric_for_best_model="roc_auc", report_to="none", disable_tqdm=True, use_cpu=True,
+        remove_unused_columns=False,
+    )
+    trainer = train_model(model, train, validation, "classification", args, quiet=True, initial_candidate=True)
+    assert probe.validation["roc_auc"] == pytest.approx(1.0)
+    assert trainer.state.best_global_step == 0  # a learning rate of 5 wrecks the encoder; the probe start wins
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+    assert best_validation_metrics(trainer)["roc_auc"] == pytest.approx(1.0)
