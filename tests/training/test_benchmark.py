@@ -113,9 +113,9 @@ def test_settings_key_is_order_independent():
 
 def test_head_init_option_is_checked_and_keys_only_lp_ft_cells():
     recipe_path = Path(__file__).resolve().parents[2] / "recipes" / "benchmark" / "quick.yaml"
-    random_head = benchmark.load_benchmark_recipe(recipe_path)
-    lp_ft = benchmark.load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=linear_probe"])
-    assert random_head.protocols.finetune_head_init == "random"
+    lp_ft = benchmark.load_benchmark_recipe(recipe_path)  # the quick preset fine-tunes with LP-FT
+    random_head = benchmark.load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=random"])
+    assert benchmark.BenchmarkProtocolArguments().finetune_head_init == "random"  # the usual protocol by default
     assert "head_init" not in benchmark._protocol_settings(random_head, "finetune")  # earlier caches stay valid
     assert benchmark._protocol_settings(lp_ft, "finetune")["head_init"] == "linear_probe"
     with pytest.raises(ValueError, match="finetune_head_init must be"):
