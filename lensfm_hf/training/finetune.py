@@ -502,7 +502,8 @@ def train_model(
         from .callbacks import PreciseBatchNormCallback
 
         # Evaluated and saved models normalise with statistics of their own weights (see the callback).
-        callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=training_args.per_device_eval_batch_size))
+        batch_size = training_args.per_device_eval_batch_size
+        callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=batch_size))
     trainer = Trainer(
         model=model,
         args=training_args,
