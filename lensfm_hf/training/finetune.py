@@ -708,7 +708,8 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
             raise ValueError(f"model.head_init=linear_probe needs a classification task, not {task!r}; use random")
         from .protocols import initialize_head_with_linear_probe
 
-        initialize_head_with_linear_probe(model, train, validation, training_args.per_device_eval_batch_size)
+        batch_size = training_args.per_device_eval_batch_size
+        initialize_head_with_linear_probe(model, train, validation, batch_size, training_args.device)
     elif model_args.head_init != "random":
         raise ValueError(f"model.head_init must be 'random' or 'linear_probe', got {model_args.head_init!r}")
     if task == "regression":

@@ -174,7 +174,8 @@ class LinearProbe:
 
     @torch.no_grad()
     def probabilities(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.standardise(features)).softmax(-1)
+        """(N, C) class probabilities, on the CPU (features may live on the probe's device)."""
+        return self.head(self.standardise(features.to(self.mean.device))).softmax(-1).cpu()
 
 
 def fit_linear_probe(
@@ -196,11 +197,10 @@ def fit_linear_probe(
         std = train_features.float().std(dim=0, keepdim=True).clamp(min=1e-6)
     else:
         std = torch.ones_like(mean)
+    train_x = (train_features.float() - mean) / std
     best = None
     for weight_decay in sorted(weight_decays, reverse=True):
-        head = fit_logistic_regression(
-            ((train_features.float() - mean) / std), train_labels, num_classes, float(weight_decay), max_iter
-        )
+        head = fit_logistic_regression(train_x, train_labels, num_classes, float(weight_decay), max_iter)
         probe = LinearProbe(head, mean, std, float(weight_decay), {})
         val_scores = probe.probabilities(validation_features).numpy()
         val_metrics = classification_metrics(val_scores, validation_labels.numpy(), label_names, kind="probabilities")
@@ -258,11 +258,16 @@ def initialize_head_from_probe(model, probe: LinearProbe) -> None:
         classifier.bias.copy_(bias - (weight / std) @ mean)
 
 
-def initialize_head_with_linear_probe(model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256):
+def initialize_head_with_linear_probe(
+    model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None
+):
     """LP-FT: fit a linear probe of `model.lens_vit` on `train` (weight decay selected on `validation`) and start
-    the classification head from it (`initialize_head_from_probe`). Returns the `LinearProbe`."""
-    train_features, train_labels = extract_features(model.lens_vit, train, batch_size=batch_size)
-    validation_features, validation_labels = extract_features(model.lens_vit, validation, batch_size=batch_size)
+    the classification head from it (`initialize_head_from_probe`). Features are extracted on `device` (default:
+    where the model is; the model moves there). Returns the `LinearProbe`."""
+    train_features, train_labels = extract_features(model.lens_vit, train, batch_size=batch_size, device=device)
+    validation_features, validation_labels = extract_features(
+        model.lens_vit, validation, batch_size=batch_size, device=device
+    )
     probe = fit_linear_probe(
         train_features, train_labels, validation_features, validation_labels, label_names=train.label_names
     )
@@ -314,7 +319,7 @@ def finetune_classifier(
     args = parse_section("training", TrainingArguments, values)
     classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
     if head_init == "linear_probe":
-        initialize_head_with_linear_probe(classifier, train, validation, args.per_device_eval_batch_size)
+        initialize_head_with_linear_probe(classifier, train, validation, args.per_device_eval_batch_size, args.device)
     elif head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'linear_probe', got {head_init!r}")
     start = time.perf_counter()
