@@ -439,13 +439,13 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         outputs = self.lens_vit(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
-        pooled = outputs.pooler_output
-        if self.training and pooled.shape[0] == 1 and isinstance(self.classifier_norm, nn.BatchNorm1d):
-            raise ValueError(
-                "training with classifier_norm='batchnorm' needs at least 2 images per batch; raise the batch size "
-                "or build the model with classifier_norm='none'."
-            )
-        logits = self.classifier(self.classifier_norm(pooled))
+        pooled, norm = outputs.pooler_output, self.classifier_norm
+        if self.training and pooled.shape[0] == 1 and isinstance(norm, nn.BatchNorm1d):
+            # A 1-image batch (say the last of an epoch) has no batch variance: use the running statistics.
+            pooled = F.batch_norm(pooled, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        else:
+            pooled = norm(pooled)
+        logits = self.classifier(pooled)
         loss = None
         if labels is not None:
             loss = self.classification_loss(logits, labels.to(logits.device))

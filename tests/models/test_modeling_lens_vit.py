@@ -223,11 +223,16 @@ def test_classifier_norm_standardises_pooled_features_in_training():
         tiny_config(classifier_norm="layernorm")
 
 
-def test_classifier_norm_needs_two_images_to_train():
+def test_one_image_training_batch_uses_the_running_statistics():
     model = build(LensViTForImageClassification, tiny_config(num_labels=3)).train()
-    with pytest.raises(ValueError, match="at least 2 images per batch"):
-        model(images(batch=1), labels=torch.tensor([0]))
-    assert model.eval()(images(batch=1)).logits.shape == (1, 3)  # inference on one image is fine
+    model(images(batch=4))  # running statistics now hold one batch
+    running = model.classifier_norm.running_mean.clone(), model.classifier_norm.running_var.clone()
+    x = images(batch=1, seed=5)
+    out = model(x, labels=torch.tensor([0]))  # e.g. the last batch of an epoch: no batch variance to use
+    out.loss.backward()
+    assert torch.equal(model.classifier_norm.running_mean, running[0])
+    assert torch.equal(model.classifier_norm.running_var, running[1])
+    torch.testing.assert_close(out.logits, model.eval()(x).logits.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_new_head_on_an_encoder_checkpoint_starts_with_identity_statistics(tmp_path):

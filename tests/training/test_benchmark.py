@@ -120,3 +120,36 @@ def test_head_init_option_is_checked_and_keys_only_lp_ft_cells():
     assert benchmark._protocol_settings(lp_ft, "finetune")["head_init"] == "linear_probe"
     with pytest.raises(ValueError, match="finetune_head_init must be"):
         benchmark.load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=probe"])
+
+
+def test_full_preset_runs_end_to_end_at_toy_sizes(tmp_path):
+    """recipes/benchmark/full.yaml as shipped (GPU pretraining recipes, LP-FT, few-label budgets, bf16 falling back
+    to float32 on CPU), shrunk to toy sizes: the measurement preset must not first break on the GPU machine."""
+    import yaml
+
+    recipe = yaml.safe_load((REPO / "recipes" / "benchmark" / "full.yaml").read_text())
+    recipe["benchmark"].update(
+        preset="full-toy", methods=["mae", "ijepa_physics"], finetune_sets=["model3"], seeds=[0],
+        results_dir=str(tmp_path), num_threads=1,
+    )
+    recipe["data"].update(
+        simulation_device="cpu", pretrain_train_per_class=8, finetune_train_per_class=16, finetune_test_per_class=4,
+        preprocess_batch_size=64,
+    )
+    recipe["model"].update(preset="micro", image_size=32)
+    recipe["pretrain"]["overrides"].update(
+        {"training.max_steps": 2, "training.per_device_train_batch_size": 8, "training.warmup_steps": 0}
+    )
+    recipe["pretrain"]["recipe_dir"] = str(REPO / "recipes" / "pretrain")
+    recipe["protocols"]["finetune"].update(
+        max_steps=2, eval_steps=1, per_device_train_batch_size=8, per_device_eval_batch_size=16, warmup_steps=0
+    )
+    recipe["protocols"]["few_label_budgets"] = [3]
+    recipe["protocols"]["few_label"].update(max_steps=2, eval_steps=1, per_device_train_batch_size=8, warmup_steps=0)
+    recipe["protocols"]["feature_batch_size"] = 16
+    result = run_benchmark(recipe)
+    assert not result["failures"], result["failures"]
+    protocols = {(cell["method"], cell["protocol"]) for cell in result["cells"]}
+    assert {("ijepa_physics", "few_label"), ("mae", "linear"), ("random_init", "finetune")} <= protocols
+    for cell in result["cells"]:
+        assert math.isfinite(cell["metrics"]["roc_auc"]["mean"]), cell
