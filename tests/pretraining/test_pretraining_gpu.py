@@ -32,3 +32,26 @@ def test_bf16_training_steps_on_the_gpu(method):
     with torch.no_grad():
         features = model.get_encoder()(images[:4]).last_hidden_state
     assert features.is_cuda and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("method", ["ijepa_physics", "dino"])
+def test_gpu_recipe_through_the_cli_on_the_gpu_stream(method, tmp_path):
+    """A shipped GPU recipe (bf16, fused AdamW, images simulated on the GPU) through `lensfm pretrain`, few steps."""
+    import json
+    import math
+    from pathlib import Path
+
+    from lensfm_hf.cli import main
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "pretrain" / f"{method}.yaml"
+    overrides = [
+        f"output_dir={tmp_path}", "max_steps=4", "per_device_train_batch_size=64", "logging_steps=1",
+        "disable_tqdm=true", "data.num_eval_images=128", "eval_steps=2", "save_steps=2", "warmup_steps=1",
+        "data.stream_compile=true",
+    ]
+    assert main(["pretrain", str(recipe), *overrides]) == 0
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert any("eval_loss" in entry for entry in state["log_history"])
+    assert (tmp_path / "encoder" / "model.safetensors").is_file()
