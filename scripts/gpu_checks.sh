@@ -26,7 +26,7 @@ else
     DEVICE=cuda
     CHECK_ARGS=()
     SIMULATION_ARGS=(--batch-size 4096 --repeats 10)
-    PRETRAINING_ARGS=(--preset small --batch-size 512)
+    PRETRAINING_ARGS=(--preset small --batch-size 512 --steps 10)
 fi
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; } 2>&1 | tee "$OUT/gpu.txt"
@@ -40,9 +40,9 @@ timeout "${SIMULATION_SECONDS:-150}" $PYTHON scripts/benchmark_simulation.py --d
 timeout "${CHECK_SECONDS:-120}" $PYTHON scripts/check_device.py --device $DEVICE "${CHECK_ARGS[@]}" \
     --json "$OUT/check_device.json" 2>&1 | tee "$OUT/check_device.txt" || status=1
 if [ "$DEVICE" = cuda ]; then  # the tests marked gpu (skipped without CUDA)
-    timeout "${PYTEST_SECONDS:-120}" $PYTHON -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 \
+    timeout "${PYTEST_SECONDS:-150}" $PYTHON -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 \
         | tee "$OUT/pytest_gpu.txt" || status=1
 fi
-timeout "${PRETRAINING_SECONDS:-180}" $PYTHON scripts/benchmark_pretraining.py --device $DEVICE "${PRETRAINING_ARGS[@]}" \
+timeout "${PRETRAINING_SECONDS:-150}" $PYTHON scripts/benchmark_pretraining.py --device $DEVICE "${PRETRAINING_ARGS[@]}" \
     --trainer --json "$OUT/pretraining.json" 2>&1 | tee "$OUT/pretraining.txt" || status=1
 exit $status
