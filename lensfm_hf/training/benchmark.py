@@ -82,6 +82,11 @@ class BenchmarkArguments:
         metadata={"help": "torch CPU threads for the run (restored after); 1 suits micro models on small CPUs, where "
                   "thread synchronisation costs more than the tiny matrix products gain"},
     )
+    workers: int = field(
+        default=1,
+        metadata={"help": "processes that fine-tune the seeds of a cell side by side, each with num_threads threads "
+                  "(CPU runs; results are identical to workers=1); 1 runs every seed in this process"},
+    )
     continue_on_error: bool = field(default=True, metadata={"help": "a method whose pretraining fails is reported, not fatal"})
     write_cards: bool = True
     plots: bool = True
@@ -369,19 +374,22 @@ def compute_cell(
     recipe: BenchmarkRecipe,
     feature_cache: dict,
     work_dir: Path,
+    pool=None,
 ) -> tuple[list[dict], np.ndarray | None]:
     """Run one protocol (at one label budget) for every seed; returns per-seed results and seed-0 test probabilities.
 
     For each seed, the train split is cut into train/validation with that seed (stratified); kNN uses the train part
     as its memory bank, the linear probe picks its weight decay on validation, fine-tunes select their checkpoint
-    on validation. The test split is never used for a choice.
+    on validation. The test split is never used for a choice. Fine-tunes of the seeds run in `pool` (a process
+    pool, see `benchmark.workers`) when given.
     """
     args = recipe.protocols
     labels = data.train.labels.numpy()
     device = _device(recipe.benchmark.device)
-    results, first_probabilities = [], None
+    outputs, fine_tunes, num_train = {}, {}, {}
     for seed in seeds:
         train_idx, val_idx = train_validation_indices(labels, recipe.data.validation_fraction, seed)
+        num_train[seed] = int(budget) * len(data.label_names) if protocol == "few_label" else len(train_idx)
         if protocol in ("knn", "linear"):
             train_f, test_f = _features(encoder_spec, data, seed, feature_cache, args.feature_batch_size, device)
             tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
@@ -409,16 +417,56 @@ def compute_cell(
                 if per_class >= 1:
                     validation = validation.select(few_label_indices(val_labels, per_class, seed))
             encoder = encoder_spec["config"] if encoder_spec["random"] else encoder_spec["encoder_dir"]
-            result = protocols.finetune_classifier(
-                encoder, train, validation, data.test, output_dir=work_dir / f"seed-{seed}", seed=seed,
-                training=training, augment=args.augment, head_init=args.finetune_head_init,
+            fine_tunes[seed] = dict(
+                encoder=encoder, train=train, validation=validation, test=data.test,
+                output_dir=work_dir / f"seed-{seed}", seed=seed, training=training, augment=args.augment,
+                head_init=args.finetune_head_init,
             )
+            continue
+        outputs[seed] = result
+    if fine_tunes:
+        jobs = list(fine_tunes.values())
+        done = pool.map(_finetune_seed, jobs) if pool is not None else map(_finetune_seed, jobs)
+        outputs.update(zip(fine_tunes, done, strict=True))
+    results, first_probabilities = [], None
+    for seed in seeds:
+        result = outputs[seed]
         probabilities = result.pop("probabilities", None)
         if first_probabilities is None and probabilities is not None:
             first_probabilities = np.asarray(probabilities, dtype=np.float32)
-        result["num_train"] = int(len(train_idx) if protocol != "few_label" else int(budget) * len(data.label_names))
+        result["num_train"] = num_train[seed]
         results.append(_json_ready(result))
     return results, first_probabilities
+
+
+def _finetune_seed(job: dict) -> dict:
+    """`protocols.finetune_classifier(**job)`: one seed of a fine-tune cell, in this process or a pool worker."""
+    return protocols.finetune_classifier(**job)
+
+
+def _start_worker(num_threads: int | None) -> None:
+    """Pool worker set-up: the run's thread count and quiet transformers, as in the main process."""
+    from transformers.utils import logging as hf_logging
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _worker_pool(recipe: BenchmarkRecipe):
+    """A spawn-started process pool for `benchmark.workers` > 1, else None."""
+    if recipe.benchmark.workers <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=recipe.benchmark.workers,
+        mp_context=multiprocessing.get_context("spawn"),  # fork would copy torch's thread pools and locks
+        initializer=_start_worker,
+        initargs=(recipe.benchmark.num_threads,),
+    )
 
 
 def _features(encoder_spec, data: FinetuneSet, seed: int, cache: dict, batch_size: int, device) -> tuple:
@@ -475,6 +523,7 @@ def evaluate_encoder(
     splits: SplitCache,
     data_path: str,
     counters: dict[str, int],
+    pool=None,
 ) -> list[dict]:
     """Every (fine-tuning set, protocol, budget) cell of one encoder, computed or read from the cache."""
     method = encoder_spec["name"]
@@ -511,7 +560,7 @@ def evaluate_encoder(
             start = time.perf_counter()
             work_dir = root / "runs" / method / finetune_set / f"{protocol}_{budget}"
             per_seed, probabilities = compute_cell(
-                protocol, budget, recipe.benchmark.seeds, data, encoder_spec, recipe, feature_cache, work_dir
+                protocol, budget, recipe.benchmark.seeds, data, encoder_spec, recipe, feature_cache, work_dir, pool
             )
             counters["computed"] += 1
             cell = {
@@ -865,15 +914,20 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     splits = SplitCache(recipe, data_path)
     counters = {"computed": 0, "cached": 0}
     cells = []
-    for spec in specs:
-        try:
-            cells += evaluate_encoder(recipe, spec, splits, data_path, counters)
-        except Exception as err:
-            if not recipe.benchmark.continue_on_error:
-                raise
-            logger.exception("evaluating %s failed", spec["name"])
-            print(f"[lensfm benchmark] evaluating {spec['name']} FAILED: {type(err).__name__}: {err}", flush=True)
-            failures.append({"method": spec["name"], "stage": "evaluate", "error": f"{type(err).__name__}: {err}"})
+    pool = _worker_pool(recipe)
+    try:
+        for spec in specs:
+            try:
+                cells += evaluate_encoder(recipe, spec, splits, data_path, counters, pool)
+            except Exception as err:
+                if not recipe.benchmark.continue_on_error:
+                    raise
+                logger.exception("evaluating %s failed", spec["name"])
+                print(f"[lensfm benchmark] evaluating {spec['name']} FAILED: {type(err).__name__}: {err}", flush=True)
+                failures.append({"method": spec["name"], "stage": "evaluate", "error": f"{type(err).__name__}: {err}"})
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     shutil.rmtree(root / "runs", ignore_errors=True)  # fine-tune scratch folders; results live in cells/
     plots = make_plots(root, cells) if recipe.benchmark.plots and cells else []

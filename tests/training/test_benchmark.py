@@ -153,3 +153,20 @@ def test_full_preset_runs_end_to_end_at_toy_sizes(tmp_path):
     assert {("ijepa_physics", "few_label"), ("mae", "linear"), ("random_init", "finetune")} <= protocols
     for cell in result["cells"]:
         assert math.isfinite(cell["metrics"]["roc_auc"]["mean"]), cell
+
+
+def test_worker_processes_give_the_same_cells(mini_run, tmp_path):
+    root, serial = mini_run
+    parallel = run_benchmark(MINI, overrides=_overrides(tmp_path) + ["benchmark.workers=2"])
+    assert not parallel["failures"], parallel["failures"]
+
+    def fine_tunes(result):
+        return {
+            (cell["method"], cell["protocol"]): [seed["roc_auc"] for seed in cell["per_seed"]]
+            for cell in result["cells"] if cell["protocol"] == "finetune"
+        }
+
+    expected = fine_tunes(serial)
+    assert expected and set(fine_tunes(parallel)) == set(expected)
+    for key, values in fine_tunes(parallel).items():
+        assert values == pytest.approx(expected[key], abs=1e-6), key
