@@ -85,7 +85,8 @@ class BenchmarkArguments:
     workers: int = field(
         default=1,
         metadata={"help": "processes that fine-tune the seeds of a cell side by side, each with num_threads threads "
-                  "(CPU runs; results are identical to workers=1); 1 runs every seed in this process"},
+                  "(CPU runs; results are identical to workers=1); 1 runs every seed in this process. Workers are "
+                  "spawned, so a script calling run_benchmark needs the usual `if __name__ == '__main__':` guard"},
     )
     continue_on_error: bool = field(default=True, metadata={"help": "a method whose pretraining fails is reported, not fatal"})
     write_cards: bool = True
