@@ -186,9 +186,7 @@ def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {ALL_PROTOCOLS}")
     if not result.benchmark.seeds:
         raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
-    head_init = result.protocols.finetune_head_init
-    if head_init not in ("random", "linear_probe"):
-        raise ValueError(f"protocols.finetune_head_init must be 'random' or 'linear_probe', got {head_init!r}")
+    protocols.check_head_init(result.protocols.finetune_head_init, "protocols.finetune_head_init")
     return result
 
 

@@ -703,15 +703,13 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
             split.labels = (split.labels - target_mean) / target_std
 
     model = build_model(task, model_args, full_train.label_names, upscale_factor)
-    if model_args.head_init == "linear_probe":
-        if not classification:
-            raise ValueError(f"model.head_init=linear_probe needs a classification task, not {task!r}; use random")
-        from .protocols import initialize_head_with_linear_probe
+    from .protocols import apply_head_init, check_head_init
 
-        batch_size = training_args.per_device_eval_batch_size
-        initialize_head_with_linear_probe(model, train, validation, batch_size, training_args.device)
-    elif model_args.head_init != "random":
-        raise ValueError(f"model.head_init must be 'random' or 'linear_probe', got {model_args.head_init!r}")
+    check_head_init(model_args.head_init, "model.head_init")
+    if model_args.head_init != "random" and not classification:
+        raise ValueError(f"model.head_init={model_args.head_init} needs a classification task, not {task!r}; use random")
+    batch_size = training_args.per_device_eval_batch_size
+    from_probe = apply_head_init(model, model_args.head_init, train, validation, batch_size, training_args.device)
     if task == "regression":
         model.config.regression_target = {
             "column": data_args.regression_column,
@@ -731,7 +729,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
         augment=data_args.augment,
         target_mean=target_mean,
         target_std=target_std,
-        initial_candidate=model_args.head_init == "linear_probe",
+        initial_candidate=from_probe,
     )
     runtime = time.perf_counter() - start
     model = trainer.model

@@ -275,6 +275,28 @@ def initialize_head_with_linear_probe(
     return probe
 
 
+HEAD_INITS = ("random", "linear_probe")
+
+
+def check_head_init(head_init: str, name: str = "head_init") -> None:
+    """Raise a ValueError naming `name` unless `head_init` is one of `HEAD_INITS`."""
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"{name} must be 'random' or 'linear_probe', got {head_init!r}")
+
+
+def apply_head_init(
+    model, head_init: str, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None
+) -> bool:
+    """Start the head of a classification `model` as `head_init` says: `"random"` keeps the new head,
+    `"linear_probe"` runs `initialize_head_with_linear_probe` (LP-FT). Returns True for LP-FT, whose starting
+    model is then worth keeping as a selection candidate (`train_model(initial_candidate=True)`)."""
+    check_head_init(head_init)
+    if head_init == "random":
+        return False
+    initialize_head_with_linear_probe(model, train, validation, batch_size, device)
+    return True
+
+
 # ----------------------------------------------------------------------------- fine-tuning
 
 
@@ -318,14 +340,13 @@ def finetune_classifier(
     values = finalize_training_section(values, "classification", len(validation) > 0)
     args = parse_section("training", TrainingArguments, values)
     classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
-    if head_init == "linear_probe":
-        initialize_head_with_linear_probe(classifier, train, validation, args.per_device_eval_batch_size, args.device)
-    elif head_init != "random":
-        raise ValueError(f"head_init must be 'random' or 'linear_probe', got {head_init!r}")
+    from_probe = apply_head_init(
+        classifier, head_init, train, validation, args.per_device_eval_batch_size, args.device
+    )
     start = time.perf_counter()
     trainer = train_model(
         classifier, train, validation, "classification", args, augment=augment, quiet=quiet,
-        initial_candidate=head_init == "linear_probe",
+        initial_candidate=from_probe,
     )
     runtime = time.perf_counter() - start
     logits = predict(trainer.model, test, batch_size=args.per_device_eval_batch_size)
@@ -347,6 +368,9 @@ def finetune_classifier(
 
 __all__ = [
     "DEFAULT_WEIGHT_DECAYS",
+    "HEAD_INITS",
+    "apply_head_init",
+    "check_head_init",
     "extract_features",
     "few_label_indices",
     "few_label_subset",
