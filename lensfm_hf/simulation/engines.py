@@ -70,15 +70,14 @@ def _compiled_lensed_flux():
     return torch.compile(_lensed_flux)
 
 
-def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation, compile=False):
-    """Noise-free flux per pixel ``(B, 1, H, W)`` of a DeepLense system, in torch."""
+def _lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation) -> tuple:
+    """The arguments of :func:`_lensed_flux` for sampled ``params`` (batch-uniform lens and source collapsed)."""
     reference = params["source_x"]
     # Separable axes (1, W) and (H, 1): the deflection code broadcasts them to (B, H, W).
     x, y = pixel_axes(image_size, pixel_scale, supersampling_factor, device=reference.device, dtype=reference.dtype)
     macro = _collapse_uniform(params, _MACRO_KEYS)
     source = _collapse_uniform(params, _SOURCE_SHAPE_KEYS)
-    lensed_flux = _compiled_lensed_flux() if compile else _lensed_flux
-    return lensed_flux(
+    return (
         x,
         y,
         tuple(macro[key] for key in _MACRO_KEYS),
@@ -89,6 +88,14 @@ def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, ps
         psf_fwhm,
         pixel_scale,
         psf_truncation,
+    )
+
+
+def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation, compile=False):
+    """Noise-free flux per pixel ``(B, 1, H, W)`` of a DeepLense system, in torch."""
+    lensed_flux = _compiled_lensed_flux() if compile else _lensed_flux
+    return lensed_flux(
+        *_lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation)
     )
 
 

@@ -11,9 +11,7 @@ import importlib
 import pytest
 import torch
 
-from lensfm_hf.physics import pixel_axes
-from lensfm_hf.simulation import LensingStream, get_recipe, sample_parameters, simulate
-from lensfm_hf.simulation import engines
+from lensfm_hf.simulation import LensingStream, engines, get_recipe, sample_parameters, simulate
 from lensfm_hf.simulation.simulate import images_per_chunk
 
 # The module, not the function of the same name that lensfm_hf.simulation exports.
@@ -23,17 +21,12 @@ simulate_module = importlib.import_module("lensfm_hf.simulation.simulate")
 def _flux_arguments(class_name: str, num_images: int = 4):
     recipe = get_recipe("model2")
     params = sample_parameters(recipe, class_name, num_images, torch.Generator().manual_seed(0))
-    x, y = pixel_axes(recipe.image_size, recipe.pixel_scale)
-    return (
-        x,
-        y,
-        tuple(params[key][:1] for key in engines._MACRO_KEYS),
-        tuple(params[key] for key in ("subhalo_einstein_radius", "subhalo_x", "subhalo_y")),
-        tuple(params[key][:1] for key in engines._SOURCE_SHAPE_KEYS) + (params["source_x"], params["source_y"]),
-        num_images,
+    return engines._lensed_flux_arguments(
+        params,
+        recipe.image_size,
+        recipe.pixel_scale,
         recipe.supersampling_factor,
         recipe.resolved_psf_fwhm,
-        recipe.pixel_scale,
         recipe.resolved_psf_truncation,
     )
 
