@@ -5,6 +5,8 @@ This file is exported as hub remote code: it imports only transformers and its s
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -34,6 +36,20 @@ class LensViTConfig(PretrainedConfig):
         use_cls_token (`bool`): prepend a learned CLS token.
         pooling (`str`): `"cls"` (needs `use_cls_token`) or `"mean"` (mean of patch tokens).
         position_embedding_type (`str`): `"sincos"` (fixed 2-D sin-cos, exact at any size) or `"learned"`.
+        position_embedding_scale (`float`, defaults to 1.0): factor on the fixed sin-cos table. Lensing patch tokens
+            have norm ~0.4 against ~5.7 for the sin-cos rows, so the positions form a common mode that can drown the
+            content; a scale < 1 (e.g. 0.1) balances them. Not applied to learned positions.
+        position_embedding_init_std (`float`, *optional*): std of the truncated-normal init of learned positions;
+            default `initializer_range`.
+        patch_embedding_type (`str`, defaults to `"linear"`): `"linear"` (one patchify convolution, ViT) or `"conv"`
+            (a convolutional stem, Xiao et al. 2021 "Early convolutions help transformers see better": log2(patch_size)
+            stride-2 3x3 convolutions with norm + ReLU, then a 1x1 convolution to `hidden_size`; `patch_size` must be
+            a power of two).
+        conv_stem_channels (`list[int]`, *optional*): output channels of each stride-2 convolution of the conv stem,
+            one per halving (2 for patch 4, 3 for patch 8, 4 for patch 16); default `max(hidden_size // 8, 8)`
+            doubling at each layer.
+        conv_stem_norm (`str`, defaults to `"groupnorm"`): `"groupnorm"` or `"batchnorm"` (Xiao et al.'s choice)
+            after each stem convolution.
         initializer_range (`float`): std of the truncated-normal init.
         classifier_norm (`str`): `"batchnorm"` (default) or `"none"`: normalisation of the pooled features before
             the head of [`LensViTForImageClassification`]. Lensing images share most of their structure, so pooled
@@ -66,6 +82,11 @@ class LensViTConfig(PretrainedConfig):
         use_cls_token: bool = True,
         pooling: str = "cls",
         position_embedding_type: str = "sincos",
+        position_embedding_scale: float = 1.0,
+        position_embedding_init_std: float | None = None,
+        patch_embedding_type: str = "linear",
+        conv_stem_channels: list[int] | None = None,
+        conv_stem_norm: str = "groupnorm",
         initializer_range: float = 0.02,
         classifier_norm: str = "batchnorm",
         upscale_factor: int = 2,
@@ -90,6 +111,11 @@ class LensViTConfig(PretrainedConfig):
         self.use_cls_token = use_cls_token
         self.pooling = pooling
         self.position_embedding_type = position_embedding_type
+        self.position_embedding_scale = position_embedding_scale
+        self.position_embedding_init_std = position_embedding_init_std
+        self.patch_embedding_type = patch_embedding_type
+        self.conv_stem_channels = list(conv_stem_channels) if conv_stem_channels is not None else None
+        self.conv_stem_norm = conv_stem_norm
         self.initializer_range = initializer_range
         self.classifier_norm = classifier_norm
         self.upscale_factor = upscale_factor
@@ -100,6 +126,10 @@ class LensViTConfig(PretrainedConfig):
         self._check()
 
     def _check(self):
+        for name in ("image_size", "patch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}; "
@@ -117,10 +147,42 @@ class LensViTConfig(PretrainedConfig):
             raise ValueError(
                 f"position_embedding_type must be 'sincos' or 'learned', got {self.position_embedding_type!r}."
             )
+        scale = self.position_embedding_scale
+        if not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"position_embedding_scale must be a finite number >= 0, got {scale!r}.")
+        std = self.position_embedding_init_std
+        if std is not None and (not isinstance(std, numbers.Real) or not math.isfinite(std) or std <= 0):
+            raise ValueError(f"position_embedding_init_std must be None or a finite number > 0, got {std!r}.")
+        if self.patch_embedding_type not in ("linear", "conv"):
+            raise ValueError(f"patch_embedding_type must be 'linear' or 'conv', got {self.patch_embedding_type!r}.")
+        if self.conv_stem_norm not in ("groupnorm", "batchnorm"):
+            raise ValueError(f"conv_stem_norm must be 'groupnorm' or 'batchnorm', got {self.conv_stem_norm!r}.")
+        if self.patch_embedding_type == "conv":
+            self.conv_stem_widths()  # raises on a patch size or channel list the stem cannot realise
         if self.classifier_norm not in ("batchnorm", "none"):
             raise ValueError(f"classifier_norm must be 'batchnorm' or 'none', got {self.classifier_norm!r}.")
         if self.sr_loss not in ("l1", "mse"):
             raise ValueError(f"sr_loss must be 'l1' or 'mse', got {self.sr_loss!r}.")
+
+    def conv_stem_widths(self) -> list[int]:
+        """Output channels of the conv stem's stride-2 layers, one per halving of the image (see `conv_stem_channels`)."""
+        patch = self.patch_size
+        if patch < 2 or patch & (patch - 1):
+            raise ValueError(
+                f"patch_embedding_type='conv' reduces the image with stride-2 convolutions, so patch_size must be a "
+                f"power of two (2, 4, 8, 16, ...); got patch_size={patch}. Use patch_embedding_type='linear' for it."
+            )
+        num_layers = patch.bit_length() - 1
+        if self.conv_stem_channels is None:
+            first = max(self.hidden_size // 8, 8)
+            return [first * 2**i for i in range(num_layers)]
+        widths = list(self.conv_stem_channels)
+        if len(widths) != num_layers or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise ValueError(
+                f"conv_stem_channels must list {num_layers} positive integers (one stride-2 layer per halving of "
+                f"patch_size={patch}), got {self.conv_stem_channels!r}."
+            )
+        return widths
 
     @property
     def num_patches(self) -> int:

@@ -91,20 +91,57 @@ def check_pixel_values(pixel_values: torch.Tensor, num_channels: int, patch_size
         )
 
 
+class LensViTConvStem(nn.Module):
+    """Convolutional stem (Xiao et al. 2021): (B, C, H, W) -> (B, W_last, H / p, W / p) through log2(p) blocks of
+    3x3 stride-2 convolution + norm + ReLU; the 1x1 projection to `hidden_size` is the owner's `projection`."""
+
+    def __init__(self, config: LensViTConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = config.num_channels
+        for width in config.conv_stem_widths():
+            # No conv bias: the norm right after removes it.
+            layers.append(nn.Conv2d(in_channels, width, kernel_size=3, stride=2, padding=1, bias=False))
+            if config.conv_stem_norm == "batchnorm":
+                layers.append(nn.BatchNorm2d(width))
+            else:
+                # GroupNorm by default: it normalises each image on its own, so it computes the same in train and
+                # eval, needs no running statistics (nothing to calibrate after pretraining, nothing to sync across
+                # GPUs, no batch-size-1 failure) and lets no batch statistic leak between the images that
+                # contrastive methods (SimCLR, MoCo) must tell apart. 8 groups at most (Wu & He find 8-32 equally
+                # good): fewer, wider groups remove less per-channel information from the feature maps.
+                layers.append(nn.GroupNorm(math.gcd(width, 8), width))
+            layers.append(nn.ReLU())
+            in_channels = width
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = in_channels
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.layers(pixel_values)
+
+
 class LensViTPatchEmbeddings(nn.Module):
-    """(B, C, H, W) pixels -> (B, N, D) patch tokens with a strided convolution."""
+    """(B, C, H, W) pixels -> (B, N, D) patch tokens, by a strided convolution (`patch_embedding_type="linear"`) or a
+    convolutional stem followed by a 1x1 convolution (`"conv"`)."""
 
     def __init__(self, config: LensViTConfig):
         super().__init__()
         self.patch_size = config.patch_size
         self.num_channels = config.num_channels
-        self.projection = nn.Conv2d(
-            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
-        )
+        if getattr(config, "patch_embedding_type", "linear") == "conv":
+            self.stem = LensViTConvStem(config)
+            self.projection = nn.Conv2d(self.stem.out_channels, config.hidden_size, kernel_size=1)
+        else:
+            self.stem = None
+            self.projection = nn.Conv2d(
+                config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+            )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         check_pixel_values(pixel_values, self.num_channels, self.patch_size)
         pixel_values = pixel_values.to(self.projection.weight.dtype)
+        if self.stem is not None:
+            pixel_values = self.stem(pixel_values)
         return self.projection(pixel_values).flatten(2).transpose(1, 2)
 
 
@@ -125,12 +162,23 @@ class LensViTEmbeddings(nn.Module):
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    @property
+    def position_embedding_scale(self) -> float:
+        # getattr: configs saved before the field existed load with today's unscaled table.
+        return float(getattr(self.config, "position_embedding_scale", 1.0))
+
+    def scaled_sincos(self, grid_height: int, grid_width: int, device=None) -> torch.Tensor:
+        """(grid_height * grid_width, D) sin-cos table times `config.position_embedding_scale`, float32."""
+        pos = sincos_position_embedding(grid_height, grid_width, self.config.hidden_size, device=device)
+        scale = self.position_embedding_scale
+        return pos if scale == 1.0 else pos * scale
+
     def initialize_weights(self):
         if self.config.position_embedding_type == "sincos":
-            pos = sincos_position_embedding(self.grid_size, self.grid_size, self.config.hidden_size)
-            init.copy_(self.position_embeddings, pos.unsqueeze(0))
+            init.copy_(self.position_embeddings, self.scaled_sincos(self.grid_size, self.grid_size).unsqueeze(0))
         else:
-            init.trunc_normal_(self.position_embeddings, std=self.config.initializer_range)
+            std = getattr(self.config, "position_embedding_init_std", None) or self.config.initializer_range
+            init.trunc_normal_(self.position_embeddings, std=std)
         if self.cls_token is not None:
             init.trunc_normal_(self.cls_token, std=self.config.initializer_range)
         if self.mask_token is not None:
@@ -139,15 +187,21 @@ class LensViTEmbeddings(nn.Module):
         weight = self.patch_embeddings.projection.weight
         bound = math.sqrt(6.0 / (weight.shape[0] + weight[0].numel()))
         init.uniform_(weight, -bound, bound)
+        if self.patch_embeddings.stem is not None:
+            # ReLU stem: He init as in ResNet stems (Xiao et al. train theirs so); unit-gain norms.
+            for module in self.patch_embeddings.stem.modules():
+                if isinstance(module, nn.Conv2d):
+                    init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)):
+                    init.ones_(module.weight)
+                    init.zeros_(module.bias)
 
     def position_embedding_for(self, grid_height: int, grid_width: int) -> torch.Tensor:
         """(1, grid_height * grid_width, D) positions; recomputed or interpolated when the grid differs."""
         if grid_height == grid_width == self.grid_size:
             return self.position_embeddings
         if self.config.position_embedding_type == "sincos":
-            pos = sincos_position_embedding(
-                grid_height, grid_width, self.config.hidden_size, device=self.position_embeddings.device
-            )
+            pos = self.scaled_sincos(grid_height, grid_width, device=self.position_embeddings.device)
             return pos.to(self.position_embeddings.dtype).unsqueeze(0)
         pos = self.position_embeddings.reshape(1, self.grid_size, self.grid_size, -1).permute(0, 3, 1, 2)
         pos = F.interpolate(pos.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False)
@@ -159,7 +213,14 @@ class LensViTEmbeddings(nn.Module):
         keep_indices: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Returns (B, [1 +] K, D) tokens; K = N patches, or keep_indices.shape[1] when tokens are dropped."""
+        """Returns (B, [1 +] K, D) tokens; K = N patches, or keep_indices.shape[1] when tokens are dropped.
+
+        With a conv stem, the pixels of dropped (`keep_indices`) and masked (`bool_masked_pos`) patches are zeroed
+        before the stem: its 3x3 receptive fields cross patch borders, and a kept token must not see the content
+        that MAE, I-JEPA or iBOT ask the model to predict (masked convolution, as ConvMAE).
+        """
+        if self.patch_embeddings.stem is not None and (keep_indices is not None or bool_masked_pos is not None):
+            pixel_values = self.hide_unseen_patches(pixel_values, keep_indices, bool_masked_pos)
         embeddings = self.patch_embeddings(pixel_values)
         batch_size, num_patches, dim = embeddings.shape
         if bool_masked_pos is not None:
@@ -181,6 +242,30 @@ class LensViTEmbeddings(nn.Module):
             # CLS is prepended after masking (MAE), so it is always kept.
             embeddings = torch.cat([self.cls_token.to(embeddings.dtype).expand(batch_size, -1, -1), embeddings], 1)
         return self.dropout(embeddings)
+
+    def hide_unseen_patches(
+        self,
+        pixel_values: torch.Tensor,
+        keep_indices: torch.Tensor | None,
+        bool_masked_pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Zero the pixels of patches not in `keep_indices` (B, K) or set in `bool_masked_pos` (B, N)."""
+        check_pixel_values(pixel_values, self.config.num_channels, self.config.patch_size)
+        batch_size, _, height, width = pixel_values.shape
+        patch = self.config.patch_size
+        grid_height, grid_width = height // patch, width // patch
+        seen = torch.ones(batch_size, grid_height * grid_width, dtype=pixel_values.dtype, device=pixel_values.device)
+        if keep_indices is not None:
+            if keep_indices.ndim != 2 or keep_indices.shape[0] != batch_size:
+                raise ValueError(
+                    f"keep_indices must have shape (batch={batch_size}, num_kept), got {tuple(keep_indices.shape)}."
+                )
+            seen = torch.zeros_like(seen).scatter_(1, keep_indices.to(seen.device), 1.0)
+        if bool_masked_pos is not None:
+            seen = seen * (~bool_masked_pos.reshape(batch_size, -1).to(seen.device, torch.bool)).to(seen.dtype)
+        seen = seen.reshape(batch_size, 1, grid_height, 1, grid_width, 1)
+        pixels = pixel_values.reshape(batch_size, -1, grid_height, patch, grid_width, patch) * seen
+        return pixels.reshape(pixel_values.shape)
 
 
 def eager_attention_forward(
@@ -332,10 +417,14 @@ class LensViTPreTrainedModel(PreTrainedModel):
                 init.trunc_normal_(module.weight, std=self.config.initializer_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm1d):  # buffers too: a new head loaded onto an encoder has none saved
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            # buffers too: a new head loaded onto an encoder has none saved
+            if module.affine:
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)

@@ -247,3 +247,104 @@ def test_new_head_on_an_encoder_checkpoint_starts_with_identity_statistics(tmp_p
     loaded = LensViTForImageClassification.from_pretrained(tmp_path / "classifier").eval()
     assert torch.equal(loaded.classifier_norm.running_var, norm.running_var)
     assert int(loaded.classifier_norm.num_batches_tracked) == 1
+
+
+# ------------------------------------------------------------------------------- conv stem and position scaling
+
+
+@pytest.mark.parametrize("patch_size", [4, 8, 16])
+@pytest.mark.parametrize("norm", ["groupnorm", "batchnorm"])
+def test_conv_stem_reduces_by_the_patch_size(patch_size, norm):
+    config = tiny_config(image_size=32, patch_size=patch_size, patch_embedding_type="conv", conv_stem_norm=norm)
+    model = build(LensViTModel, config).train()
+    stem = model.embeddings.patch_embeddings.stem
+    strides = [m.stride[0] for m in stem.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [2] * (patch_size.bit_length() - 1)
+    assert config.conv_stem_widths()[0] == 8 and config.conv_stem_widths()[-1] == 8 * 2 ** (len(strides) - 1)
+    out = model(images(batch=2, size=32))
+    assert out.last_hidden_state.shape == (2, 1 + (32 // patch_size) ** 2, 32)
+    out.pooler_output.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("cls,extra,make_labels", ALL_CASES)
+def test_conv_stem_forward_backward_every_class(cls, extra, make_labels):
+    model = build(cls, tiny_config(patch_embedding_type="conv", conv_stem_channels=[8, 12], **extra)).train()
+    kwargs = {"labels": make_labels(3)} if make_labels else {}
+    out = model(images(), **kwargs)
+    loss = out.pooler_output.square().mean() if cls is LensViTModel else out.loss
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_conv_stem_config_errors_are_clear():
+    with pytest.raises(ValueError, match="power of two.*patch_size=10"):
+        LensViTConfig(image_size=150, patch_size=10, patch_embedding_type="conv")
+    with pytest.raises(ValueError, match="conv_stem_channels must list 2"):
+        tiny_config(patch_embedding_type="conv", conv_stem_channels=[8, 16, 32])
+    with pytest.raises(ValueError, match="patch_embedding_type must be"):
+        tiny_config(patch_embedding_type="hybrid")
+    with pytest.raises(ValueError, match="conv_stem_norm must be"):
+        tiny_config(patch_embedding_type="conv", conv_stem_norm="layernorm")
+    tiny_config(image_size=150, patch_size=10)  # the linear patchify keeps any divisor
+
+
+def test_conv_stem_kept_tokens_do_not_see_dropped_or_masked_pixels():
+    # 3x3 receptive fields cross patch borders; MAE / I-JEPA / iBOT targets must not leak into the kept tokens.
+    model = LensViTModel(tiny_config(patch_embedding_type="conv"), use_mask_token=True).eval()
+    x = images(batch=2)
+    changed = x.clone()
+    changed[:, :, :PATCH, :] = 100 * torch.randn_like(changed[:, :, :PATCH, :])  # the first row of patches
+    keep = torch.tensor([[4, 5, 15], [6, 9, 12]])  # none in the first row
+    torch.testing.assert_close(model.embeddings(x, keep_indices=keep), model.embeddings(changed, keep_indices=keep))
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :4] = True
+    torch.testing.assert_close(model.embeddings(x, bool_masked_pos=mask), model.embeddings(changed, bool_masked_pos=mask))
+    # Without dropping, the stem sees across borders (that is its point): the row below the change moves.
+    assert not torch.allclose(model.embeddings(x)[:, 5], model.embeddings(changed)[:, 5])
+
+
+def test_conv_stem_save_load_round_trip_is_bit_exact(tmp_path):
+    model = build(LensViTForImageClassification, tiny_config(patch_embedding_type="conv", num_labels=3))
+    model.save_pretrained(tmp_path)
+    loaded = LensViTForImageClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.patch_embedding_type == "conv"
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    torch.testing.assert_close(model(images()).logits, loaded(images()).logits, atol=1e-6, rtol=0)
+
+
+def test_config_json_without_the_new_fields_loads_as_before(tmp_path):
+    import json
+
+    model = build(LensViTModel, tiny_config())
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    new_fields = ("patch_embedding_type", "conv_stem_channels", "conv_stem_norm", "position_embedding_scale",
+                  "position_embedding_init_std")
+    for name in new_fields:
+        saved.pop(name)
+    path.write_text(json.dumps(saved))
+    loaded = LensViTModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.patch_embedding_type == "linear" and loaded.config.position_embedding_scale == 1.0
+    assert loaded.embeddings.patch_embeddings.stem is None
+    torch.testing.assert_close(model(images()).last_hidden_state, loaded(images()).last_hidden_state, atol=1e-6, rtol=0)
+
+
+def test_position_embedding_scale_and_learned_init_std():
+    grid = IMAGE_SIZE // PATCH
+    model = build(LensViTModel, tiny_config(position_embedding_scale=0.1))
+    torch.testing.assert_close(model.embeddings.position_embeddings[0], 0.1 * sincos_position_embedding(grid, grid, 32))
+    # Other input sizes recompute the table with the same scale.
+    torch.testing.assert_close(
+        model.embeddings.position_embedding_for(2 * grid, grid)[0], 0.1 * sincos_position_embedding(2 * grid, grid, 32)
+    )
+    learned = build(LensViTModel, tiny_config(position_embedding_type="learned", position_embedding_init_std=0.5))
+    assert 0.3 < learned.embeddings.position_embeddings.std().item() < 0.6
+    default = build(LensViTModel, tiny_config(position_embedding_type="learned"))
+    assert default.embeddings.position_embeddings.std().item() < 0.03
+    for bad in (dict(position_embedding_scale=float("nan")), dict(position_embedding_scale=-1.0),
+                dict(position_embedding_init_std=0.0)):
+        with pytest.raises(ValueError, match="position_embedding"):
+            tiny_config(**bad)

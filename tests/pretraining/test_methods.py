@@ -152,6 +152,27 @@ def test_forward_loss_and_diagnostics(method):
 
 
 @pytest.mark.parametrize("method", list(PRETRAINING_METHODS))
+def test_conv_stem_forward_backward(method):
+    # The conv stem replaces the patchify convolution under every method, including those that drop (MAE, I-JEPA)
+    # or mask (iBOT) tokens: the encoder hides the unseen pixels from the stem itself.
+    torch.manual_seed(0)
+    model = make_model(method, patch_embedding_type="conv", position_embedding_scale=0.5).train()
+    assert model.config.backbone_config().patch_embedding_type == "conv"
+    assert model.get_encoder().embeddings.patch_embeddings.stem is not None
+    model.set_progress(1, 10)
+    outputs = model(lensing_images(4))
+    assert outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    stem = model.get_encoder().embeddings.patch_embeddings.stem
+    trainable = [p for p in stem.parameters() if p.requires_grad]
+    if method == "moco":  # MoCo v3 freezes the random patch embedding, the stem with it
+        assert not trainable
+    else:
+        assert trainable and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    model.update_teacher()
+
+
+@pytest.mark.parametrize("method", list(PRETRAINING_METHODS))
 def test_training_decreases_loss(method, trained):
     losses = trained[method]["losses"]
     assert all(math.isfinite(v) for v in losses)
