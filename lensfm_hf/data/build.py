@@ -2,19 +2,28 @@
 
 The folder loads with `datasets.load_dataset(DIR, "model2")` and uploads as-is. Generation is
 resumable: shards are written atomically, each with a seed derived from (seed, config, split,
-class, shard index), so a resumed run is bit-identical to an uninterrupted one.
+class, shard index), so a resumed run is bit-identical to an uninterrupted one. The manifest
+records each finished shard's SHA-256, and a resumed run keeps only shards that still match it.
+A build holds an exclusive lock on its config (`build_lock`), so two processes never mix shards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; builds there are not locked
+    fcntl = None
 
 import numpy as np
 
@@ -24,6 +33,10 @@ SPLITS = ("train", "test")
 # (256 rows of 64×64 float32, 46 rows of Model I's 150×150).
 _ROW_GROUP_BYTES = 4 << 20
 _TMP_PREFIX = ".tmp-"
+# Hidden working folder inside an output folder: per-config lock files and import staging folders.
+# Both are removed when a build ends, so an uploaded folder carries none of them.
+WORK_DIR_NAME = ".lensfm"
+_SHARD_HASHES = "shard_sha256"  # manifest key: {shard file name: SHA-256 hex digest of its bytes}
 
 
 def _simulation_api():
@@ -106,6 +119,93 @@ def interleave_order(class_sizes: Sequence[int]) -> list[tuple[int, int]]:
     return [(c, i) for _, c, i in keys]
 
 
+# ----------------------------------------------------------------------------- locks and atomic files
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A hidden temp name next to `path`, unique to this process and call, so writers never share one."""
+    path = Path(path)
+    return path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames inside `path` durable; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive `flock` on `out_dir/.lensfm/<name>.lock` for the duration of the block.
+
+    Simulating or importing a config holds its lock for the whole build, so a second process
+    building the same config into the same folder fails at once (`wait=False`) with a message naming
+    the holder's pid, instead of interleaving shards. The lock file is removed on exit; a process that
+    locked a file unlinked under it retries on the new one, so removal never lets two holders in.
+    """
+    work = Path(out_dir) / WORK_DIR_NAME
+    lock_path = work / f"{name}.lock"
+    if fcntl is None:  # pragma: no cover
+        yield lock_path
+        return
+    for _ in range(1000):  # each retry means another process removed the file in between
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RuntimeError(
+                f"{Path(out_dir) / name} is being built by another process (pid {holder}, lock file {lock_path}); "
+                "wait for it to finish, or write to another folder. If no such process runs, delete the lock file"
+            ) from None
+        try:
+            same_file = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)
+    else:  # pragma: no cover - needs a thousand lock holders in a row
+        raise RuntimeError(f"could not take the lock {lock_path}: it keeps being replaced by other processes")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock_path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)  # while still holding it: see the retry above
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # only when empty: other configs' locks and staging folders keep it
+
+
 # ----------------------------------------------------------------------------- shard writing
 
 
@@ -145,14 +245,13 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
                 f"(shard {path.name}); the simulator and the recipe disagree on the image size"
             )
         batch[name] = values.astype(np.int64 if name == "label" else np.float32, copy=False)
-    tmp = path.with_name(_TMP_PREFIX + path.name)
+    tmp = temp_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         writer = ParquetWriter(path=str(tmp), features=features, writer_batch_size=_rows_per_group(features))
         writer.write_batch(batch)
         writer.finalize()
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -160,18 +259,27 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
     return num_rows
 
 
-def _shard_is_complete(path: Path, expected_rows: int | None) -> bool:
+def _shard_is_intact(path: Path, expected_sha256: str | None) -> bool:
+    """True when `path` exists and its bytes still hash to the digest recorded when it was written.
+
+    A row count says nothing about a flipped bit, so a resumed build trusts only the content hash;
+    a shard without a recorded hash (cut off by a crash, or written by an older lensfm) is redone.
+    """
     if not path.exists():
         return False
+    if expected_sha256 is None:
+        warnings.warn(f"{path} has no recorded SHA-256 in {MANIFEST_NAME} (its run was interrupted); regenerating it")
+        return False
     try:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_metadata(path).num_rows
-    except Exception as err:  # an unreadable shard is regenerated, not trusted
+        actual = file_sha256(path)
+    except OSError as err:
         warnings.warn(f"{path} is unreadable ({err}); regenerating it")
         return False
-    if expected_rows is not None and rows != expected_rows:
-        warnings.warn(f"{path} holds {rows} rows, expected {expected_rows}; regenerating it")
+    if actual != expected_sha256:
+        warnings.warn(
+            f"{path} no longer matches the SHA-256 recorded when it was written (changed on disk: a disk error or "
+            "an edit); regenerating it"
+        )
         return False
     return True
 
@@ -210,10 +318,15 @@ def read_manifest(config_dir: str | os.PathLike) -> dict | None:
 def write_manifest(config_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
     path = Path(config_dir) / MANIFEST_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(_TMP_PREFIX + path.name)
-    # Key order is kept (not sorted): it carries the column order of `features` and the recipe's own order.
-    tmp.write_text(json.dumps(_to_json(manifest), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        # Key order is kept (not sorted): it carries the column order of `features` and the recipe's own order.
+        tmp.write_text(json.dumps(_to_json(manifest), indent=2) + "\n", encoding="utf-8")
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _describe_difference(old: Mapping, new: Mapping) -> str:
@@ -346,9 +459,12 @@ def simulate_dataset(
 
     Every split holds `*_per_class` images of each class, spread evenly over shards of at most
     `shard_size` rows; inside a shard, classes alternate (see `interleave_order`) and the loader
-    does the random shuffling. Rerunning with the same arguments resumes (finished shards are
-    kept); different arguments raise unless `overwrite=True`. Other configs in `out_dir` are
-    left alone and stay in the card. Returns `out_dir`.
+    does the random shuffling. Rerunning with the same arguments resumes: finished shards whose
+    SHA-256 matches the one the manifest recorded are kept, any other shard is regenerated with a
+    warning. Different arguments raise unless `overwrite=True`. The build holds the config's
+    `build_lock`, so a second process simulating or importing the same config into the same folder
+    meanwhile raises RuntimeError. Other configs in `out_dir` are left alone and stay in the card.
+    Returns `out_dir`.
     """
     from tqdm.auto import tqdm
 
@@ -378,37 +494,51 @@ def simulate_dataset(
         # cpu and cuda kernels round differently; mixing them would break bit-identical resumption
         "device_type": str(device).split(":")[0],
     }
-    resumed = prepare_config_dir(config_dir, identity, overwrite)
-    config_dir.mkdir(parents=True, exist_ok=True)
-    _remove_temp_files(config_dir)
-    manifest = _base_manifest(recipe, features, identity)
-    if not resumed:
+    with build_lock(out, config_lock_name(config)):
+        resumed = prepare_config_dir(config_dir, identity, overwrite)
+        config_dir.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(config_dir)  # left by a killed run; nobody else writes here while we hold the lock
+        num_classes = len(recipe.class_names)
+        per_class = {"train": train_per_class, "test": test_per_class}
+        plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
+        manifest = _base_manifest(recipe, features, identity)
+        recorded = (read_manifest(config_dir) or {}).get(_SHARD_HASHES, {}) if resumed else {}
+        hashes = {spec.file_name: recorded[spec.file_name] for spec in plan if spec.file_name in recorded}
+        manifest[_SHARD_HASHES] = hashes
         write_manifest(config_dir, manifest)
 
-    num_classes = len(recipe.class_names)
-    per_class = {"train": train_per_class, "test": test_per_class}
-    plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
-    todo = [spec for spec in plan if not _shard_is_complete(config_dir / spec.file_name, spec.num_rows)]
-    progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
-    with progress:
-        for spec in todo:
-            columns = _simulate_shard(api, recipe, features, spec, seed, engine, device)
-            write_shard(config_dir / spec.file_name, columns, features)
-            progress.update(1)
+        todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, hashes.get(spec.file_name))]
+        progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
+        with progress:
+            for spec in todo:
+                columns = _simulate_shard(api, recipe, features, spec, seed, engine, device)
+                path = config_dir / spec.file_name
+                # Forget the old digest first: a crash after the shard is replaced must not leave a stale one.
+                if hashes.pop(spec.file_name, None) is not None:
+                    write_manifest(config_dir, manifest)
+                write_shard(path, columns, features)
+                hashes[spec.file_name] = file_sha256(path)
+                write_manifest(config_dir, manifest)
+                progress.update(1)
 
-    manifest["splits"] = {
-        split: {
-            "num_examples": per_class[split] * num_classes,
-            "num_shards": sum(1 for spec in plan if spec.split == split),
-            "class_counts": {name: per_class[split] for name in recipe.class_names},
+        manifest["splits"] = {
+            split: {
+                "num_examples": per_class[split] * num_classes,
+                "num_shards": sum(1 for spec in plan if spec.split == split),
+                "class_counts": {name: per_class[split] for name in recipe.class_names},
+            }
+            for split in SPLITS
+            if per_class[split] > 0
         }
-        for split in SPLITS
-        if per_class[split] > 0
-    }
-    manifest["complete"] = True
-    write_manifest(config_dir, manifest)
-    finalize_folder(out, config)
+        manifest["complete"] = True
+        write_manifest(config_dir, manifest)
+        finalize_folder(out, config)
     return out
+
+
+def config_lock_name(config: str) -> str:
+    """Name of the `build_lock` that every build of `config` (simulation or import) holds."""
+    return f"config-{config}"
 
 
 def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:
@@ -450,5 +580,7 @@ def finalize_folder(out_dir: str | os.PathLike, config: str) -> None:
     """Draw `config`'s example image and rewrite the card from every finished config's manifest."""
     from .card import write_dataset_card, write_example_images
 
-    write_example_images(out_dir, config)
-    write_dataset_card(out_dir)
+    # Builds of different configs may finish together; the card lock keeps one from dropping the other.
+    with build_lock(out_dir, "card", wait=True):
+        write_example_images(out_dir, config)
+        write_dataset_card(out_dir)
