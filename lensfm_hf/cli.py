@@ -63,7 +63,9 @@ def _benchmark(args):
 def _push(args):
     from .hub.push import push_folder
 
-    url = push_folder(args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private)
+    url = push_folder(
+        args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private, timeout=args.timeout
+    )
     print(f"pushed to {url}")
 
 
@@ -117,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
     p.add_argument("--private", action="store_true")
+    p.add_argument(
+        "--timeout", type=float, default=60.0,
+        help="seconds any one request to the Hub may stall before the push fails (default: %(default)s)",
+    )
     p.set_defaults(func=_push)
 
     p = sub.add_parser("install-cache", help="place a folder in the local HF hub cache (works with HF_HUB_OFFLINE=1)")

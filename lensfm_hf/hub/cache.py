@@ -13,17 +13,22 @@ from pathlib import Path
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
-from .push import check_hub_ready
+from .push import check_hub_ready, is_denied, report_exclusions, upload_exclusions
 
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Files to install, relative to `folder`, sorted so the commit hash is deterministic."""
+    """Files to install, relative to `folder`, sorted so the commit hash is deterministic.
+
+    Trainer state and pickles are left out exactly as `push_folder` leaves them out of an upload."""
     return sorted(
         p.relative_to(folder)
         for p in folder.rglob("*")
-        if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(folder).parts) and p.suffix != ".pyc"
+        if p.is_file()
+        and not _SKIP_PARTS.intersection(p.relative_to(folder).parts)
+        and p.suffix != ".pyc"
+        and not is_denied(p.name)
     )
 
 
@@ -49,10 +54,14 @@ def install_cache(
     Datasets: the files are installed, but `datasets` does not load from the hub cache offline
     (`OfflineModeIsEnabled`); load the returned snapshot path (a repo-shaped folder) instead:
     `load_dataset(str(path), "model2")`.
+
+    A model folder must load without lensfm_hf (`push.loading_problems`); trainer state and pickles are
+    left out (`push.upload_exclusions`, logged).
     """
     folder = check_hub_ready(folder, repo_type)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id must look like ORG/NAME, got {repo_id!r}.")
+    report_exclusions(folder, upload_exclusions(folder), "cache install")
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
     storage = cache_dir / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     commit = content_commit_hash(folder)

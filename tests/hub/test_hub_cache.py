@@ -88,3 +88,33 @@ def test_offline_load_by_repo_id(auto_image_processor, exported, dataset_folder,
     for key in ("remote", "local"):
         torch.testing.assert_close(torch.from_numpy(out[key]), torch.from_numpy(ref["encoder_pooler"]), msg=key)
     assert os.listdir(hf_home / "hub") and "datasets--lensfm--tiny-sims" in os.listdir(hf_home / "hub")
+
+
+def test_install_cache_leaves_out_trainer_state(exported, tmp_path, caplog):
+    folder = tmp_path / "checkpoint-4"
+    shutil.copytree(exported / "encoder", folder)
+    denied = ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+              "pretraining/optimizer.pt"]
+    for rel in denied:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"pickled hf_secret_token")
+    with caplog.at_level("WARNING", logger="lensfm_hf.hub.push"):
+        snapshot = install_cache(folder, "lensfm/ckpt", cache_dir=tmp_path / "cache")
+    installed = {p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()}
+    assert not installed & set(denied)
+    assert {p.name for p in (exported / "encoder").iterdir()} <= {rel.split("/")[0] for rel in installed}
+    assert all(rel in caplog.text for rel in denied), caplog.text
+    assert content_commit_hash(folder) == content_commit_hash(exported / "encoder")
+
+
+def test_install_cache_refuses_a_folder_that_would_not_load(exported, tmp_path):
+    folder = tmp_path / "finetuned"
+    shutil.copytree(exported / "classifier", folder)
+    (folder / "configuration_lens_vit.py").unlink()
+    (folder / "README.md").unlink()
+    assert main(["install-cache", str(folder), "--repo", "lensfm/x", "--cache-dir", str(tmp_path / "c")]) == 2
+    with pytest.raises(ValueError) as err:
+        install_cache(folder, "lensfm/x", cache_dir=tmp_path / "c")
+    assert "configuration_lens_vit.py" in str(err.value) and "README.md" in str(err.value)
+    assert "save_for_hub" in str(err.value)
+    assert not (tmp_path / "c").exists()

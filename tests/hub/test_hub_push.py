@@ -150,3 +150,97 @@ def test_push_folder_refuses_folders_that_are_not_hub_ready(exported, dataset_fo
         push_folder(exported / "encoder", "no-namespace", token="t")
     with pytest.raises(ValueError, match="repo_type"):
         push_folder(exported / "encoder", "lensfm/x", repo_type="space", token="t")
+
+
+# Files a Trainer writes into checkpoint-N next to the weights; training_args.bin pickles the hub token.
+TRAINER_STATE = ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+                 "pretraining/optimizer.pt", "pretraining/rng_state_1.pth"]
+
+
+def _with_trainer_state(exported, tmp_path):
+    folder = tmp_path / "checkpoint-4"
+    shutil.copytree(exported / "encoder", folder)
+    for rel in TRAINER_STATE:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"pickled hf_secret_token")
+    return folder
+
+
+def test_cli_push_leaves_out_trainer_state_and_pickles(exported, fake_hub_server, fake_hub_env, tmp_path):
+    folder = _with_trainer_state(exported, tmp_path)
+    result = run_client(_cli(["push", str(folder), "--repo", "lensfm/ckpt"]), fake_hub_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    files = fake_hub_server.files("lensfm/ckpt")
+    assert set(files) == {p.name for p in (exported / "encoder").iterdir()}
+    assert not any(b"hf_secret_token" in data for data in files.values())
+    for rel in TRAINER_STATE:  # the user is told what was left out
+        assert rel in result.stderr, result.stderr
+
+
+def test_push_refuses_folders_that_would_not_load_without_lensfm(exported, tmp_path):
+    # A folder as transformers' save_pretrained writes it (the old `lensfm finetune` output): no remote code,
+    # processor or card.
+    from lensfm_hf import LensViTForImageClassification, LensViTConfig
+
+    bare = tmp_path / "bare"
+    LensViTForImageClassification(LensViTConfig.from_pretrained(exported / "classifier")).save_pretrained(bare)
+    with pytest.raises(ValueError) as err:
+        push_folder(bare, "lensfm/x", token="t")
+    message = str(err.value)
+    assert "would not load where lensfm_hf is not installed" in message and "save_for_hub" in message
+    assert "preprocessor_config.json" in message and "README.md" in message
+
+    broken = {
+        "configuration_lens_vit.py": "configuration_lens_vit.py",
+        "modeling_lens_vit.py": "modeling_lens_vit.py",
+        "image_processing_lens_vit.py": "image_processing_lens_vit.py",
+        "preprocessor_config.json": "preprocessor_config.json is missing",
+        "README.md": "README.md (the model card) is missing",
+        "model.safetensors": "model.safetensors is missing",
+    }
+    for removed, expected in broken.items():
+        folder = tmp_path / f"without-{removed}"
+        shutil.copytree(exported / "classifier", folder)
+        (folder / removed).unlink()
+        with pytest.raises(ValueError, match="would not load") as err:
+            push_folder(folder, "lensfm/x", token="t")
+        assert expected in str(err.value) and "save_for_hub" in str(err.value)
+
+    folder = tmp_path / "no-auto-map"
+    shutil.copytree(exported / "encoder", folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["auto_map"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type 'lens_vit'.*no auto_map"):
+        push_folder(folder, "lensfm/x", token="t")
+
+    (folder / "config.json").write_text("{cut")
+    with pytest.raises(ValueError, match="config.json is unreadable"):
+        push_folder(folder, "lensfm/x", token="t")
+
+    # The exports themselves pass: the checks run before the token is needed, so a missing one is next.
+    for name in ("encoder", "classifier"):
+        with pytest.raises(ValueError, match="No Hugging Face token"):
+            push_folder(exported / name, "lensfm/x", token="", timeout=1)
+
+
+def test_push_folder_refuses_a_bad_timeout(exported):
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be a positive"):
+            push_folder(exported / "encoder", "lensfm/x", token="t", timeout=bad)
+
+
+def test_cli_push_hub_that_never_answers(exported, fake_hub_env, tmp_path):
+    # A server that completes the TCP handshake (the kernel does, from the listen backlog) but never reads
+    # or answers: before the timeout, huggingface_hub's client waited forever.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        env = {**fake_hub_env, "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}"}
+        args = ["push", str(exported / "encoder"), "--repo", "lensfm/x", "--timeout", "1"]
+        # The subprocess timeout only guards the test run; the push itself must give up after ~1 s.
+        result = run_client(_cli(args), env, cwd=tmp_path, timeout=240)
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert "did not answer within 1 s" in result.stderr and "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
