@@ -57,7 +57,11 @@ def _finetune(args):
 def _benchmark(args):
     from .training.benchmark import run_benchmark
 
-    run_benchmark(args.recipe, overrides=args.overrides)
+    result = run_benchmark(args.recipe, overrides=args.overrides)
+    if result["failures"]:
+        # The table is written without the failed methods; a zero exit would pass it off as complete.
+        failed = ", ".join(f"{f['method']} ({f['stage']})" for f in result["failures"])
+        raise RuntimeError(f"{failed} failed; see the 'Failed methods' section of {result['table_path']}")
 
 
 def _push(args):

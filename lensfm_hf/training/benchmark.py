@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_write
 from ..models import LensViTConfig, LensViTModel
+from ..pretraining import PRETRAINING_METHODS
 from . import protocols
 from .finetune import (
     TensorSplit,
@@ -184,10 +186,33 @@ def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
     unknown = [p for p in result.benchmark.protocols if p not in ALL_PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {ALL_PROTOCOLS}")
+    check_methods(result)
     if not result.benchmark.seeds:
         raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
     protocols.check_head_init(result.protocols.finetune_head_init, "protocols.finetune_head_init")
     return result
+
+
+def check_methods(recipe: BenchmarkRecipe) -> None:
+    """Refuse unknown methods and baselines, and methods without a pretraining recipe, before anything runs (a typo
+    used to fail late, exit 0 and overwrite the results with a smaller table)."""
+    known = tuple(PRETRAINING_METHODS)
+    unknown = [m for m in recipe.benchmark.methods if m not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown method(s) {', '.join(map(repr, unknown))} in benchmark.methods; known methods: "
+            f"{', '.join(known)} (e.g. benchmark.methods=[{','.join(known[:2])}])."
+        )
+    unknown = [b for b in recipe.benchmark.baselines if b != RANDOM_INIT]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; the known baseline is {RANDOM_INIT!r}.")
+    missing = [str(pretrain_recipe_path(recipe, m)) for m in recipe.benchmark.methods
+               if not pretrain_recipe_path(recipe, m).is_file() and not encoder_ready(recipe.root / "pretrain" / m / "encoder")]
+    if missing:
+        raise ValueError(
+            f"no pretraining recipe {', '.join(missing)}; set pretrain.recipe_dir (and pretrain.recipe_suffix) to the "
+            "folder holding <method>.yaml."
+        )
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -225,9 +250,34 @@ def _device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def encoder_ready(folder: str | os.PathLike) -> bool:
+def encoder_marker(folder: str | os.PathLike) -> Path:
+    """`<run>/encoder.complete.json` for `<run>/encoder`: written last, after the whole export. It sits beside the
+    folder, not in it, so it never travels with a pushed or cache-installed encoder."""
     folder = Path(folder)
-    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+    return folder.parent / f"{folder.name}.complete.json"
+
+
+def mark_encoder_ready(folder: str | os.PathLike, **info) -> Path:
+    """Record that the export in `folder` finished, with the fingerprint of its weights and config."""
+    marker = encoder_marker(folder)
+    with atomic_write(marker) as handle:
+        handle.write(json.dumps({"fingerprint": file_fingerprint(folder), **_json_ready(info)}, indent=1) + "\n")
+    return marker
+
+
+def encoder_ready(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds a finished export: its marker exists and still matches the weights and config.
+
+    A kill during export leaves no marker (or one for other files), so a cut `model.safetensors` is never reused.
+    """
+    folder = Path(folder)
+    if not ((folder / "config.json").is_file() and any(folder.glob("*.safetensors"))):
+        return False
+    try:
+        recorded = json.loads(encoder_marker(folder).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == file_fingerprint(folder)
 
 
 # ----------------------------------------------------------------------------- data and pretraining
@@ -276,23 +326,35 @@ def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> 
     return out
 
 
+def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
+    """`<recipe_dir>/<method><recipe_suffix>.yaml`; a relative recipe_dir also resolves against the source checkout,
+    so presets run from any directory."""
+    recipe_path = Path(recipe.pretrain.recipe_dir) / f"{method}{recipe.pretrain.recipe_suffix}.yaml"
+    if not recipe_path.is_file() and not recipe_path.is_absolute():
+        recipe_path = Path(__file__).resolve().parents[2] / recipe_path
+    return recipe_path
+
+
 def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
     """Pretrain `method` unless `<root>/pretrain/<method>/encoder` already holds a finished encoder."""
     encoder_dir = recipe.root / "pretrain" / method / "encoder"
     if encoder_ready(encoder_dir):
         return {"encoder_dir": str(encoder_dir), "reused": True}
+    if encoder_dir.exists():
+        logger.warning("%s has no completion marker %s (or it no longer matches the weights): pretraining %s again.",
+                       encoder_dir, encoder_marker(encoder_dir).name, method)
+    encoder_marker(encoder_dir).unlink(missing_ok=True)
     from .pretrain import run_pretraining
 
-    recipe_path = Path(recipe.pretrain.recipe_dir) / f"{method}{recipe.pretrain.recipe_suffix}.yaml"
-    if not recipe_path.is_file() and not recipe_path.is_absolute():
-        # a relative recipe_dir also resolves against the source checkout, so presets run from any directory
-        recipe_path = Path(__file__).resolve().parents[2] / recipe_path
+    recipe_path = pretrain_recipe_path(recipe, method)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"no pretraining recipe {recipe_path} for method {method!r}")
     start = time.perf_counter()
     result = run_pretraining(str(recipe_path), overrides=pretrain_overrides(recipe, method, data_path))
+    exported = Path(result.get("encoder_dir", encoder_dir))
+    mark_encoder_ready(exported, method=method, global_step=result.get("global_step"))  # last: the export is whole
     return {
-        "encoder_dir": str(result.get("encoder_dir", encoder_dir)),
+        "encoder_dir": str(exported),
         "reused": False,
         "recipe": str(recipe_path),
         "runtime_s": time.perf_counter() - start,
@@ -351,6 +413,28 @@ class SplitCache:
 def _cell_path(root: Path, method: str, finetune_set: str, protocol: str, budget, key: str) -> Path:
     name = protocol if budget in (None, "all") else f"{protocol}_{budget}"
     return root / "cells" / method / finetune_set / f"{name}-{key[:12]}.json"
+
+
+def read_cell(path: Path, key: str, root: Path) -> dict | None:
+    """The cached cell at `path`, or None when there is none or it cannot be used (then it is recomputed).
+
+    A cell that does not parse, belongs to other settings, or whose probabilities file is missing or unreadable
+    (a kill mid-write, a full disk, an edit) is reported with its path rather than failing the method.
+    """
+    if not path.is_file():
+        return None
+    try:
+        cell = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(cell, dict) or cell.get("key") != key or not isinstance(cell.get("metrics"), dict):
+            raise ValueError("not a cell of these settings")
+        if cell.get("probabilities_file"):
+            with np.load(root / cell["probabilities_file"]) as arrays:
+                if len(arrays["probabilities"]) != len(arrays["labels"]):
+                    raise ValueError(f"{cell['probabilities_file']} holds mismatched probabilities and labels")
+    except Exception as err:  # any unreadable cache entry is recomputed, never fatal
+        logger.warning("cached cell %s is unreadable (%s: %s): recomputing it.", path, type(err).__name__, err)
+        return None
+    return cell
 
 
 def summarise_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -550,8 +634,9 @@ def evaluate_encoder(
             }
             key = settings_key(settings)
             path = _cell_path(root, method, finetune_set, protocol, budget, key)
-            if path.is_file():
-                cells.append(json.loads(path.read_text()))
+            cached = read_cell(path, key, root)
+            if cached is not None:
+                cells.append(cached)
                 counters["cached"] += 1
                 continue
             if data is None:
@@ -581,11 +666,13 @@ def evaluate_encoder(
                 "key": key,
                 "settings": settings,
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # The .npz first and the cell last, each atomically: a cell on disk always has its probabilities.
             if probabilities is not None:
-                np.savez_compressed(path.with_suffix(".npz"), probabilities=probabilities, labels=data.test.labels.numpy())
+                with atomic_write(path.with_suffix(".npz"), "wb") as handle:
+                    np.savez_compressed(handle, probabilities=probabilities, labels=data.test.labels.numpy())
                 cell["probabilities_file"] = str(path.with_suffix(".npz").relative_to(root))
-            path.write_text(json.dumps(_json_ready(cell), indent=1) + "\n")
+            with atomic_write(path) as handle:
+                handle.write(json.dumps(_json_ready(cell), indent=1) + "\n")
             cells.append(json.loads(path.read_text()))
             _print_cell(cells[-1])
     return cells
@@ -706,6 +793,20 @@ def detailed_table(cells: Sequence[Mapping[str, Any]]) -> str:
             *[_fmt(metrics.get(f"roc_auc_{name}")) for name in class_names],
         ]) + " |")
     return "\n".join(lines)
+
+
+def failures_section(failures: Sequence[Mapping[str, Any]]) -> str:
+    """The head of `results.md` when methods failed: which, at which stage, and why (empty when none did)."""
+    if not failures:
+        return ""
+    lines = ["### Failed methods", "",
+             "These methods have no rows, or fewer rows than the others, in the tables below; fix the cause and rerun "
+             "(finished cells are reused).", ""]
+    for failure in failures:
+        error = " ".join(str(failure["error"]).split())  # one line, so the markdown list stays intact
+        lines.append(f"- **{METHOD_TITLES.get(failure['method'], failure['method'])}** (`{failure['method']}`), "
+                     f"{failure['stage']}: {error}")
+    return "\n".join(lines) + "\n\n"
 
 
 def _load_results(results_dir: str | os.PathLike) -> tuple[dict, Path]:
@@ -830,10 +931,12 @@ def write_cards(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any
         results = card_results(method, cells, dataset_type)
         if not results["results"]:
             continue
-        (folder / "eval_results.json").write_text(json.dumps(_json_ready(results), indent=2) + "\n")
+        with atomic_write(folder / "eval_results.json") as handle:
+            handle.write(json.dumps(_json_ready(results), indent=2) + "\n")
         config = LensViTConfig.from_pretrained(folder)
         card = render_model_card(config, method=method, results=results)
-        card.save(str(folder / "README.md"))
+        with atomic_write(folder / "README.md") as handle:  # what ModelCard.save writes, atomically
+            handle.write(str(card))
         written.append(str(folder / "README.md"))
     return written
 
@@ -958,11 +1061,16 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         "cells": cells,
     }
     results_path = root / "results.json"
-    results_path.write_text(json.dumps(_json_ready(results), indent=1, default=str) + "\n")
+    with atomic_write(results_path) as handle:
+        handle.write(json.dumps(_json_ready(results), indent=1, default=str) + "\n")
     table_path = root / "results.md"
-    table_path.write_text(write_readme_table(root, plots_prefix="plots") + "\n### All cells\n\n" + detailed_table(cells) + "\n")
+    with atomic_write(table_path) as handle:
+        handle.write(failures_section(failures) + write_readme_table(root, plots_prefix="plots")
+                     + "\n### All cells\n\n" + detailed_table(cells) + "\n")
     print(f"[lensfm benchmark] {len(cells)} cells ({counters['computed']} computed, {counters['cached']} cached) "
           f"in {wall_time / 60:.1f} min; table {table_path}", flush=True)
+    for failure in failures:
+        print(f"[lensfm benchmark] FAILED: {failure['stage']} of {failure['method']}: {failure['error']}", flush=True)
     return {
         "results_dir": str(root),
         "results_path": str(results_path),

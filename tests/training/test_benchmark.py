@@ -170,3 +170,145 @@ def test_worker_processes_give_the_same_cells(mini_run, tmp_path):
     assert expected and set(fine_tunes(parallel)) == set(expected)
     for key, values in fine_tunes(parallel).items():
         assert values == pytest.approx(expected[key], abs=1e-6), key
+
+
+# ----------------------------------------------------------------------------- cache integrity and failures
+
+
+def _copy_of(mini_run, tmp_path) -> Path:
+    """A copy of the mini run's results folder, to damage without touching the shared fixture."""
+    import shutil
+
+    root, _ = mini_run
+    copy = tmp_path / "results"
+    shutil.copytree(root, copy)
+    return copy
+
+
+def _forbid_pretraining(*args, **kwargs):
+    raise AssertionError("a finished encoder must be reused")
+
+
+def _cell_file(root: Path, cell) -> Path:
+    return benchmark._cell_path(root, cell["method"], cell["finetuning_set"], cell["protocol"], cell["label_budget"],
+                                cell["key"])
+
+
+def test_cut_or_unreadable_cells_are_recomputed_with_a_warning(mini_run, tmp_path, monkeypatch, caplog):
+    copy = _copy_of(mini_run, tmp_path)
+    first = mini_run[1]
+    by_id = {(c["method"], c["protocol"]): c for c in first["cells"]}
+    cut = _cell_file(copy / "mini", by_id["mae", "knn"])
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a kill mid-write
+    empty = _cell_file(copy / "mini", by_id["mae", "linear"])
+    empty.write_bytes(b"")  # a full disk
+    npz = copy / "mini" / by_id["simclr", "finetune"]["probabilities_file"]
+    npz.write_bytes(npz.read_bytes()[:100])  # its cell is fine, its probabilities are not
+
+    calls = []
+    original = benchmark.compute_cell
+
+    def counting(protocol, *args, **kwargs):
+        calls.append(protocol)
+        return original(protocol, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "compute_cell", counting)
+    monkeypatch.setattr("lensfm_hf.training.pretrain.run_pretraining", _forbid_pretraining)
+    with caplog.at_level("WARNING", logger="lensfm_hf.training.benchmark"):
+        again = run_benchmark(MINI, overrides=_overrides(copy))
+    assert not again["failures"], again["failures"]
+    assert sorted(calls) == ["finetune", "knn", "linear"] and again["computed"] == 3
+    assert [c["key"] for c in again["cells"]] == [c["key"] for c in first["cells"]]  # no method lost its rows
+    for path in (cut, empty, _cell_file(copy / "mini", by_id["simclr", "finetune"])):
+        assert str(path) in caplog.text, caplog.text
+        assert json.loads(path.read_text())["key"]  # rewritten whole
+    assert not list((copy / "mini" / "cells").rglob("*.tmp"))  # no temporary files left behind
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    from lensfm_hf.files import atomic_write
+
+    path = tmp_path / "cell.json"
+    with atomic_write(path) as handle:
+        handle.write('{"ok": 1}\n')
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_write(path) as handle:
+            handle.write('{"ok":')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["cell.json"]
+
+
+def test_a_cut_or_unmarked_encoder_export_is_not_reused(mini_run, tmp_path, monkeypatch):
+    import shutil
+
+    copy = _copy_of(mini_run, tmp_path)
+    mae = copy / "mini" / "pretrain" / "mae" / "encoder"
+    simclr = copy / "mini" / "pretrain" / "simclr" / "encoder"
+    assert benchmark.encoder_ready(mae) and benchmark.encoder_ready(simclr)
+    assert not list(mae.glob("*complete*"))  # the marker stays out of the hub-ready folder
+
+    weights = mae / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a kill while exporting
+    assert not benchmark.encoder_ready(mae)
+    benchmark.encoder_marker(simclr).unlink()  # an export killed before it finished writes no marker
+    assert not benchmark.encoder_ready(simclr)
+
+    original = mini_run[0] / "mini" / "pretrain" / "mae" / "encoder"
+    calls = []
+
+    def pretraining(recipe_path, overrides):
+        calls.append(overrides["training.output_dir"])
+        shutil.rmtree(mae)
+        shutil.copytree(original, mae)
+        return {"encoder_dir": str(mae), "global_step": 3}
+
+    monkeypatch.setattr("lensfm_hf.training.pretrain.run_pretraining", pretraining)
+    recipe = benchmark.load_benchmark_recipe(MINI, overrides=_overrides(copy))
+    info = benchmark.ensure_encoder(recipe, "mae", "unused")
+    assert calls == [str(copy / "mini" / "pretrain" / "mae")] and not info["reused"]
+    assert benchmark.encoder_ready(mae)  # marked once the export returned
+    assert benchmark.ensure_encoder(recipe, "mae", "unused")["reused"] and len(calls) == 1
+
+
+def test_a_failed_method_exits_nonzero_and_results_md_says_why(mini_run, tmp_path, monkeypatch, capsys):
+    from lensfm_hf.cli import main
+
+    copy = _copy_of(mini_run, tmp_path)
+    benchmark.encoder_marker(copy / "mini" / "pretrain" / "simclr" / "encoder").unlink()
+
+    def failing(recipe_path, overrides):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr("lensfm_hf.training.pretrain.run_pretraining", failing)
+    code = main(["benchmark", str(MINI), *_overrides(copy)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "simclr (pretrain) failed" in err and "results.md" in err
+    table = (copy / "mini" / "results.md").read_text()
+    assert "### Failed methods" in table and "(`simclr`), pretrain: RuntimeError: CUDA out of memory (simulated)" in table
+    assert "| MAE | model2 | model3 |" in table  # the others are still reported
+    failures = json.loads((copy / "mini" / "results.json").read_text())["failures"]
+    assert [(f["method"], f["stage"]) for f in failures] == [("simclr", "pretrain")]
+
+
+def test_an_unknown_method_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from lensfm_hf.cli import main
+
+    previous = tmp_path / "mini" / "results.md"
+    previous.parent.mkdir()
+    previous.write_text("the previous table\n")
+
+    def no_data(recipe):
+        raise AssertionError("nothing may run before the methods are checked")
+
+    monkeypatch.setattr(benchmark, "prepare_benchmark_data", no_data)
+    code = main(["benchmark", str(MINI), *_overrides(tmp_path), "benchmark.methods=[mae,byol]"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'byol'" in err and "known methods: mae, simclr, moco, dino, ibot, ijepa, ijepa_physics" in err
+    assert len(err.strip().splitlines()) == 1
+    assert previous.read_text() == "the previous table\n"
+    assert [p.name for p in tmp_path.rglob("*")] == ["mini", "results.md"]
+    with pytest.raises(ValueError, match="unknown baseline"):
+        benchmark.load_benchmark_recipe(MINI, overrides=[*_overrides(tmp_path), "benchmark.baselines=[random]"])
