@@ -6,6 +6,8 @@ min-max (as DeepLense does) or dataset mean/std normalisation, then bilinear res
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from typing import Any
 
@@ -13,6 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 STRETCHES = ("none", "asinh", "log")
 NORMALIZATIONS = ("minmax", "standard", "none")
@@ -31,15 +36,26 @@ def _read_fits(path: str) -> np.ndarray:
     raise ValueError(f"FITS file {path!r} holds no image data in any HDU.")
 
 
+# ITU-R BT.601 luma weights, the ones PIL's convert("L") uses, so PIL images and arrays convert alike.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
 def _as_float_tensor(image: Any) -> torch.Tensor:
-    """One input item (array, tensor, PIL image or FITS path) as a float32 CPU tensor, shape unchanged."""
+    """One input item (array, tensor, PIL image or FITS path) as a float64 CPU tensor, shape unchanged.
+
+    float64 so that finite extremes (|x| ~ 3e38) survive the min-max difference without overflowing to inf/NaN.
+    A PIL image becomes (H, W) (single band) or (H, W, 3) (RGB, converted to grayscale later by the one RGB rule).
+    """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not path.lower().endswith(FITS_SUFFIXES):
             raise ValueError(f"file inputs must be FITS ({', '.join(FITS_SUFFIXES)}), got {path!r}; load it as an array.")
         image = _read_fits(path)
-    elif hasattr(image, "getbands"):  # PIL image (e.g. from a pipeline)
-        image = np.asarray(image.convert("F") if len(image.getbands()) == 1 else image.convert("L"), dtype=np.float32)
+    elif hasattr(image, "getbands"):  # PIL image (e.g. from a pipeline, which loads files as RGB)
+        if len(image.getbands()) == 1:
+            image = np.asarray(image.convert("F"), dtype=np.float64)
+        else:
+            image = np.asarray(image.convert("RGB"), dtype=np.float64)
     if isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()
     else:
@@ -52,38 +68,82 @@ def _as_float_tensor(image: Any) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.is_complex():
         raise ValueError("images must be real-valued; got a complex tensor.")
-    return tensor.float()
+    return tensor.double()
+
+
+def _rgb_to_gray(batch: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """The one RGB rule: 3-channel input (RGB PIL images, (H, W, 3), (3, H, W) list items, (B, 3, H, W)) becomes one
+    channel by the luma weights, with a warning unless the three channels are equal (a grayscale file read as RGB).
+    Converting rather than refusing keeps transformers pipelines working, as they load every image file as RGB."""
+    red, green, blue = batch.unbind(channel_dim)
+    if not (torch.equal(red, green) and torch.equal(green, blue)):
+        logger.warning_once(
+            "LensImageProcessor: converting 3-channel (RGB) images to grayscale with the luma weights "
+            f"{LUMA_WEIGHTS}; lensing images are single-band, pass one band to avoid this."
+        )
+    weights = LUMA_WEIGHTS
+    return (weights[0] * red + weights[1] * green + weights[2] * blue).unsqueeze(channel_dim)
+
+
+def _item_to_chw(item: torch.Tensor, index: int) -> torch.Tensor:
+    """One list item (H, W), (1, H, W), (H, W, 1), (3, H, W) or (H, W, 3) as (1, H, W)."""
+    if item.ndim == 2:
+        return item.unsqueeze(0)
+    if item.ndim == 3:
+        if item.shape[0] == 1:
+            return item
+        if item.shape[-1] == 1:  # channels-last
+            return item.permute(2, 0, 1)
+        if item.shape[0] == 3:
+            return _rgb_to_gray(item, 0)
+        if item.shape[-1] == 3:
+            return _rgb_to_gray(item, -1).permute(2, 0, 1)
+    raise ValueError(
+        f"image {index} in the list has shape {tuple(item.shape)}; list items must be (H, W), (1, H, W) or "
+        "(H, W, 1) (or RGB (3, H, W) / (H, W, 3), converted to grayscale)."
+    )
+
+
+def _list_items(images: list | tuple) -> list[torch.Tensor]:
+    """A list of images as (1, H, W) float64 tensors (their sizes may differ)."""
+    if len(images) == 0:
+        raise ValueError("got an empty list of images; pass at least one (H, W) or (1, H, W) image.")
+    return [_item_to_chw(_as_float_tensor(image), index) for index, image in enumerate(images)]
 
 
 def _to_batch(images: Any) -> torch.Tensor:
-    """Stack any accepted input into a float32 (B, C, H, W) tensor; raises ValueError naming the problem."""
+    """Stack any accepted input into a float64 (B, 1, H, W) tensor; raises ValueError naming the problem."""
     if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError("got an empty list of images; pass at least one (H, W) or (1, H, W) image.")
-        items = [_as_float_tensor(image) for image in images]
-        for index, item in enumerate(items):
-            if item.ndim not in (2, 3):
-                raise ValueError(
-                    f"image {index} in the list has shape {tuple(item.shape)}; list items must be (H, W) or (1, H, W)."
-                )
-        items = [item if item.ndim == 3 else item.unsqueeze(0) for item in items]
+        items = _list_items(images)
         shapes = {tuple(item.shape) for item in items}
         if len(shapes) > 1:
-            raise ValueError(f"images in a list must share one shape, got {sorted(shapes)}; resize them first.")
+            raise ValueError(
+                f"images in a list must share one shape, got {sorted(shapes)}; set size= to resize each of them."
+            )
         batch = torch.stack(items)
     else:
         batch = _as_float_tensor(images)
         if batch.ndim == 2:
             batch = batch[None, None]
         elif batch.ndim == 3:
-            # (1, H, W) is one image; (B, H, W) with B > 1 would be ambiguous with a 3-channel image, so refuse it.
-            if batch.shape[0] != 1:
+            if batch.shape[0] == 1:
+                batch = batch.unsqueeze(0)
+            elif batch.shape[-1] == 1:  # channels-last (H, W, 1)
+                batch = batch.permute(2, 0, 1).unsqueeze(0)
+            elif batch.shape[-1] == 3:  # (H, W, 3): one RGB image (a PIL image arrives so)
+                batch = _rgb_to_gray(batch, -1).permute(2, 0, 1).unsqueeze(0)
+            else:
+                # (B, H, W) with B > 1 would be ambiguous with a channels-first 3-channel image, so refuse it.
                 raise ValueError(
-                    f"got a 3-D input of shape {tuple(batch.shape)}: use (1, H, W) for one image or "
+                    f"got a 3-D input of shape {tuple(batch.shape)}: use (1, H, W) or (H, W, 1) for one image or "
                     "(B, 1, H, W) for a batch; multi-channel images are not supported (single-band data)."
                 )
-            batch = batch.unsqueeze(0)
-        elif batch.ndim != 4:
+        elif batch.ndim == 4:
+            if batch.shape[1] != 1 and batch.shape[-1] == 1:  # channels-last (B, H, W, 1)
+                batch = batch.permute(0, 3, 1, 2)
+            elif batch.shape[1] == 3:
+                batch = _rgb_to_gray(batch, 1)
+        else:
             raise ValueError(
                 f"images must have 2 (H, W), 3 (1, H, W) or 4 (B, 1, H, W) dimensions, got shape {tuple(batch.shape)}."
             )
@@ -97,6 +157,39 @@ def _to_batch(images: Any) -> torch.Tensor:
     return batch
 
 
+def _replace_non_finite(batch: torch.Tensor) -> torch.Tensor:
+    """NaN -> 0, +Inf / -Inf -> the finite max / min of the same image (0 for an image with no finite pixel), so one
+    bad pixel does not stretch the image's range to float max and flatten everything else."""
+    finite = torch.isfinite(batch)
+    low = torch.where(finite, batch, torch.full_like(batch, torch.inf)).amin(dim=(1, 2, 3), keepdim=True)
+    high = torch.where(finite, batch, torch.full_like(batch, -torch.inf)).amax(dim=(1, 2, 3), keepdim=True)
+    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+    high = torch.where(torch.isfinite(high), high, torch.zeros_like(high))
+    batch = torch.where(batch == torch.inf, high, batch)
+    batch = torch.where(batch == -torch.inf, low, batch)
+    return torch.nan_to_num(batch, nan=0.0)
+
+
+def _check_positive_finite(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return number
+
+
+def _check_size(size: Any) -> int | None:
+    if isinstance(size, dict):  # {"height": h, "width": w} as other processors write it
+        size = size.get("height", size.get("shortest_edge"))
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+        raise ValueError(f"size must be None or a positive integer (output side in pixels), got {size!r}.")
+    return int(size)
+
+
 class LensImageProcessor(BaseImageProcessor):
     r"""Prepares lensing images for LensViT models.
 
@@ -106,8 +199,16 @@ class LensImageProcessor(BaseImageProcessor):
         normalization (`str`): `"minmax"` (per image to [0, 1], as DeepLense does), `"standard"` ((x - image_mean) /
             image_std with dataset statistics) or `"none"`.
         image_mean, image_std (`float`): dataset statistics for `"standard"`, after the stretch.
-        size (`int`, *optional*): output side in pixels; images of another size are bilinearly resized.
-        nan_to_num (`bool`): replace NaN/Inf pixels by 0 / the finite extremes instead of raising.
+        size (`int`, *optional*): output side in pixels; images of another size are bilinearly resized (a list may
+            then mix sizes: each image is processed alone).
+        nan_to_num (`bool`): replace NaN pixels by 0 and +Inf / -Inf by the finite max / min of their image instead
+            of raising.
+
+    Inputs are single-band: (H, W), (1, H, W), (H, W, 1), (B, 1, H, W), (B, H, W, 1), lists of those, PIL images or
+    FITS paths. RGB input (PIL RGB images, (H, W, 3), (B, 3, H, W), RGB list items) is converted to grayscale by the
+    BT.601 luma weights (as PIL's "L" mode), with a warning unless its channels are equal; a bare (3, H, W) array
+    is refused as ambiguous with a batch of three images. Computation runs in float64, so finite values up to the
+    float32 limits neither overflow nor give NaN; the output is float32.
     """
 
     model_input_names = ["pixel_values"]
@@ -129,16 +230,14 @@ class LensImageProcessor(BaseImageProcessor):
             raise ValueError(f"stretch must be one of {STRETCHES}, got {stretch!r}.")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
-        if stretch_scale <= 0 or image_std <= 0:
-            raise ValueError("stretch_scale and image_std must be positive.")
-        if isinstance(size, dict):  # {"height": h, "width": w} as other processors write it
-            size = size.get("height", size.get("shortest_edge"))
         self.stretch = stretch
-        self.stretch_scale = float(stretch_scale)
+        self.stretch_scale = _check_positive_finite("stretch_scale", stretch_scale)
         self.normalization = normalization
+        if not math.isfinite(float(image_mean)):
+            raise ValueError(f"image_mean must be finite, got {image_mean!r}.")
         self.image_mean = float(image_mean)
-        self.image_std = float(image_std)
-        self.size = int(size) if size is not None else None
+        self.image_std = _check_positive_finite("image_std", image_std)
+        self.size = _check_size(size)
         self.nan_to_num = bool(nan_to_num)
 
     def __call__(self, images, **kwargs) -> BatchFeature:
@@ -154,7 +253,29 @@ class LensImageProcessor(BaseImageProcessor):
         if unknown:
             raise ValueError(f"unknown LensImageProcessor options {sorted(unknown)}.")
         options = {**self._options(), **kwargs}
-        batch = _to_batch(images)
+        if "stretch_scale" in kwargs:
+            options["stretch_scale"] = _check_positive_finite("stretch_scale", options["stretch_scale"])
+        if "image_std" in kwargs:
+            options["image_std"] = _check_positive_finite("image_std", options["image_std"])
+        if "size" in kwargs:
+            options["size"] = _check_size(options["size"])
+        if isinstance(images, (list, tuple)) and options["size"] is not None:
+            # Images of different sizes: each goes through the whole chain alone (resize last, as for one image).
+            items = _list_items(images)
+            if len({tuple(item.shape) for item in items}) > 1:
+                batch = torch.cat([self._process(item.unsqueeze(0), options) for item in items])
+            else:
+                batch = self._process(torch.stack(items), options)
+        else:
+            batch = self._process(_to_batch(images), options)
+        if return_tensors in (None, "np"):
+            return BatchFeature({"pixel_values": batch.numpy()})
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
+        return BatchFeature({"pixel_values": batch}, tensor_type="pt")
+
+    def _process(self, batch: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        """(B, 1, H, W) float64 -> checked, stretched, normalised, resized float32 (B, 1, size, size)."""
         finite = torch.isfinite(batch)
         if not bool(finite.all()):
             if not options["nan_to_num"]:
@@ -162,17 +283,18 @@ class LensImageProcessor(BaseImageProcessor):
                 raise ValueError(
                     f"images contain {bad} NaN or Inf pixels; clean them or pass nan_to_num=True to replace them."
                 )
-            batch = torch.nan_to_num(batch, nan=0.0)
+            batch = _replace_non_finite(batch)
         batch = self.apply_stretch(batch, options["stretch"], options["stretch_scale"])
         batch = self.apply_normalization(batch, options)
         if options["size"] is not None and tuple(batch.shape[-2:]) != (options["size"],) * 2:
             batch = F.interpolate(batch, size=(options["size"],) * 2, mode="bilinear", align_corners=False)
-        batch = batch.contiguous()
-        if return_tensors in (None, "np"):
-            return BatchFeature({"pixel_values": batch.numpy()})
-        if return_tensors != "pt":
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
-        return BatchFeature({"pixel_values": batch}, tensor_type="pt")
+        batch = batch.float().contiguous()
+        if not bool(torch.isfinite(batch).all()):
+            raise ValueError(
+                "the stretched and normalised images exceed the float32 range; use normalization='minmax' or a "
+                "stretch ('asinh', 'log') for images with such extreme values."
+            )
+        return batch
 
     def _options(self) -> dict[str, Any]:
         return dict(

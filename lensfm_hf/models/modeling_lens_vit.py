@@ -363,7 +363,10 @@ class LensViTEncoder(nn.Module):
 
     def __init__(self, config: LensViTConfig):
         super().__init__()
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        # Plain Python, not torch.linspace(...).tolist(): the model must build on the meta device, where no tensor
+        # has data to read back (accelerate's init_empty_weights, from_pretrained's meta init).
+        last = max(config.num_hidden_layers - 1, 1)
+        rates = [config.drop_path_rate * index / last for index in range(config.num_hidden_layers)]
         self.layer = nn.ModuleList([LensViTLayer(config, rate) for rate in rates])
         self.gradient_checkpointing = False
 
@@ -408,6 +411,19 @@ class LensViTPreTrainedModel(PreTrainedModel):
             if name in model._frozen_parameter_names:
                 parameter.requires_grad_(False)
         return loaded
+
+    def _output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """Arguments passed to forward win; unset ones come from the config, as in transformers' models."""
+        config = self.config
+        if output_attentions is None:
+            output_attentions = getattr(config, "output_attentions", False)
+        if output_hidden_states is None:
+            output_hidden_states = getattr(config, "output_hidden_states", False)
+        if return_dict is None:
+            return_dict = getattr(config, "return_dict", True)
+        return bool(output_attentions), bool(output_hidden_states), bool(return_dict)
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -469,12 +485,15 @@ class LensViTModel(LensViTPreTrainedModel):
             (0..N-1, row-major) the encoder sees; the others are dropped before the first block (MAE, I-JEPA).
         bool_masked_pos (`torch.BoolTensor` of shape `(batch, N)`, *optional*): patches replaced by the mask
             token (needs `use_mask_token=True`), as in BEiT/iBOT.
+        output_attentions, output_hidden_states, return_dict (`bool`, *optional*): default from the config.
+
+        Returns [`BaseModelOutputWithPooling`], or with `return_dict=False` the tuple of its non-None fields
+        (last_hidden_state, pooler_output[, hidden_states][, attentions]).
         """
         if pixel_values is None:
             raise ValueError("LensViTModel needs pixel_values of shape (batch, channels, height, width).")
-        output_attentions = bool(output_attentions)
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
         hidden_states = self.embeddings(pixel_values, keep_indices=keep_indices, bool_masked_pos=bool_masked_pos)
         hidden_states, all_hidden_states, all_attentions = self.encoder(
@@ -485,12 +504,13 @@ class LensViTModel(LensViTPreTrainedModel):
             pooled_output = sequence_output[:, 0]
         else:
             pooled_output = sequence_output[:, self.num_prefix_tokens :].mean(dim=1)
-        return BaseModelOutputWithPooling(
+        outputs = BaseModelOutputWithPooling(
             last_hidden_state=sequence_output,
             pooler_output=pooled_output,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
+        return outputs if return_dict else outputs.to_tuple()
 
 
 class LensViTForImageClassification(LensViTPreTrainedModel):
@@ -523,10 +543,15 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         r"""
         labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*): class indices,
             multi-hot targets or regression targets, per `config.problem_type`.
-        Returns `logits` of shape `(batch, num_labels)`.
+        Returns [`ImageClassifierOutput`] with `logits` of shape `(batch, num_labels)`, or with `return_dict=False`
+        the tuple ([loss,] logits[, hidden_states][, attentions]).
         """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         outputs = self.lens_vit(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         pooled, norm = outputs.pooler_output, self.classifier_norm
         if self.training and pooled.shape[0] == 1 and isinstance(norm, nn.BatchNorm1d):
@@ -538,9 +563,10 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self.classification_loss(logits, labels.to(logits.device))
-        return ImageClassifierOutput(
+        outputs = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return outputs if return_dict else outputs.to_tuple()
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.problem_type is None:
@@ -590,8 +616,18 @@ class LensViTForImageSuperResolution(LensViTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> ImageSuperResolutionOutput:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(batch, num_channels, height, width)`): low-resolution images.
+        labels (`torch.Tensor` of shape `(batch, num_channels, f * height, f * width)`, *optional*): targets.
+        Returns [`ImageSuperResolutionOutput`] with `reconstruction` of the labels' shape, or with
+        `return_dict=False` the tuple ([loss,] reconstruction[, hidden_states][, attentions]).
+        """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         outputs = self.lens_vit(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         batch_size, _, height, width = pixel_values.shape
         patch = self.config.patch_size
@@ -612,9 +648,10 @@ class LensViTForImageSuperResolution(LensViTPreTrainedModel):
             labels = labels.to(reconstruction.device, reconstruction.dtype)
             loss_fn = F.l1_loss if self.config.sr_loss == "l1" else F.mse_loss
             loss = loss_fn(reconstruction.float(), labels.float())
-        return ImageSuperResolutionOutput(
+        outputs = ImageSuperResolutionOutput(
             loss=loss, reconstruction=reconstruction, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return outputs if return_dict else outputs.to_tuple()
 
 
 __all__ = [

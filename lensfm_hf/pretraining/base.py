@@ -5,11 +5,17 @@ training-progress bookkeeping (schedules), a no-op teacher update and head initi
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig
+
+try:  # transformers >= 4.52: turns a ModelOutput into a tuple when return_dict=False (argument or config)
+    from transformers.utils import can_return_tuple
+except ImportError:  # pragma: no cover - older transformers
+    can_return_tuple = None
 
 from ..models.configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
@@ -97,6 +103,14 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     accepts_loss_kwargs = False
     diagnostic_names: tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Every method's forward honours return_dict=False (argument, else config.return_dict) as transformers'
+        # models do, returning the output's non-None fields as a tuple: `loss, *diagnostics = model(x,
+        # return_dict=False)`. Applied here once so no method can forget it; the signature stays visible to Trainer.
+        if can_return_tuple is not None and "forward" in cls.__dict__:
+            cls.forward = can_return_tuple(cls.__dict__["forward"])
+
     def __init__(self, config: LensPretrainingConfig):
         super().__init__(config)
         self._step = 0
@@ -167,6 +181,24 @@ class LensPretrainingModel(LensViTPreTrainedModel):
         return torch.full((), float(value), device=device)
 
 
+def head_compatible_width(role: str, width: int | None, default: int, num_heads: int) -> int:
+    """Width of a method's own transformer (`role` "decoder" for MAE, "predictor" for I-JEPA).
+
+    An explicit `width` must be divisible by its head count and by 4 (sin-cos positions), else a ValueError names the
+    `<role>_*` fields and the nearest valid width. A derived `default` (half the encoder) is rounded up to such a
+    multiple: `hidden_size=48` with 3 heads gives 36, not 32, which no 3-head attention can split.
+    """
+    step = math.lcm(num_heads, 4)
+    if width is None:
+        return -(-default // step) * step
+    if width % step:
+        raise ValueError(
+            f"{role}_hidden_size={width} must be divisible by {role}_num_attention_heads={num_heads} and by 4 "
+            f"(sin-cos positions); use {role}_hidden_size={-(-width // step) * step} or another multiple of {step}."
+        )
+    return width
+
+
 def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:
     """Std over the batch of L2-normalised embeddings (B, D), averaged over dimensions: ~1/√D when healthy, → 0 on
     collapse (the diagnostic of SimSiam / lightly `std_of_l2_normalized`)."""
@@ -174,4 +206,10 @@ def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:
     return normalized.std(dim=0).mean()
 
 
-__all__ = ["BACKBONE_DEFAULTS", "LensPretrainingConfig", "LensPretrainingModel", "embedding_std"]
+__all__ = [
+    "BACKBONE_DEFAULTS",
+    "LensPretrainingConfig",
+    "LensPretrainingModel",
+    "embedding_std",
+    "head_compatible_width",
+]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .components import DINOHead, all_reduce_mean, copy_weights, cosine_schedule, update_momentum, warmup_schedule
 from .views import STRONG_VIEWS, make_local_views, make_views
 
@@ -182,6 +182,14 @@ class LensDINOForPreTraining(LensPretrainingModel):
     def register_center(self, name: str) -> None:
         self.register_buffer(name, torch.zeros(1, self.config.out_dim))
         self.register_buffer(f"{name}_initialized", torch.zeros(1))
+
+    def _init_weights(self, module) -> None:
+        super()._init_weights(module)
+        if module is self:
+            # The centers are the model's own buffers: zero them here too, else a model built on the meta device or
+            # loaded from an encoder-only checkpoint keeps uninitialised memory (NaN or garbage) as its center.
+            for buffer in self.buffers(recurse=False):
+                init.zeros_(buffer)
 
     # -- schedules --------------------------------------------------------------------------------------------------
     @property

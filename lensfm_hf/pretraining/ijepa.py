@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput
 
 from ..models.configuration_lens_vit import LensViTConfig
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, head_compatible_width, init
 from .components import MultiBlockMaskGenerator, MultiBlockMasks, copy_weights, linear_schedule, update_momentum
 from .views import make_views
 
@@ -65,7 +65,9 @@ class LensIJEPAConfig(LensPretrainingConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.predictor_hidden_size = predictor_hidden_size or max(self.hidden_size // 2, 32)
+        self.predictor_hidden_size = head_compatible_width(
+            "predictor", predictor_hidden_size, max(self.hidden_size // 2, 32), predictor_num_attention_heads or self.num_attention_heads
+        )
         self.predictor_num_hidden_layers = predictor_num_hidden_layers
         self.predictor_num_attention_heads = predictor_num_attention_heads or self.num_attention_heads
         self.predictor_intermediate_size = predictor_intermediate_size or 4 * self.predictor_hidden_size

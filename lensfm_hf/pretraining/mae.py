@@ -15,7 +15,7 @@ from transformers.utils import ModelOutput
 
 from ..models.configuration_lens_vit import LensViTConfig
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, head_compatible_width, init
 from .components import random_token_mask
 from .views import make_views
 
@@ -69,7 +69,9 @@ class LensMAEConfig(LensPretrainingConfig):
         super().__init__(**kwargs)
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
-        self.decoder_hidden_size = decoder_hidden_size or max(self.hidden_size // 2, 32)
+        self.decoder_hidden_size = head_compatible_width(
+            "decoder", decoder_hidden_size, max(self.hidden_size // 2, 32), decoder_num_attention_heads or self.num_attention_heads
+        )
         self.decoder_num_hidden_layers = decoder_num_hidden_layers
         self.decoder_num_attention_heads = decoder_num_attention_heads or self.num_attention_heads
         self.decoder_intermediate_size = decoder_intermediate_size or 4 * self.decoder_hidden_size

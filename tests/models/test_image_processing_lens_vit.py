@@ -66,7 +66,7 @@ def test_constant_image_does_not_divide_by_zero():
 @pytest.mark.parametrize(
     "bad,match",
     [
-        (np.zeros((2, 3, 8, 8), np.float32), "exactly one channel"),
+        (np.zeros((2, 5, 8, 8), np.float32), "exactly one channel"),
         (np.zeros((3, 8, 8), np.float32), "3-D input"),
         (np.zeros((2, 2, 2, 8, 8), np.float32), "2 .* 3 .* or 4"),
         (np.zeros(8, np.float32), "2 .* 3 .* or 4"),
