@@ -20,6 +20,7 @@ from .models import (
     LensViTModel,
 )
 from .pipelines import register_pipelines
+from . import training  # noqa: F401  (lazy: `lensfm_hf.training.PreciseBatchNormCallback` as the model cards say)
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,13 @@ def _register_auto_classes() -> None:
         AutoImageProcessor.register(LensViTConfig, slow_image_processor_class=LensImageProcessor, exist_ok=True)
     except ImportError:  # transformers < 5.2x gates AutoImageProcessor behind torchvision; the class still works
         pass
+    # save_pretrained (Trainer.save_model included) then writes the remote-code files next to the weights, so a
+    # model fine-tuned with lensfm_hf imported still loads where lensfm_hf is not installed.
+    LensViTConfig.register_for_auto_class("AutoConfig")
+    LensViTModel.register_for_auto_class("AutoModel")
+    LensViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    LensViTForImageSuperResolution.register_for_auto_class("AutoModelForImageToImage")
+    LensImageProcessor.register_for_auto_class("AutoImageProcessor")
     register_pipelines()
     try:  # the pretraining zoo registers its own configs with AutoModelForPreTraining
         from . import pretraining  # noqa: F401

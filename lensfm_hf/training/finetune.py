@@ -709,7 +709,9 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     if model_args.head_init != "random" and not classification:
         raise ValueError(f"model.head_init={model_args.head_init} needs a classification task, not {task!r}; use random")
     batch_size = training_args.per_device_eval_batch_size
-    from_probe = apply_head_init(model, model_args.head_init, train, validation, batch_size, training_args.device)
+    from_probe = apply_head_init(
+        model, model_args.head_init, train, validation, batch_size, training_args.device, augment=data_args.augment
+    )
     if task == "regression":
         model.config.regression_target = {
             "column": data_args.regression_column,

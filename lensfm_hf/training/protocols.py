@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,7 @@ class LinearProbe:
     std: torch.Tensor
     weight_decay: float
     validation: dict
+    training_start: dict = field(default_factory=dict)  # LP-FT: shrink_head_to_training_noise's report
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         return ((features.float() - self.mean) / self.std).float()
@@ -258,13 +259,120 @@ def initialize_head_from_probe(model, probe: LinearProbe) -> None:
         classifier.bias.copy_(bias - (weight / std) @ mean)
 
 
+@torch.no_grad()
+def training_mode_features(
+    encoder, split: TensorSplit, batch_size: int = 256, device=None, augment: bool = True, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (N, D) of `split` as fine-tuning sees them: the encoder in train mode (drop-path and dropout
+    on) and, with `augment`, a seeded random D4 transform per image. Returns (features on the CPU, labels).
+
+    Why: pooled lensing features differ between images by ~1% of their size, while drop-path and rotations move
+    them by far more. A probe fitted on clean eval-mode features then reads that noise as signal, and the LP-FT
+    model starts training with logits in the tens (first-step loss 33-63 instead of ln 3).
+    """
+    from .finetune import random_d4
+
+    encoder = getattr(encoder, "lens_vit", encoder)
+    if device is not None:
+        encoder = encoder.to(device)
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.train()
+    generator = torch.Generator().manual_seed(seed)
+    features = []
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # drop-path draws: the same features on every call
+            for start in range(0, len(split), batch_size):
+                pixel_values = split.pixel_values[start : start + batch_size]
+                if augment:
+                    pixel_values, _ = random_d4(pixel_values, generator=generator)
+                features.append(encoder(pixel_values=pixel_values.to(device)).pooler_output.float().cpu())
+    finally:
+        encoder.train(was_training)
+    return torch.cat(features), split.labels.clone()
+
+
+@torch.no_grad()
+def training_mode_logits(model, split: TensorSplit, batch_size: int = 64, batches: int = 4, augment: bool = True,
+                         seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (n, C) and labels (n,) of `model` in train mode on `batches` seeded batches of `split` (D4-augmented
+    with `augment`), i.e. what its first optimisation steps see, on the CPU. Leaves the model's mode and BatchNorm
+    statistics as they were."""
+    from .finetune import random_d4
+
+    device = next(model.parameters()).device
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(n.running_mean.clone(), n.running_var.clone(), n.num_batches_tracked.clone()) for n in norms]
+    was_training = model.training
+    generator = torch.Generator().manual_seed(seed)
+    logits, labels = [], []
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for _ in range(batches):
+                index = torch.randperm(len(split), generator=generator)[: min(batch_size, len(split))]
+                if len(index) < 2:  # a BatchNorm head cannot run a training step on one image
+                    break
+                pixel_values, targets = split.pixel_values[index], split.labels[index]
+                if augment:
+                    pixel_values, targets = random_d4(pixel_values, targets, generator=generator)
+                logits.append(model(pixel_values=pixel_values.to(device)).logits.float().cpu())
+                labels.append(targets.long())
+    finally:
+        for norm, (mean, var, count) in zip(norms, saved, strict=True):
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+            norm.num_batches_tracked.copy_(count)
+        model.train(was_training)
+    if not logits:
+        return torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def training_mode_loss(model, split: TensorSplit, **kwargs) -> float:
+    """Mean cross-entropy of `training_mode_logits` (nan when `split` is too small for a training batch)."""
+    logits, labels = training_mode_logits(model, split, **kwargs)
+    return F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
+
+
+@torch.no_grad()
+def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = True) -> dict:
+    """Scale the classifier's weights and bias by the factor in [0, 1] that minimises the train-mode loss
+    (`training_mode_logits`): a temperature for the noise that drop-path and augmentation add during training.
+
+    Scaling the last linear layer scales the logits, so eval-mode predictions (argmax) are unchanged; the head
+    keeps the probe's direction but no longer starts training with overconfident logits. Returns
+    {"scale", "loss_before", "loss_after"}.
+    """
+    logits, labels = training_mode_logits(model, split, augment=augment)
+    if not len(labels):
+        return {"scale": 1.0, "loss_before": float("nan"), "loss_after": float("nan")}
+    scales = torch.cat([torch.zeros(1), torch.logspace(-3, 0, 61)])
+    losses = torch.stack([F.cross_entropy(scale * logits, labels) for scale in scales])
+    best = int(losses.argmin())
+    scale = float(scales[best])
+    model.classifier.weight.mul_(scale)
+    model.classifier.bias.mul_(scale)
+    return {"scale": scale, "loss_before": float(losses[-1]), "loss_after": float(losses[best])}
+
+
 def initialize_head_with_linear_probe(
-    model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None
+    model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None, augment: bool = True
 ):
     """LP-FT: fit a linear probe of `model.lens_vit` on `train` (weight decay selected on `validation`) and start
     the classification head from it (`initialize_head_from_probe`). Features are extracted on `device` (default:
-    where the model is; the model moves there). Returns the `LinearProbe`."""
-    train_features, train_labels = extract_features(model.lens_vit, train, batch_size=batch_size, device=device)
+    where the model is; the model moves there). Returns the `LinearProbe`.
+
+    The training features are extracted in train mode (drop-path, dropout, D4 with `augment`;
+    `training_mode_features`), so the probe is fitted to what the head sees during fine-tuning: its first-step
+    loss stays near the probe's, at or below ln(classes), instead of exploding. Validation features are clean
+    (eval mode), as the selected model is evaluated.
+    """
+    train_features, train_labels = training_mode_features(
+        model.lens_vit, train, batch_size=batch_size, device=device, augment=augment
+    )
     validation_features, validation_labels = extract_features(
         model.lens_vit, validation, batch_size=batch_size, device=device
     )
@@ -272,6 +380,14 @@ def initialize_head_with_linear_probe(
         train_features, train_labels, validation_features, validation_labels, label_names=train.label_names
     )
     initialize_head_from_probe(model, probe)
+    # What remains of the train/eval gap (noise draws the probe did not see) is absorbed by a temperature.
+    probe.training_start = shrink_head_to_training_noise(model, train, augment=augment)
+    logger.info(
+        "LP-FT head: train-mode loss %.3f, x%.3g head scale -> %.3f (chance ln %d = %.3f)",
+        probe.training_start["loss_before"], probe.training_start["scale"], probe.training_start["loss_after"],
+        probe.head.out_features, math.log(probe.head.out_features),
+    )
+    model.train()  # load_encoder left the encoder in eval mode; Trainer switches modes itself, a caller may not
     return probe
 
 
@@ -285,7 +401,8 @@ def check_head_init(head_init: str, name: str = "head_init") -> None:
 
 
 def apply_head_init(
-    model, head_init: str, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None
+    model, head_init: str, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None,
+    augment: bool = True,
 ) -> bool:
     """Start the head of a classification `model` as `head_init` says: `"random"` keeps the new head,
     `"linear_probe"` runs `initialize_head_with_linear_probe` (LP-FT). Returns True for LP-FT, whose starting
@@ -293,7 +410,7 @@ def apply_head_init(
     check_head_init(head_init)
     if head_init == "random":
         return False
-    initialize_head_with_linear_probe(model, train, validation, batch_size, device)
+    initialize_head_with_linear_probe(model, train, validation, batch_size, device, augment=augment)
     return True
 
 
@@ -341,7 +458,7 @@ def finetune_classifier(
     args = parse_section("training", TrainingArguments, values)
     classifier = build_model("classification", model_args, train.label_names, base_config=base_config)
     from_probe = apply_head_init(
-        classifier, head_init, train, validation, args.per_device_eval_batch_size, args.device
+        classifier, head_init, train, validation, args.per_device_eval_batch_size, args.device, augment=augment
     )
     start = time.perf_counter()
     trainer = train_model(
@@ -384,5 +501,9 @@ __all__ = [
     "LinearProbe",
     "linear_probe",
     "load_encoder",
+    "shrink_head_to_training_noise",
     "train_validation_indices",
+    "training_mode_features",
+    "training_mode_logits",
+    "training_mode_loss",
 ]
