@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..models import LensImageProcessor, LensViTConfig
 from .callbacks import SelfSupervisedCallback, unwrap_model
@@ -179,7 +178,7 @@ def load_pretraining_recipe(
         name = str(recipe["model"]["method"])
     parsed, raw = load_recipe(
         recipe, RECIPE_SECTIONS, overrides, defaults={"training": {"output_dir": f"outputs/pretrain/{name}"}},
-        before_parse=_portable_device,
+        before_parse=_before_parse,
     )
     result = PretrainingRecipe(model=parsed["model"], data=parsed["data"], training=parsed["training"], raw=raw, name=name)
     if not result.model.method:
@@ -191,6 +190,16 @@ def load_pretraining_recipe(
     if result.data.is_stream and not result.data.dataset_config:
         raise ValueError("a stream source names its simulation config: stream:model2, stream:model1, ...")
     return result
+
+
+def _before_parse(raw: dict[str, Any]) -> None:
+    training = raw.get("training") or {}
+    # `resume_from_checkpoint: true` is the usual HF spelling, but TrainingArguments types the field as a str.
+    if training.get("resume_from_checkpoint") is True:
+        training["resume_from_checkpoint"] = "last"
+    elif training.get("resume_from_checkpoint") is False:
+        training["resume_from_checkpoint"] = None
+    _portable_device(raw)
 
 
 def _portable_device(raw: dict[str, Any]) -> None:
@@ -328,7 +337,14 @@ class BatchIterable(IterableDataset):
 
 
 class StreamBatches(BatchIterable):
-    """`simulation.LensingStream` batches, processed on the simulation device; labels dropped (SSL)."""
+    """Endless class-balanced batches of freshly simulated images, processed on the simulation device (no labels: SSL).
+
+    Batch `i` of the run (counted per rank from the first step) is simulated from a seed derived from (seed, rank,
+    i) alone, so a run resumed at batch `i` (`start_batch`) sees exactly the images an uninterrupted run would,
+    whichever DataLoader worker draws it: worker `w` of `W` simulates batches start + w, start + w + W, ..., the
+    order in which the DataLoader collects them. (`simulation.LensingStream` seeds per worker instead, so its
+    batches depend on where a run started.)
+    """
 
     def __init__(
         self,
@@ -338,6 +354,7 @@ class StreamBatches(BatchIterable):
         device: str,
         seed: int,
         compile: bool = False,
+        start_batch: int = 0,
     ):
         self.config_name = config_name
         self.compile = compile
@@ -346,15 +363,36 @@ class StreamBatches(BatchIterable):
         self.device = device
         self.data_device = device
         self.seed = seed
+        self.start_batch = start_batch
+
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        """Batch `index` of this rank's stream (a pure function of seed, rank and index)."""
+        from ..simulation import derive_seed, get_recipe, simulate
+
+        recipe = get_recipe(self.config_name)
+        rank, _ = _rank_and_world()
+        seed = derive_seed("pretraining-stream", self.seed, rank, index)
+        classes = recipe.class_names
+        per_class, remainder = divmod(self.batch_size, len(classes))
+        counts = [per_class] * len(classes)
+        for k in range(remainder):  # rotate the remainder so classes stay balanced over batches
+            counts[(index * remainder + k) % len(classes)] += 1
+        parts = [
+            simulate(recipe, name, count, seed=seed, device=self.device, compile=self.compile)["pixel_values"]
+            for name, count in zip(classes, counts, strict=True)
+            if count
+        ]
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        order = torch.randperm(self.batch_size, generator=generator, device=self.device)
+        return {"pixel_values": process_on_device(self.processor, torch.cat(parts)[order])}
 
     def __iter__(self):
-        from ..simulation import LensingStream
-
-        stream = LensingStream(
-            self.config_name, batch_size=self.batch_size, device=self.device, seed=self.seed, compile=self.compile
-        )
-        for batch in stream:
-            yield {"pixel_values": process_on_device(self.processor, batch["pixel_values"])}
+        worker = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        index = self.start_batch + worker_id
+        while True:
+            yield self.batch(index)
+            index += num_workers
 
 
 class TensorBatches(BatchIterable):
@@ -478,15 +516,16 @@ def build_datasets(data_args: PretrainDataArguments, args: TrainingArguments, pr
     batches_done = resume_step * args.gradient_accumulation_steps
     rank, _ = _rank_and_world()
     if data_args.is_stream:
-        # A resumed stream continues with fresh images rather than replaying the first ones.
-        seed = args.seed + 7919 * batches_done
+        # A resumed stream continues at the batch where the checkpoint stopped, with the images an uninterrupted
+        # run would have drawn there.
         train = StreamBatches(
             data_args.dataset_config,
             batch_size=args.per_device_train_batch_size,
             processor=processor,
             device=_stream_device(data_args, args),
-            seed=seed,
+            seed=args.seed,
             compile=data_args.stream_compile,
+            start_batch=batches_done,
         )
         evaluation = None
         if data_args.num_eval_images > 0:
@@ -537,6 +576,9 @@ class PretrainingTrainer(Trainer):
                 self.train_dataset,
                 batch_size=None,
                 num_workers=workers,
+                # Its own generator: the DataLoader draws a base seed at every iter(), which from the global RNG
+                # (restored from the checkpoint on resume) would shift every later random draw of the model.
+                generator=torch.Generator().manual_seed(self.args.seed),
                 pin_memory=bool(self.args.dataloader_pin_memory and on_cpu and torch.cuda.is_available()),
                 persistent_workers=workers > 0,
             )
@@ -632,13 +674,63 @@ def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, 
 # ----------------------------------------------------------------------------- run
 
 
+def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
+    """Why a `checkpoint-N` folder cannot be resumed from (None: it looks complete).
+
+    A kill while the Trainer saves leaves a folder without `trainer_state.json` (written near the end), with a cut
+    `model.safetensors`, or with a cut torch pickle (`optimizer.pt`, ...: zip archives whose directory is at the end).
+    """
+    import zipfile
+
+    from safetensors import safe_open
+
+    folder = Path(checkpoint)
+    try:
+        step = json.loads((folder / "trainer_state.json").read_text())["global_step"]
+        if not isinstance(step, int):
+            raise ValueError(f"global_step is {step!r}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"trainer_state.json is missing or unreadable ({type(err).__name__}: {err})"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return "it holds no *.safetensors weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors raises its own error types for a cut header or buffer
+            return f"{path.name} is unreadable ({type(err).__name__}: {err})"
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        if not zipfile.is_zipfile(path):
+            return f"{path.name} is cut or not a torch archive"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` that `checkpoint_problem` accepts; skipped ones are warned about."""
+    if not os.path.isdir(output_dir):
+        return None
+    candidates = []
+    for path in Path(output_dir).iterdir():
+        suffix = path.name[len("checkpoint-"):]
+        if path.is_dir() and path.name.startswith("checkpoint-") and suffix.isdigit():
+            candidates.append((int(suffix), path))
+    for _, path in sorted(candidates, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        logger.warning("skipping the half-written checkpoint %s (%s); falling back to the previous one.", path, problem)
+    return None
+
+
 def _resolve_checkpoint(resume, output_dir: str) -> str | None:
     if resume in (None, False, "", "false", "False", "none", "None"):
         return None
     if resume in (True, "true", "True", "last", "latest"):
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        last = last_complete_checkpoint(output_dir)
         if last is None:
-            logger.warning("resume_from_checkpoint=%r but %s holds no checkpoint: starting fresh.", resume, output_dir)
+            logger.warning("resume_from_checkpoint=%r but %s holds no complete checkpoint: starting fresh.",
+                           resume, output_dir)
         return last
     if not os.path.isdir(str(resume)):
         raise FileNotFoundError(f"training.resume_from_checkpoint={resume!r} is not a checkpoint folder.")

@@ -277,3 +277,125 @@ def test_tiny_stream_recipe_runs_from_the_cli(methods, tmp_path, capsys):
     assert info["method"] == "simclr" and info["data"] == {"source": "stream:model2", "config": "model2", "split": None}
     assert info["recipe"]["model"]["method_config"]["projection_dim"] == 64  # from the YAML
     assert json.loads((tmp_path / "recipe.json").read_text())["training"]["max_steps"] == 3
+
+
+# ----------------------------------------------------------------------------- exact resumption
+
+
+class StopAt(TrainerCallback):
+    """Stops training after `step` (the Trainer still saves that step's checkpoint): an interrupted run."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def _weights(folder):
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def _assert_identical(got, expected):
+    assert got.keys() == expected.keys()
+    different = [key for key in expected if not torch.equal(got[key], expected[key])]
+    assert not different, f"{len(different)} of {len(expected)} tensors differ after the resume, e.g. {different[:3]}"
+
+
+def _resumable(dataset_dir, out, **data):
+    recipe = _recipe(dataset_dir, out, max_steps=4, save_strategy="steps", save_steps=2)
+    recipe["data"].update(data)
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def in_memory_straight(methods, dataset_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("in_memory_straight")
+    run_pretraining(_resumable(dataset_dir, out, in_memory=True))
+    return out
+
+
+def test_in_memory_resume_is_exact(in_memory_straight, dataset_dir, tmp_path):
+    out = tmp_path / "interrupted"
+    recipe = _resumable(dataset_dir, out, in_memory=True)
+    assert run_pretraining(recipe, callbacks=[StopAt(2)])["global_step"] == 2
+    assert not (out / "checkpoint-4").exists()
+    resumed = run_pretraining(recipe, overrides=["training.resume_from_checkpoint=true"])  # the HF spelling
+    assert resumed["global_step"] == 4
+    _assert_identical(_weights(out / "checkpoint-4"), _weights(in_memory_straight / "checkpoint-4"))
+
+
+def test_stream_batches_depend_only_on_seed_rank_and_index():
+    from lensfm_hf.models import LensImageProcessor
+
+    def stream(start=0, workers=0):
+        batches = pretrain.StreamBatches("model2", batch_size=4, processor=LensImageProcessor(size=16), device="cpu",
+                                         seed=3, start_batch=start)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers)
+        taken = []
+        for batch in loader:
+            taken.append(batch["pixel_values"])
+            if len(taken) == 5 - start:
+                return taken
+
+    straight = stream()
+    assert not torch.equal(straight[0], straight[1])
+    for got, expected in zip(stream(start=3), straight[3:], strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for got, expected in zip(stream(start=1, workers=2), straight[1:], strict=True):  # whichever worker draws it
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_stream_resume_is_exact(methods, tmp_path):
+    def recipe(out):
+        return {
+            "model": {"method": EMA_METHOD, "preset": "micro", "image_size": 32, "patch_size": 8},
+            "data": {"source": "stream:model2"},
+            "training": {"output_dir": str(out), "max_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
+                         "warmup_steps": 1, "save_strategy": "steps", "save_steps": 2, "disable_tqdm": True},
+        }
+
+    run_pretraining(recipe(tmp_path / "straight"))
+    interrupted = recipe(tmp_path / "interrupted")
+    run_pretraining(interrupted, callbacks=[StopAt(2)])
+    run_pretraining(interrupted, overrides=["resume_from_checkpoint=last"])
+    _assert_identical(_weights(tmp_path / "interrupted" / "checkpoint-4"), _weights(tmp_path / "straight" / "checkpoint-4"))
+
+
+def test_resume_true_is_the_hf_spelling_of_last(dataset_dir, tmp_path):
+    recipe = _recipe(dataset_dir, tmp_path)
+    assert load_pretraining_recipe(recipe, ["training.resume_from_checkpoint=true"]).training.resume_from_checkpoint == "last"
+    recipe["training"]["resume_from_checkpoint"] = True  # as YAML `true` parses
+    assert load_pretraining_recipe(recipe).training.resume_from_checkpoint == "last"
+    recipe["training"]["resume_from_checkpoint"] = False
+    assert load_pretraining_recipe(recipe).training.resume_from_checkpoint is None
+
+
+def test_last_skips_half_written_checkpoints(in_memory_straight, dataset_dir, tmp_path, caplog):
+    import shutil
+
+    out = tmp_path / "killed"
+    shutil.copytree(in_memory_straight, out)
+    assert pretrain.last_complete_checkpoint(out) == str(out / "checkpoint-4")
+
+    (out / "checkpoint-6").mkdir()  # killed right after the folder was made
+    shutil.copytree(out / "checkpoint-4", out / "checkpoint-8")
+    weights = out / "checkpoint-8" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # killed while writing the weights
+    shutil.copytree(out / "checkpoint-4", out / "checkpoint-10")
+    optimizer = out / "checkpoint-10" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-100])  # killed while writing the optimizer state
+    (out / "checkpoint-4" / "trainer_state.json").unlink()  # killed before the trainer state
+
+    with caplog.at_level("WARNING", logger="lensfm_hf.training.pretrain"):
+        assert pretrain.last_complete_checkpoint(out) == str(out / "checkpoint-2")
+    for name in ("checkpoint-10", "checkpoint-8", "checkpoint-6", "checkpoint-4"):
+        assert str(out / name) in caplog.text
+    assert "optimizer.pt" in caplog.text and "model.safetensors" in caplog.text and "trainer_state.json" in caplog.text
+
+    probe = StateAtFirstStep()
+    resumed = run_pretraining(_resumable(dataset_dir, out, in_memory=True), overrides=["resume_from_checkpoint=last"],
+                              callbacks=[probe])
+    assert probe.step == 2 and resumed["global_step"] == 4
+    _assert_identical(_weights(out / "encoder" / "pretraining"), _weights(in_memory_straight / "encoder" / "pretraining"))
