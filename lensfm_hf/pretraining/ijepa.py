@@ -66,7 +66,10 @@ class LensIJEPAConfig(LensPretrainingConfig):
     ):
         super().__init__(**kwargs)
         self.predictor_hidden_size = head_compatible_width(
-            "predictor", predictor_hidden_size, max(self.hidden_size // 2, 32), predictor_num_attention_heads or self.num_attention_heads
+            "predictor",
+            predictor_hidden_size,
+            max(self.hidden_size // 2, 32),
+            predictor_num_attention_heads or self.num_attention_heads,
         )
         self.predictor_num_hidden_layers = predictor_num_hidden_layers
         self.predictor_num_attention_heads = predictor_num_attention_heads or self.num_attention_heads

@@ -70,7 +70,10 @@ class LensMAEConfig(LensPretrainingConfig):
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
         self.decoder_hidden_size = head_compatible_width(
-            "decoder", decoder_hidden_size, max(self.hidden_size // 2, 32), decoder_num_attention_heads or self.num_attention_heads
+            "decoder",
+            decoder_hidden_size,
+            max(self.hidden_size // 2, 32),
+            decoder_num_attention_heads or self.num_attention_heads,
         )
         self.decoder_num_hidden_layers = decoder_num_hidden_layers
         self.decoder_num_attention_heads = decoder_num_attention_heads or self.num_attention_heads

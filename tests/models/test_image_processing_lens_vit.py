@@ -140,3 +140,100 @@ def test_pipelines_accept_numpy_images():
     features = extractor(ring(), pool=True, return_tensors=True)
     expected = encoder(processor(ring())["pixel_values"]).pooler_output
     torch.testing.assert_close(features, expected)
+
+
+# ---------------------------------------------------------------------------------- ordinary inputs (issue 11, 15)
+
+
+def test_channels_last_arrays_are_accepted():
+    image = ring()
+    expected = LensImageProcessor()(image)["pixel_values"]
+    torch.testing.assert_close(LensImageProcessor()(image[:, :, None])["pixel_values"], expected)
+    torch.testing.assert_close(LensImageProcessor()([image[:, :, None], image])["pixel_values"],
+                               torch.cat([expected, expected]))
+    batch = np.stack([image, image])[:, :, :, None]  # (B, H, W, 1)
+    torch.testing.assert_close(LensImageProcessor()(batch)["pixel_values"], torch.cat([expected, expected]))
+
+
+def test_list_of_different_sizes_is_resized_each_when_size_is_set():
+    small, large = ring(size=32, seed=0), ring(size=48, seed=1)
+    processor = LensImageProcessor(size=32, stretch="asinh")
+    out = processor([small, large])["pixel_values"]
+    assert out.shape == (2, 1, 32, 32)
+    # Each image is processed exactly as it would be alone.
+    torch.testing.assert_close(out[1:], processor(large)["pixel_values"])
+    torch.testing.assert_close(out[:1], processor(small)["pixel_values"])
+    with pytest.raises(ValueError, match="share one shape.*size="):
+        LensImageProcessor()([small, large])
+
+
+def test_rgb_rule_is_the_same_for_pil_and_arrays(caplog):
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    rgb = (rng.uniform(0, 255, (16, 16, 3))).round().astype(np.float32)
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float64)
+    expected = LensImageProcessor(normalization="none")(gray)["pixel_values"]
+    pil = Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    for item in (pil, rgb, rgb.transpose(2, 0, 1)[None], [rgb.transpose(2, 0, 1)]):
+        out = LensImageProcessor(normalization="none")(item)["pixel_values"]
+        assert out.shape == (1, 1, 16, 16)
+        torch.testing.assert_close(out, expected)
+    # A grayscale picture stored as RGB (equal channels) keeps its values.
+    flat = np.repeat(gray[:, :, None], 3, axis=2)
+    torch.testing.assert_close(LensImageProcessor(normalization="none")(flat)["pixel_values"], expected)
+    with pytest.raises(ValueError, match="3-D input"):  # (3, H, W) could be 3 images: still refused
+        LensImageProcessor()(rgb.transpose(2, 0, 1))
+
+
+def test_inf_with_nan_to_num_clips_to_the_finite_range_of_the_image():
+    image = ring()
+    for value, extreme in ((np.inf, np.max), (-np.inf, np.min)):
+        broken = image.copy().reshape(-1)
+        broken[37] = value
+        clipped = broken.copy()
+        clipped[37] = extreme(np.delete(broken, 37))  # the finite max / min of the same image
+        out = LensImageProcessor(nan_to_num=True)(broken.reshape(image.shape))["pixel_values"]
+        torch.testing.assert_close(out, LensImageProcessor()(clipped.reshape(image.shape))["pixel_values"])
+        assert out.std() > 0.1  # not flattened to ~0 by a float-max range
+    both = image.copy()
+    both[0, 0], both[0, 1], both[0, 2] = np.inf, -np.inf, np.nan
+    out = LensImageProcessor(nan_to_num=True)(both)["pixel_values"]
+    assert out.std() > 0.1 and out[0, 0, 0, 0] == 1 and out[0, 0, 0, 1] == 0
+
+
+@pytest.mark.parametrize("normalization", ["minmax", "standard", "none"])
+def test_finite_extremes_do_not_give_nan(normalization):
+    image = ring()
+    image[0, 0], image[0, 1] = 3e38, -3e38
+    out = LensImageProcessor(normalization=normalization)(image)["pixel_values"]
+    assert torch.isfinite(out).all()
+    if normalization == "minmax":
+        assert out.amin() == 0 and out.amax() == 1
+    asinh = LensImageProcessor(stretch="asinh", stretch_scale=1e-3)(image)["pixel_values"]
+    assert torch.isfinite(asinh).all()
+    with pytest.raises(ValueError, match="float32 range"):
+        LensImageProcessor(normalization="standard", image_std=1e-3)(image)
+
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        (dict(stretch_scale=float("nan")), "stretch_scale must be a finite number > 0"),
+        (dict(stretch_scale=float("inf")), "stretch_scale must be a finite number > 0"),
+        (dict(stretch_scale=0.0), "stretch_scale must be a finite number > 0"),
+        (dict(image_std=float("nan")), "image_std must be a finite number > 0"),
+        (dict(size=0), "size must be None or a positive integer"),
+        (dict(size=-8), "size must be None or a positive integer"),
+        (dict(size=12.5), "size must be None or a positive integer"),
+    ],
+)
+def test_bad_options_raise_clear_errors(options, match):
+    with pytest.raises(ValueError, match=match):
+        LensImageProcessor(**options)
+    with pytest.raises(ValueError, match=match):  # the same options given per call
+        LensImageProcessor()(ring(), **options)
+
+
+def test_config_patch_size_zero_is_a_clear_error():
+    with pytest.raises(ValueError, match="patch_size must be a positive integer"):
+        LensViTConfig(image_size=32, patch_size=0)

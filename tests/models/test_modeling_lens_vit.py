@@ -348,3 +348,196 @@ def test_position_embedding_scale_and_learned_init_std():
                 dict(position_embedding_init_std=0.0)):
         with pytest.raises(ValueError, match="position_embedding"):
             tiny_config(**bad)
+
+
+# ------------------------------------------------------------ transformers' common model tests (issue 11, 10-12)
+
+
+class LensViTModelTester:
+    """Tiny configs and inputs in the shape of transformers' `<Model>ModelTester` (tests/models/vit/test_modeling_vit.py)."""
+
+    all_model_classes = (LensViTModel, LensViTForImageClassification, LensViTForImageSuperResolution)
+
+    def __init__(self, batch_size=2, image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=4, intermediate_size=37, num_labels=3, drop_path_rate=0.1):
+        self.batch_size, self.image_size, self.patch_size = batch_size, image_size, patch_size
+        self.num_channels, self.hidden_size, self.num_hidden_layers = num_channels, hidden_size, num_hidden_layers
+        self.num_attention_heads, self.intermediate_size = num_attention_heads, intermediate_size
+        self.num_labels, self.drop_path_rate = num_labels, drop_path_rate
+        self.seq_length = (image_size // patch_size) ** 2 + 1  # patches + CLS
+
+    def get_config(self, **kwargs) -> LensViTConfig:
+        return LensViTConfig(**{**dict(
+            image_size=self.image_size, patch_size=self.patch_size, num_channels=self.num_channels,
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+            num_labels=self.num_labels, drop_path_rate=self.drop_path_rate), **kwargs})
+
+    def prepare_config_and_inputs_for_common(self, **kwargs):
+        generator = torch.Generator().manual_seed(0)
+        pixel_values = torch.randn(self.batch_size, self.num_channels, self.image_size, self.image_size,
+                                   generator=generator)
+        return self.get_config(**kwargs), {"pixel_values": pixel_values}
+
+    def labels_for(self, model_class):
+        if model_class is LensViTForImageClassification:
+            return torch.arange(self.batch_size) % self.num_labels
+        if model_class is LensViTForImageSuperResolution:
+            size = self.image_size * 2
+            return torch.randn(self.batch_size, self.num_channels, size, size, generator=torch.Generator().manual_seed(1))
+        return None
+
+
+TESTER = LensViTModelTester()
+
+
+def _assert_tensors_finite(model):
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        assert tensor.device.type == "cpu", name
+        if tensor.is_floating_point():
+            assert torch.isfinite(tensor).all(), name
+
+
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_can_be_initialized_on_meta(model_class):
+    config, _ = TESTER.prepare_config_and_inputs_for_common()
+    with torch.device("meta"):
+        model = model_class(config)
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_init_weights_can_init_buffers_and_all_tensors_are_registered(model_class, conv):
+    """transformers' test_init_weights_can_init_buffers and test_all_tensors_are_parameter_or_buffer; the meta
+    model's memory is filled with NaN first so an uninitialised buffer cannot pass by holding zeros by chance."""
+    from transformers.initialization import no_init_weights
+
+    config, inputs = TESTER.prepare_config_and_inputs_for_common(
+        **(dict(patch_embedding_type="conv", conv_stem_norm="batchnorm") if conv else {})
+    )
+    with no_init_weights():
+        reference = model_class(copy.deepcopy(config))
+    with torch.device("meta"):
+        model = model_class(copy.deepcopy(config))
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            tensor.fill_(float("nan") if tensor.is_floating_point() else 7)
+    model.init_weights()
+    buffers = dict(model.named_buffers())
+    assert sorted(buffers) == sorted(dict(reference.named_buffers()))
+    for name, buffer in reference.named_buffers():
+        assert torch.equal(buffer, buffers[name]), name
+    _assert_tensors_finite(model)
+    fresh = build(model_class, copy.deepcopy(config))
+    torch.testing.assert_close(model.get_input_embeddings().projection.weight.std(),
+                               fresh.get_input_embeddings().projection.weight.std(), rtol=0.3, atol=0)
+    model.eval()(**inputs)
+
+
+def test_accelerate_init_empty_weights_with_buffers():
+    accelerate = pytest.importorskip("accelerate")
+    config, _ = TESTER.prepare_config_and_inputs_for_common(num_labels=3)
+    with accelerate.init_empty_weights(include_buffers=True):
+        model = LensViTForImageClassification(config)
+    assert {t.device.type for t in list(model.parameters()) + list(model.buffers())} == {"meta"}
+
+
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_attention_outputs_from_config_and_arguments(model_class):
+    config, inputs = TESTER.prepare_config_and_inputs_for_common()
+    config.output_attentions = True
+    model = build(model_class, config)
+    attentions = model(**inputs).attentions
+    assert len(attentions) == TESTER.num_hidden_layers
+    assert attentions[0].shape == (TESTER.batch_size, TESTER.num_attention_heads, TESTER.seq_length, TESTER.seq_length)
+    torch.testing.assert_close(attentions[0].sum(-1), torch.ones(attentions[0].shape[:-1]))
+    assert model(**inputs, output_attentions=False).attentions is None  # the argument wins over the config
+
+
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_hidden_states_output_from_config_and_arguments(model_class):
+    config, inputs = TESTER.prepare_config_and_inputs_for_common()
+    config.output_hidden_states = True
+    model = build(model_class, config)
+    hidden_states = model(**inputs).hidden_states
+    assert len(hidden_states) == TESTER.num_hidden_layers + 1
+    assert hidden_states[0].shape == (TESTER.batch_size, TESTER.seq_length, TESTER.hidden_size)
+    assert model(**inputs, output_hidden_states=False).hidden_states is None
+
+
+def test_retain_grad_hidden_states_attentions():
+    config, inputs = TESTER.prepare_config_and_inputs_for_common(output_attentions=True, output_hidden_states=True)
+    model = build(LensViTModel, config).train()
+    outputs = model(**inputs)
+    hidden_states, attentions = outputs.hidden_states[0], outputs.attentions[0]
+    hidden_states.retain_grad()
+    attentions.retain_grad()
+    outputs[0].flatten()[0].backward(retain_graph=True)
+    assert hidden_states.grad is not None and attentions.grad is not None
+
+
+@pytest.mark.parametrize("from_config", [False, True])
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_return_dict_false_gives_tuples(model_class, from_config):
+    config, inputs = TESTER.prepare_config_and_inputs_for_common()
+    model = build(model_class, config)
+    labels = TESTER.labels_for(model_class)
+    if labels is not None:
+        inputs["labels"] = labels
+    expected = model(**inputs)
+    if from_config:
+        model.config.return_dict = False
+        outputs = model(**inputs)
+    else:
+        outputs = model(**inputs, return_dict=False)
+    assert isinstance(outputs, tuple) and all(isinstance(value, torch.Tensor) for value in outputs)
+    assert len(outputs) == len(expected.to_tuple())
+    for value, reference in zip(outputs, expected.to_tuple()):
+        torch.testing.assert_close(value, reference)
+    if model_class is LensViTForImageClassification:
+        loss, logits = outputs
+        assert loss.ndim == 0 and logits.shape == (TESTER.batch_size, TESTER.num_labels)
+    # With config.return_dict=False the head must still read its encoder's named outputs (no crash above), and
+    # an explicit return_dict=True wins over the config.
+    assert not isinstance(model(**inputs, return_dict=True), tuple)
+
+
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_tester_save_load_round_trip_keeps_output_flags(model_class, tmp_path):
+    config, inputs = TESTER.prepare_config_and_inputs_for_common(
+        output_hidden_states=True, patch_embedding_type="conv", position_embedding_scale=0.25
+    )
+    model = build(model_class, config)
+    model.save_pretrained(tmp_path)
+    loaded = model_class.from_pretrained(tmp_path).eval()
+    assert loaded.config.output_hidden_states and loaded.config.position_embedding_scale == 0.25
+    first, second = model(**inputs), loaded(**inputs)
+    assert len(second.hidden_states) == TESTER.num_hidden_layers + 1
+    torch.testing.assert_close(first[0], second[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("model_class", TESTER.all_model_classes)
+def test_tester_gradient_checkpointing_matches(model_class):
+    config, inputs = TESTER.prepare_config_and_inputs_for_common(drop_path_rate=0.0, patch_embedding_type="conv")
+    labels = TESTER.labels_for(model_class)
+    grads = []
+    for checkpointing in (False, True):
+        model = build(model_class, copy.deepcopy(config)).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.is_gradient_checkpointing
+        outputs = model(**inputs, **({"labels": labels} if labels is not None else {}))
+        loss = outputs.loss if labels is not None else outputs.pooler_output.square().mean()
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_patch_size_must_be_positive():
+    for bad in (0, -4):
+        with pytest.raises(ValueError, match="patch_size must be a positive integer"):
+            tiny_config(patch_size=bad)

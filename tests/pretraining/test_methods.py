@@ -415,3 +415,80 @@ def test_ijepa_subclass_overrides_targets_and_masks():
     outputs.loss.backward()
     assert model.predictor.projection.weight.grad is not None
     assert model.pixel_embedding.weight.grad is None  # targets carry no gradient
+
+
+# ------------------------------------------------------------ transformers conventions (issue 11, items 10, 12-14)
+
+
+@pytest.mark.parametrize("method", list(PRETRAINING_METHODS))
+def test_builds_on_meta_and_init_weights_sets_every_buffer(method):
+    """transformers' test_can_be_initialized_on_meta / test_init_weights_can_init_buffers, with the empty memory
+    filled with NaN so an uninitialised buffer (e.g. DINO's center) cannot pass by holding zeros by chance."""
+    from transformers.initialization import no_init_weights
+
+    config_class, model_class = get_pretraining_classes(method)
+    config = config_class.from_preset("micro", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, drop_path_rate=0.1,
+                                      **SMALL_HEADS[method])
+    with no_init_weights():
+        reference = model_class(config)
+    with torch.device("meta"):
+        model = model_class(config)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            tensor.fill_(float("nan") if tensor.is_floating_point() else 7)
+    model.init_weights()
+    buffers = dict(model.named_buffers())
+    for name, buffer in reference.named_buffers():
+        assert torch.equal(buffer, buffers[name]), name
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        assert not tensor.is_floating_point() or torch.isfinite(tensor).all(), name
+    assert torch.isfinite(model(lensing_images(4)).loss)
+
+
+@pytest.mark.parametrize("method", list(PRETRAINING_METHODS))
+def test_return_dict_false_gives_a_tuple_of_tensors(method):
+    torch.manual_seed(0)
+    model = make_model(method).eval()
+    images = lensing_images(4)
+    torch.manual_seed(1)
+    expected = model(images)
+    torch.manual_seed(1)  # same views and masks
+    outputs = model(images, return_dict=False)
+    assert isinstance(outputs, tuple) and all(isinstance(value, torch.Tensor) for value in outputs)
+    loss, *diagnostics = outputs
+    torch.testing.assert_close(loss, expected.loss)
+    assert len(diagnostics) == len(expected.to_tuple()) - 1
+    model.config.return_dict = False
+    assert isinstance(model(images), tuple)
+    assert not isinstance(model(images, return_dict=True), tuple)
+
+
+@pytest.mark.parametrize("method", ["dino", "ibot"])
+def test_centers_from_an_encoder_only_checkpoint_are_zero(method, tmp_path):
+    config_class, model_class = get_pretraining_classes(method)
+    config = config_class.from_preset("micro", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, **SMALL_HEADS[method])
+    LensViTModel(config.backbone_config()).save_pretrained(tmp_path)
+    model = model_class.from_pretrained(tmp_path, config=config)
+    centers = {name: buffer for name, buffer in model.named_buffers(recurse=False)}
+    assert "center" in centers and (method == "dino" or "patch_center" in centers)
+    for name, buffer in centers.items():
+        assert torch.equal(buffer, torch.zeros_like(buffer)), name
+
+
+@pytest.mark.parametrize("method,role", [("mae", "decoder"), ("ijepa", "predictor"), ("ijepa_physics", "predictor")])
+def test_derived_head_widths_divide_by_their_head_count(method, role):
+    config_class, model_class = get_pretraining_classes(method)
+    overrides = {k: v for k, v in SMALL_HEADS[method].items() if k != "pixel_scale"}
+    # hidden_size=48 with 3 heads used to derive 32, which 3 heads cannot split.
+    config = config_class(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=48, num_hidden_layers=1,
+                          num_attention_heads=3, intermediate_size=96, **overrides)
+    width = getattr(config, f"{role}_hidden_size")
+    assert width == 36 and width % 3 == 0 and width % 4 == 0
+    assert torch.isfinite(model_class(config)(lensing_images(2)).loss)
+    with pytest.raises(ValueError, match=f"{role}_hidden_size=32 must be divisible by {role}_num_attention_heads=3"
+                                         f".*use {role}_hidden_size=36"):
+        config_class(hidden_size=48, num_attention_heads=3, **{f"{role}_hidden_size": 32})
+    # Widths the presets derive are unchanged.
+    assert getattr(config_class.from_preset("tiny"), f"{role}_hidden_size") == 96
