@@ -44,6 +44,7 @@ _MAX_MARKS = 32
 # Image dtypes accepted, by the `descr` string of a .npy header; np.dtype is never built from file text.
 _FLOAT_DESCRS = {descr: np.dtype(descr) for descr in ("<f4", "<f8", ">f4", ">f8")}
 _OBJECT_DESCR = "|O"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # the axion_mass column is float32
 
 # The globals DeepLenseSim's pickles name, by role. numpy 1.x files name `numpy.core.multiarray`,
 # numpy 2 writes `numpy._core.multiarray`. These names are only matched, never imported or called.
@@ -491,7 +492,7 @@ def read_deeplensesim_image(path: str | os.PathLike, image_shape: tuple[int, int
     if mass is None:
         return image, float("nan")
     mass = float(mass)  # a float or a numpy float scalar by construction: never overflows
-    if not (math.isfinite(mass) and 0 < mass <= np.finfo(np.float32).max):
+    if not (math.isfinite(mass) and 0 < mass <= _FLOAT32_MAX):
         raise CorruptFileError(
             f"{path}: axion mass {_describe(mass)} eV is not a positive float32 value (DeepLenseSim draws 1e-24–1e-22 eV)"
         )
