@@ -157,13 +157,14 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False) -> Iterator[Path]:
+def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False, what: str | None = None) -> Iterator[Path]:
     """Hold an exclusive `flock` on `out_dir/.lensfm/<name>.lock` for the duration of the block.
 
     Simulating or importing a config holds its lock for the whole build, so a second process
     building the same config into the same folder fails at once (`wait=False`) with a message naming
     the holder's pid, instead of interleaving shards. The lock file is removed on exit; a process that
     locked a file unlinked under it retries on the new one, so removal never lets two holders in.
+    `what` names the guarded thing in that message (default: `name`).
     """
     work = Path(out_dir) / WORK_DIR_NAME
     lock_path = work / f"{name}.lock"
@@ -182,8 +183,9 @@ def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False) -> 
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise RuntimeError(
-                f"{Path(out_dir) / name} is being built by another process (pid {holder}, lock file {lock_path}); "
-                "wait for it to finish, or write to another folder. If no such process runs, delete the lock file"
+                f"{what or name} in {out_dir} is being built by another process (pid {holder}, lock file "
+                f"{lock_path}); wait for it to finish, or write to another folder. If no such process runs, "
+                "delete the lock file"
             ) from None
         try:
             same_file = os.path.samestat(os.fstat(fd), os.stat(lock_path))
@@ -494,31 +496,31 @@ def simulate_dataset(
         # cpu and cuda kernels round differently; mixing them would break bit-identical resumption
         "device_type": str(device).split(":")[0],
     }
-    with build_lock(out, config_lock_name(config)):
+    with build_lock(out, config_lock_name(config), what=f"config {config!r}"):
         resumed = prepare_config_dir(config_dir, identity, overwrite)
         config_dir.mkdir(parents=True, exist_ok=True)
         _remove_temp_files(config_dir)  # left by a killed run; nobody else writes here while we hold the lock
         num_classes = len(recipe.class_names)
         per_class = {"train": train_per_class, "test": test_per_class}
         plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
-        manifest = _base_manifest(recipe, features, identity)
         recorded = (read_manifest(config_dir) or {}).get(_SHARD_HASHES, {}) if resumed else {}
+        todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, recorded.get(spec.file_name))]
+        # Digests of kept shards only: a shard about to be rewritten must not keep a stale one if we crash.
+        redo = {spec.file_name for spec in todo}
         hashes = {spec.file_name: recorded[spec.file_name] for spec in plan if spec.file_name in recorded}
+        hashes = {name: digest for name, digest in hashes.items() if name not in redo}
+        manifest = _base_manifest(recipe, features, identity)
         manifest[_SHARD_HASHES] = hashes
         write_manifest(config_dir, manifest)
 
-        todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, hashes.get(spec.file_name))]
         progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
         with progress:
             for spec in todo:
                 columns = _simulate_shard(api, recipe, features, spec, seed, engine, device)
                 path = config_dir / spec.file_name
-                # Forget the old digest first: a crash after the shard is replaced must not leave a stale one.
-                if hashes.pop(spec.file_name, None) is not None:
-                    write_manifest(config_dir, manifest)
                 write_shard(path, columns, features)
                 hashes[spec.file_name] = file_sha256(path)
-                write_manifest(config_dir, manifest)
+                write_manifest(config_dir, manifest)  # after each shard, so a resumed run can verify it
                 progress.update(1)
 
         manifest["splits"] = {
@@ -537,8 +539,11 @@ def simulate_dataset(
 
 
 def config_lock_name(config: str) -> str:
-    """Name of the `build_lock` that every build of `config` (simulation or import) holds."""
-    return f"config-{config}"
+    """Name of the `build_lock` that every build of `config` (simulation or import) holds.
+
+    The suffix keeps a config named like the folder-wide "card" lock from sharing its file.
+    """
+    return f"{config}.config"
 
 
 def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:

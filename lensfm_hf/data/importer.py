@@ -74,9 +74,25 @@ _OBJECT_DTYPE_FLAGS = 63
 # Folder-name tokens that mark a test split (`Model_II_test/`, `test/`, `val/` as in Model IV).
 _TEST_TOKENS = {"test", "testing", "val", "valid", "validation", "eval"}
 
-_short_repr = reprlib.Repr()
-_short_repr.maxlevel, _short_repr.maxstring, _short_repr.maxother = 3, 40, 40
-_short_repr.maxlist = _short_repr.maxtuple = 4
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib with bounded cost for file values: big bytes and ints are described, not rendered."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlist, self.maxtuple = 3, 40, 40, 4, 8
+
+    def repr_bytes(self, value, level):
+        return f"<{len(value)} bytes>"
+
+    def repr_int(self, value, level):
+        if value.bit_length() > 64:  # repr of a huge int is slow, and refused above 4300 digits
+            return f"<{value.bit_length()}-bit integer>"
+        return repr(value)
+
+
+_short_repr = _ShortRepr()
 
 
 class UnsafePickleError(ValueError):
@@ -91,8 +107,6 @@ def _describe(value) -> str:
     """A short, always-safe description of a value taken from a file, for error messages."""
     if isinstance(value, _Node):
         return repr(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"  # repr of a huge int is slow or refused
     try:
         return f"{type(value).__name__} {_short_repr.repr(value)}"
     except Exception:  # a value whose repr fails still gets a message
@@ -625,7 +639,7 @@ def import_deeplensesim(
         "shard_size": int(shard_size),
         "test_fraction": float(test_fraction),
     }
-    with build.build_lock(out, build.config_lock_name(config)):
+    with build.build_lock(out, build.config_lock_name(config), what=f"config {config!r}"):
         _recover_interrupted_swap(out, config)
         if not overwrite:
             # Only checks; with overwrite=True the old folder is replaced once the new import is whole.
