@@ -7,7 +7,6 @@ real DeepLenseSim file in exactly one place.
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 import threading
