@@ -34,6 +34,17 @@ METHOD_NAMES = {
 }
 
 
+# What each benchmark preset is, for the card's "Preset" line: numbers from a smoke test must say so.
+BENCHMARK_PRESETS = {
+    "mini": "the test-suite preset (a few steps everywhere): checks the code path, says nothing about the method",
+    "quick": "a smoke test of the whole pipeline (micro ViT, 50 pretraining steps, 300 fine-tuning images, "
+    "150 fine-tuning steps), not a measurement",
+    "study": "the measurement that fits a CPU (about 90 minutes on 2 cores)",
+    "full": "the measurement preset (ViT-S, DeepLenseSim-size data, one GPU)",
+}
+REQUIREMENTS = "torch, transformers, pillow and accelerate (accelerate only for fine-tuning with Trainer)"
+
+
 def _method_key(method: str) -> str:
     return method.lower().replace("-", "_").replace(" ", "_")
 
@@ -101,6 +112,63 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return config.to_dict()
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recipe_line(recipe: Any) -> str | None:
+    """A pretraining recipe (a path, or the resolved mapping `config.pretraining["recipe"]`) as one readable line."""
+    if not recipe:
+        return None
+    if not isinstance(recipe, Mapping):
+        return f"`{recipe}`"
+    model, training = dict(recipe.get("model") or {}), dict(recipe.get("training") or {})
+    parts = []
+    if model.get("preset"):
+        size = f" at {model['image_size']} px" if model.get("image_size") else ""
+        patch = f", patch {model['patch_size']}" if model.get("patch_size") else ""
+        parts.append(f"{model['preset']} ViT{size}{patch}")
+    if training.get("max_steps"):
+        batch = training.get("per_device_train_batch_size")
+        world = training.get("world_size") or 1
+        parts.append(f"{training['max_steps']} steps" + (f" of batch {batch * world}" if batch else ""))
+    if training.get("learning_rate") is not None:
+        parts.append(f"learning rate {_number(training['learning_rate'])}")
+    if training.get("bf16"):
+        parts.append("bf16")
+    name = f"`{recipe['name']}`" if recipe.get("name") else "recipe"
+    return f"{name}: " + ", ".join(parts) if parts else name
+
+
+def data_line(data: Any) -> str | None:
+    """A pretraining data record (a path / hub id, or a mapping with source, config, split) as one readable line."""
+    if not data:
+        return None
+    if not isinstance(data, Mapping):
+        return f"`{data}`"
+    source, config, split = data.get("source"), data.get("config"), data.get("split")
+    if isinstance(source, str) and source.startswith("stream:"):
+        return f"{source.split(':', 1)[1]} images simulated on the fly by lensfm_hf's simulator (a fresh batch every step)"
+    text = f"`{source}`" if source else "dataset"
+    if config:
+        text += f", config `{config}`"
+    if split:
+        text += f", split `{split}`"
+    return text
+
+
+def budget_line(pretraining: Mapping[str, Any], finetuning: Mapping[str, Any] | None = None) -> str | None:
+    """The training budget in images seen: steps x batch (pretraining) or steps, batch, labelled images (fine-tuning)."""
+    if finetuning:
+        steps, batch, count = finetuning.get("max_steps"), finetuning.get("batch_size"), finetuning.get("num_train")
+        if steps and batch:
+            return f"{steps} fine-tuning steps of batch {batch}" + (f" on {count} labelled images" if count else "")
+    steps, batch = pretraining.get("steps"), pretraining.get("global_batch_size")
+    if steps and batch:
+        return f"{steps} pretraining steps of batch {batch} ({int(steps) * int(batch):,} images seen)"
+    return None
+
+
 def _default_pipeline_tag(config: dict[str, Any]) -> str:
     architectures = " ".join(config.get("architectures") or [])
     if "ForImageClassification" in architectures:
@@ -163,8 +231,19 @@ def render_model_card(
         model_name=model_name if eval_results else None,  # model-index needs it; alone it is noise
         eval_results=eval_results or None,
     )
+    extra = dict(extra_context or {})
+    finetuning = dict(extra.get("finetuning") or cfg.get("finetuning") or {})
+    preset = extra.get("benchmark_preset") or (results_dict or {}).get("preset")
     context = {
-        "repo_id": repo_id or "ORG/NAME",
+        "repo_id": repo_id or model_name,
+        "requirements": REQUIREMENTS,
+        "recipe_line": recipe_line(pretraining.get("recipe")),
+        "data_line": data_line(pretraining.get("data") or pretraining.get("dataset")),
+        "budget_line": budget_line(pretraining, finetuning),
+        "finetuning": finetuning,
+        "benchmark_preset": preset,
+        "benchmark_preset_note": BENCHMARK_PRESETS.get(str(preset)) if preset else None,
+        "label_names": [str(v) for _, v in sorted((cfg.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))],
         "model_name": model_name,
         "method": method,
         "method_title": METHOD_NAMES.get(_method_key(method), method) if method else None,
@@ -172,11 +251,14 @@ def render_model_card(
         "pretraining_json": json.dumps(pretraining, indent=2, sort_keys=True, default=str) if pretraining else "",
         "config": cfg,
         "results": (results_dict or {}).get("results", []),
-        "is_classifier": pipeline_tag == "image-classification",
+        "is_classifier": pipeline_tag == "image-classification" and cfg.get("problem_type") != "regression",
         "image_size": cfg.get("image_size", 64),
     }
-    context.update(extra_context or {})
+    context.update(extra)
     return ModelCard.from_template(card_data, template_path=str(template_path or card_template()), **context)
 
 
-__all__ = ["render_model_card", "results_to_eval_results", "load_results"]
+__all__ = [
+    "BENCHMARK_PRESETS", "REQUIREMENTS", "budget_line", "data_line", "load_results", "recipe_line",
+    "render_model_card", "results_to_eval_results",
+]

@@ -17,6 +17,7 @@ _EXPORTS = {
     "PretrainModelArguments": "pretrain",
     "PretrainDataArguments": "pretrain",
     "PreciseBatchNormCallback": "callbacks",
+    "ChanceLevelLossCallback": "callbacks",
     "SelfSupervisedCallback": "callbacks",
     "recompute_batchnorm_statistics": "callbacks",
     "unwrap_model": "callbacks",

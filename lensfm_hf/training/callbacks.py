@@ -7,8 +7,13 @@ callbacks only tell them when, so the same model trains under any loop that make
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
 
 
 def unwrap_model(model):
@@ -117,3 +122,37 @@ class PreciseBatchNormCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._recompute(model)  # also covers a best checkpoint loaded at the end
+
+
+class ChanceLevelLossCallback(TrainerCallback):
+    """Warn (once) when a classifier's logged training loss is still far above chance, ln(num_classes), after the
+    first `patience` share of training: the model is not learning, and the run would otherwise finish silently with
+    a chance-level classifier (too high a learning rate, an exploding head, labels that do not match the images).
+
+    Args:
+        num_classes: classes of the task; chance is ln(num_classes), the loss of uniform predictions.
+        patience: share of max_steps (at least 10 steps) before the check starts.
+        margin: how far above chance counts as far: loss > ln(num_classes) * (1 + margin).
+    """
+
+    def __init__(self, num_classes: int, patience: float = 0.2, margin: float = 0.5):
+        self.chance = math.log(max(int(num_classes), 2))
+        self.patience = patience
+        self.margin = margin
+        self.warned = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if self.warned or loss is None or state.global_step < max(10, self.patience * (state.max_steps or 0)):
+            return
+        if float(loss) > self.chance * (1 + self.margin):
+            self.warned = True
+            logger.warning(
+                "training loss %.3g at step %d is far above chance (ln %d = %.3f): the classifier is not learning. "
+                "Lower training.learning_rate, check the labels, or start the head from a linear probe "
+                "(model.head_init=linear_probe).",
+                float(loss), state.global_step, round(math.exp(self.chance)), self.chance,
+            )
+
+
+__all__ += ["ChanceLevelLossCallback", "PreciseBatchNormCallback", "recompute_batchnorm_statistics"]

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class FinetuneModelArguments:
     patch_size: int = field(default=8, metadata={"help": "patch side (px) for a random init"})
     drop_path_rate: float | None = field(default=None, metadata={"help": "stochastic depth; null keeps the encoder's"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the head (a Trainer linear probe)"})
+    repo_id: str | None = field(
+        default=None, metadata={"help": "hub repo id (ORG/NAME) named in the saved model's card; null: its folder"}
+    )
     head_init: str = field(
         default="random",
         metadata={"help": "random, or linear_probe (LP-FT, classification tasks): the head starts from a linear probe "
@@ -504,6 +508,10 @@ def train_model(
         # Evaluated and saved models normalise with statistics of their own weights (see the callback).
         batch_size = training_args.per_device_eval_batch_size
         callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=batch_size))
+    if task in ("classification", "lens_finding") and train.label_names:
+        from .callbacks import ChanceLevelLossCallback
+
+        callbacks.append(ChanceLevelLossCallback(len(train.label_names)))
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -742,9 +750,14 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
         baseline = bicubic_baseline_metrics(test.pixel_values.numpy(), test.labels.numpy())
 
     model_dir = output_dir / "model"
-    model.config.finetuning = {"task": task, "dataset": path, "config": config, "encoder": model_args.encoder}
-    trainer.save_model(str(model_dir))
-    processor.save_pretrained(str(model_dir))
+    model.config.finetuning = {
+        "task": task, "dataset": path, "config": config, "encoder": model_args.encoder,
+        "recipe": str(recipe_path_or_dict) if isinstance(recipe_path_or_dict, (str, os.PathLike)) else None,
+        "num_train": len(train), "max_steps": training_args.max_steps,
+        "batch_size": training_args.per_device_train_batch_size, "learning_rate": training_args.learning_rate,
+        "head_init": model_args.head_init,
+    }
+    save_finetuned_model(model, processor, model_dir, metrics, repo_id=model_args.repo_id)
     if trainer.args.load_best_model_at_end or training_args.save_strategy != "no":
         remove_checkpoints(output_dir)
     result = {
@@ -769,6 +782,65 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     results_path.write_text(json.dumps(_json_ready(result), indent=2, default=str) + "\n")
     _print_summary(result)
     return result
+
+
+HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+CARD_METRICS = {  # task -> (metric key, card title) reported in the card's model-index
+    "classification": (("accuracy", "Accuracy"), ("roc_auc", "Macro ROC AUC")),
+    "lens_finding": (("accuracy", "Accuracy"), ("roc_auc", "Macro ROC AUC")),
+    "regression": (("mae", "MAE (dex)"), ("rmse", "RMSE (dex)")),
+    "super_resolution": (("psnr", "PSNR (dB)"), ("ssim", "SSIM")),
+}
+CARD_TASK_TYPES = {"super_resolution": "image-to-image"}
+
+
+def is_hub_repo_id(name: str | None) -> bool:
+    """True for an `ORG/NAME` that is not a local path (only those are valid card metadata)."""
+    return bool(name) and bool(HUB_REPO_ID.fullmatch(str(name))) and not Path(str(name)).exists()
+
+
+def finetuned_card_results(model, metrics: Mapping[str, Any]) -> dict:
+    """The test metrics of a fine-tuned model in the card results schema (`lensfm_hf.hub.cards`)."""
+    info = dict(getattr(model.config, "finetuning", None) or {})
+    task, dataset, config = info.get("task", "classification"), info.get("dataset"), info.get("config")
+    dataset_type = dataset if is_hub_repo_id(dataset) else "lensfm/deeplense-sims"
+    entries = []
+    for key, title in CARD_METRICS.get(task, ()):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            entries.append({
+                "task_type": CARD_TASK_TYPES.get(task, "image-classification"),
+                "dataset_name": f"{config} (lensfm simulation)" if dataset_type != dataset else str(dataset),
+                "dataset_type": dataset_type,
+                "dataset_config": config,
+                "dataset_split": "test",
+                "metric_type": key,
+                "metric_name": f"{title} (fine-tuned, 1 seed)",
+                "metric_value": round(float(value), 4),
+            })
+    return {"results": entries}
+
+
+def save_finetuned_model(model, processor, model_dir, metrics=None, repo_id: str | None = None):
+    """Save a fine-tuned model hub-ready, as the pretrained encoders are (`lensfm_hf.hub.save_for_hub`): weights,
+    `config.json` with the full `auto_map` and `id2label`, the processor, the remote-code files and a card with the
+    test metrics, so the folder loads with `pipeline(...)` / `Auto*.from_pretrained(..., trust_remote_code=True)`
+    where lensfm_hf is not installed. Returns the folder."""
+    from ..hub.cards import render_model_card
+    from ..hub.export import save_for_hub
+
+    model_dir = Path(model_dir)
+    info = dict(getattr(model.config, "finetuning", None) or {})
+    encoder = info.get("encoder")
+    model.config.architectures = [type(model).__name__]  # save_pretrained sets it too late for the card's pipeline tag
+    card = render_model_card(
+        model.config,
+        repo_id=repo_id or str(model_dir),
+        results=finetuned_card_results(model, metrics or {}) if metrics else None,
+        base_model=encoder if is_hub_repo_id(encoder) else None,
+        extra_context={"num_parameters": model.num_parameters(), "finetuning": info},
+    )
+    return save_for_hub(model, processor, model_dir, card=card)
 
 
 def _print_summary(result: dict) -> None:
@@ -799,6 +871,7 @@ __all__ = [
     "random_d4",
     "resolve_dataset",
     "run_finetune",
+    "save_finetuned_model",
     "train_model",
     "train_validation_indices",
 ]

@@ -1,0 +1,146 @@
+"""Fine-tuned models load anywhere, and the code in every generated card runs as written.
+
+Both run client code in a fresh subprocess, offline, outside the repository; the pipeline test also refuses the
+import of lensfm_hf, as on a machine where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from fake_hub import run_client
+
+from lensfm_hf import LensImageProcessor, LensViTForImageClassification, LensViTModel
+from lensfm_hf.hub import save_for_hub
+from lensfm_hf.training.finetune import save_finetuned_model
+
+from conftest import PRETRAINING, make_tiny_config
+
+LABELS = ["no_sub", "cdm", "axion"]
+REMOTE_FILES = {"configuration_lens_vit.py", "image_processing_lens_vit.py", "modeling_lens_vit.py"}
+
+
+def offline_env(tmp_path) -> dict[str, str]:
+    """This process's environment without HF settings, plus a fresh HF_HOME and every offline switch: a client
+    that tried to reach the Hub would fail instead of waiting."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HUB_DISABLE_XET="1", HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def finetuned_classifier(folder, metrics=None):
+    torch.manual_seed(0)
+    model = LensViTForImageClassification(make_tiny_config(
+        num_labels=3, id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
+        pretraining=PRETRAINING,
+    )).eval()
+    model.config.finetuning = {"task": "classification", "dataset": "/data/sims", "config": "model3",
+                               "encoder": "lensfm/mae", "num_train": 270, "max_steps": 300, "batch_size": 32,
+                               "head_init": "linear_probe", "recipe": "recipes/finetune/model3_classification.yaml"}
+    save_finetuned_model(model, LensImageProcessor(size=16), folder, metrics or {"accuracy": 0.71, "roc_auc": 0.92})
+    return model
+
+
+def test_finetuned_classifier_runs_in_a_pipeline_without_lensfm(tmp_path):
+    folder = tmp_path / "model"
+    model = finetuned_classifier(folder)
+    assert REMOTE_FILES | {"README.md", "preprocessor_config.json", "config.json"} <= {p.name for p in folder.iterdir()}
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "no_sub", "1": "cdm", "2": "axion"}
+    image = np.random.default_rng(0).random((16, 16), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(**LensImageProcessor(size=16)(image, return_tensors="pt")).logits.softmax(-1)[0]
+
+    code = f"""
+    import json
+    import numpy as np
+    from transformers import AutoModelForImageClassification, pipeline
+
+    folder = {str(folder)!r}
+    image = np.random.default_rng(0).random((16, 16), dtype=np.float32)
+    classify = pipeline("image-classification", model=folder, trust_remote_code=True)
+    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
+    print("OUT=" + json.dumps({{"scores": classify(image), "id2label": model.config.id2label,
+                               "module": type(model).__module__}}))
+    """
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    result = run_client(code, offline_env(tmp_path), cwd=work, block_lensfm=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.split("OUT=")[-1])
+    assert out["module"].startswith("transformers_modules.")
+    assert {entry["label"] for entry in out["scores"]} == set(LABELS)
+    assert out["id2label"] == {"0": "no_sub", "1": "cdm", "2": "axion"}
+    scores = {entry["label"]: entry["score"] for entry in out["scores"]}
+    assert [scores[name] for name in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_pipeline_asks_no_trust_question_with_lensfm_imported(tmp_path):
+    folder = tmp_path / "model"
+    finetuned_classifier(folder)
+    code = f"""
+    import numpy as np
+    import lensfm_hf
+    from transformers import pipeline
+
+    classify = pipeline("image-classification", model={str(folder)!r})
+    print("LABELS=" + ",".join(sorted(e["label"] for e in classify(np.ones((16, 16), dtype=np.float32)))))
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=offline_env(tmp_path), cwd=tmp_path, input="",
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "run the custom code" not in result.stdout + result.stderr
+    assert result.stdout.strip().endswith("LABELS=axion,cdm,no_sub")
+
+
+def python_blocks(card: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", card, flags=re.S)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "classifier"])
+def test_every_code_block_of_a_generated_card_runs(tmp_path, kind):
+    folder = tmp_path / kind
+    if kind == "classifier":
+        finetuned_classifier(folder)
+    else:
+        torch.manual_seed(0)
+        encoder = LensViTModel(make_tiny_config(pretraining=PRETRAINING)).eval()
+        results = {"model_name": "lensfm/mae", "preset": "quick", "results": [{
+            "task_type": "image-classification", "dataset_name": "Model 3", "dataset_type": "lensfm/deeplense-sims",
+            "metric_type": "roc_auc", "metric_name": "Macro ROC AUC (full fine-tune, mean of 3 seeds)",
+            "metric_value": 0.8991, "std": 0.0051}]}
+        save_for_hub(encoder, LensImageProcessor(size=16), folder, repo_id=str(folder), results=results)
+    card = (folder / "README.md").read_text()
+    # what the card must state
+    assert "torch, transformers, pillow and accelerate" in card
+    assert f'repo = "{folder}"' in card and "ORG/NAME" not in card
+    assert "{'" not in card and "': " not in card.split("## How to use")[0]  # no Python dicts printed
+    if kind == "classifier":
+        assert "`0` no_sub, `1` cdm, `2` axion" in card
+        assert "300 fine-tuning steps of batch 32 on 270 labelled images" in card
+        assert 'pipeline("image-classification"' in card
+    else:
+        assert "0.8991 ± 0.0051" in card and "mean ± standard deviation" in card
+        assert "`quick` benchmark preset" in card and "not a measurement" in card
+    blocks = python_blocks(card)
+    assert len(blocks) >= 3, card
+    assert any("lensfm_hf.training.PreciseBatchNormCallback" in block for block in blocks)
+    work = tmp_path / "run"
+    work.mkdir()
+    env = offline_env(tmp_path)
+    result = subprocess.run([sys.executable, "-c", "\n".join(blocks)], env=env, cwd=work, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    saved = work / "lens-classifier"
+    assert REMOTE_FILES | {"preprocessor_config.json"} <= {p.name for p in saved.iterdir()}
+    assert json.loads((saved / "config.json").read_text())["id2label"] == {"0": "no_sub", "1": "cdm", "2": "axion"}
