@@ -643,6 +643,9 @@ def evaluate_encoder(
                 data = splits.get(finetune_set, processor, encoder_spec["config"].image_size)
             start = time.perf_counter()
             work_dir = root / "runs" / method / finetune_set / f"{protocol}_{budget}"
+            budget_text = f", {budget} labels/class" if budget not in (None, "all") else ""
+            print(f"[lensfm benchmark] {method} on {finetune_set}: {protocol}{budget_text}, seeds "
+                  f"{', '.join(str(seed) for seed in recipe.benchmark.seeds)} ...", flush=True)
             per_seed, probabilities = compute_cell(
                 protocol, budget, recipe.benchmark.seeds, data, encoder_spec, recipe, feature_cache, work_dir, pool
             )
@@ -922,6 +925,7 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
 def write_cards(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells) -> list[str]:
     """A model card (README.md with `model-index`) and `eval_results.json` in every pretrained encoder folder."""
     from ..hub.cards import render_model_card
+    from ..hub.zoo import zoo_repo_id
 
     dataset = recipe.data.dataset
     dataset_type = dataset if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else "lensfm/deeplense-sims"
@@ -934,7 +938,11 @@ def write_cards(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any
         with atomic_write(folder / "eval_results.json") as handle:
             handle.write(json.dumps(_json_ready(results), indent=2) + "\n")
         config = LensViTConfig.from_pretrained(folder)
-        card = render_model_card(config, method=method, results=results)
+        # the repo id `lensfm zoo` installs it under; the preset says whether the numbers are a smoke test
+        card = render_model_card(
+            config, method=method, results=results, repo_id=zoo_repo_id(method),
+            extra_context={"benchmark_preset": recipe.benchmark.preset},
+        )
         with atomic_write(folder / "README.md") as handle:  # what ModelCard.save writes, atomically
             handle.write(str(card))
         written.append(str(folder / "README.md"))
@@ -980,9 +988,12 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
 
     encoders: dict[str, dict[str, Any]] = {}
     failures = []
-    for method in recipe.benchmark.methods:
+    for index, method in enumerate(recipe.benchmark.methods, 1):
+        print(f"[lensfm benchmark] pretraining {method} ({index}/{len(recipe.benchmark.methods)}) ...", flush=True)
         try:
             encoders[method] = ensure_encoder(recipe, method, data_path)
+            how = "reused" if encoders[method].get("reused") else f"{encoders[method].get('runtime_s', 0):.0f} s"
+            print(f"[lensfm benchmark] {method} encoder ({how}): {encoders[method]['encoder_dir']}", flush=True)
         except Exception as err:  # one broken method must not cost the whole table
             if not recipe.benchmark.continue_on_error:
                 raise
