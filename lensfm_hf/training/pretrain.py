@@ -364,14 +364,15 @@ class StreamBatches(BatchIterable):
         self.data_device = device
         self.seed = seed
         self.start_batch = start_batch
+        # Read here, in the training process: a DataLoader worker may not see the process group.
+        self.rank = _rank_and_world()[0]
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         """Batch `index` of this rank's stream (a pure function of seed, rank and index)."""
         from ..simulation import derive_seed, get_recipe, simulate
 
         recipe = get_recipe(self.config_name)
-        rank, _ = _rank_and_world()
-        seed = derive_seed("pretraining-stream", self.seed, rank, index)
+        seed = derive_seed("pretraining-stream", self.seed, self.rank, index)
         classes = recipe.class_names
         per_class, remainder = divmod(self.batch_size, len(classes))
         counts = [per_class] * len(classes)
