@@ -11,4 +11,5 @@ setup(
     packages=find_packages(include=["lensfm_hf", "lensfm_hf.*"]) + ["lensfm_hf.recipes"],
     package_dir={"lensfm_hf.recipes": "recipes"},
     package_data={"lensfm_hf.recipes": ["*/*.yaml"]},
+    py_modules=["lensfm_cli"],  # the console script's launcher (see lensfm_cli.py: a fast --help)
 )

@@ -1,18 +1,74 @@
 """`lensfm` command line: thin argument parsing that calls the library functions.
 
 Every subcommand maps to one Python function, so anything the CLI does is scriptable:
-simulate, import-deeplensesim, pretrain, finetune, benchmark, push, install-cache.
+simulate, import-deeplensesim, pretrain, finetune, benchmark, zoo, push, install-cache.
+
+Why the imports live inside the command functions: `import lensfm_hf` loads torch and transformers (seconds);
+the console script (`lensfm_cli.py`) loads this file without the package, so `lensfm --help` and argument errors
+answer at once, and a command pays for the imports it needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# What a user passes instead of the data layer's `overwrite=True` keyword, per command.
+OVERWRITE_HINTS = {
+    "simulate": "pass --overwrite",
+    "import-deeplensesim": "pass --overwrite",
+    "finetune": "set data.simulate_overwrite=true",
+    "benchmark": "delete that folder (it is simulated again) or set benchmark.results_dir to another folder",
+}
+
+
+def _say(command: str, text: str) -> None:
+    print(f"[lensfm {command}] {text}", flush=True)
+
+
+def _check_device(device: str | None, option: str) -> None:
+    """Refuse a CUDA device on a torch build without CUDA before anything runs (torch's own error is a traceback)."""
+    if device and str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible CUDA device"
+            raise RuntimeError(
+                f"{option} {device}: this torch {torch.__version__} has {build}; use {option} cpu, or install a "
+                "CUDA build of torch on a machine with a GPU"
+            )
+
+
+def _recipe(args, kind: str) -> str:
+    from .resources import resolve_recipe
+
+    return str(resolve_recipe(args.recipe, kind))
+
+
+def _recipe_section_value(path: str, section: str, key: str):
+    """One value of a recipe file, for the progress line (the full parse happens in the library)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    return (data.get(section) or {}).get(key) if isinstance(data, dict) else None
+
+
+def _overrides_value(overrides, *keys):
+    for item in overrides or []:
+        name, _, value = item.partition("=")
+        if name in keys:
+            return value
+    return None
 
 
 def _simulate(args):
+    _check_device(args.device, "--device")
     from .data.build import simulate_dataset
 
+    _say("simulate", f"{args.config}: {args.train_per_class} train / {args.test_per_class} test images per class, "
+         f"seed {args.seed}, {args.engine} engine on {args.device} -> {args.out}")
     path = simulate_dataset(
         out_dir=args.out,
         config=args.config,
@@ -24,12 +80,13 @@ def _simulate(args):
         shard_size=args.shard_size,
         overwrite=args.overwrite,
     )
-    print(f"dataset written to {path}")
+    _say("simulate", f"dataset written to {path} (load_dataset({str(path)!r}, {args.config!r}))")
 
 
 def _import(args):
     from .data.importer import import_deeplensesim
 
+    _say("import-deeplensesim", f"{args.path} as {args.config} -> {args.out}")
     stats = import_deeplensesim(
         args.path,
         config=args.config,
@@ -43,63 +100,98 @@ def _import(args):
 
 
 def _pretrain(args):
+    recipe = _recipe(args, "pretrain")
+    method = _overrides_value(args.overrides, "model.method", "method") or _recipe_section_value(recipe, "model", "method")
+    seed = _overrides_value(args.overrides, "training.seed", "seed") or _recipe_section_value(recipe, "training", "seed")
+    _say("pretrain", f"method {method}, recipe {recipe}, seed {seed if seed is not None else 42}")
     from .training.pretrain import run_pretraining
 
-    run_pretraining(args.recipe, overrides=args.overrides)
+    result = run_pretraining(recipe, overrides=args.overrides)
+    _say("pretrain", f"{result.get('method', method)}: {result.get('global_step')} steps, train loss "
+         f"{result.get('train_loss')}")
+    _say("pretrain", f"encoder saved to {result['encoder_dir']} (AutoModel.from_pretrained({result['encoder_dir']!r}); "
+         f"lensfm finetune model3_classification model.encoder={result['encoder_dir']})")
+    _say("pretrain", f"full pretraining state in {result.get('pretraining_dir')}")
 
 
 def _finetune(args):
+    recipe = _recipe(args, "finetune")
+    task = _overrides_value(args.overrides, "data.task", "task") or _recipe_section_value(recipe, "data", "task")
+    config = _overrides_value(args.overrides, "data.config") or _recipe_section_value(recipe, "data", "config")
+    encoder = _overrides_value(args.overrides, "model.encoder", "encoder") or _recipe_section_value(
+        recipe, "model", "encoder"
+    )
+    seed = _overrides_value(args.overrides, "training.seed", "seed") or _recipe_section_value(recipe, "training", "seed")
+    _say("finetune", f"task {task} on {config}, encoder {encoder or 'none (random init)'}, recipe {recipe}, "
+         f"seed {seed if seed is not None else 42}")
     from .training.finetune import run_finetune
 
-    run_finetune(args.recipe, overrides=args.overrides)
+    result = run_finetune(recipe, overrides=args.overrides)
+    _say("finetune", f"load it anywhere: pipeline('image-classification', model={result['model_dir']!r}, "
+         "trust_remote_code=True)" if result["task"] in ("classification", "lens_finding") else
+         f"load it with trust_remote_code=True from {result['model_dir']}")
 
 
 def _benchmark(args):
+    recipe = _recipe(args, "benchmark")
+    _say("benchmark", f"recipe {recipe}")
     from .training.benchmark import run_benchmark
 
-    result = run_benchmark(args.recipe, overrides=args.overrides)
-    if result["failures"]:
-        # The table is written without the failed methods; a zero exit would pass it off as complete.
-        failed = ", ".join(f"{f['method']} ({f['stage']})" for f in result["failures"])
-        raise RuntimeError(f"{failed} failed; see the 'Failed methods' section of {result['table_path']}")
+    result = run_benchmark(recipe, overrides=args.overrides)
+    _say("benchmark", f"table: {result.get('table_path')}; results: {result.get('results_path')}; "
+         f"plots and cards under {result.get('results_dir')}")
+    if result.get("failures"):
+        raise RuntimeError(f"{len(result['failures'])} part(s) failed; see {result.get('table_path')}")
+
+
+def _zoo(args):
+    from .training.zoo import build_zoo
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    installed = build_zoo(methods, results_dir=args.results_dir, output_dir=args.output_dir,
+                          reuse=not args.no_reuse, overrides=args.overrides, cache_dir=args.cache_dir)
+    names = ", ".join(info["repo_id"] for info in installed.values())
+    _say("zoo", f"installed {names} in the local HF cache; offline: HF_HUB_OFFLINE=1 and "
+         f"AutoModel.from_pretrained({next(iter(installed.values()))['repo_id']!r})")
 
 
 def _push(args):
     from .hub.push import push_folder
 
-    url = push_folder(
-        args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private, timeout=args.timeout
-    )
-    print(f"pushed to {url}")
+    url = push_folder(args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private)
+    _say("push", f"pushed {args.folder} to {url}")
 
 
 def _install_cache(args):
     from .hub.cache import install_cache
 
     path = install_cache(args.folder, repo_id=args.repo, repo_type=args.repo_type, cache_dir=args.cache_dir)
-    print(f"installed in the local hub cache at {path}")
+    _say("install-cache", f"installed {args.folder} as {args.repo} in the local hub cache at {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lensfm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="lensfm", description=__doc__.splitlines()[0], formatter_class=defaults)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("simulate", help="simulate a DeepLenseSim-compatible dataset folder (parquet + card)")
+    p = sub.add_parser("simulate", help="simulate a DeepLenseSim-compatible dataset folder (parquet + card)",
+                       formatter_class=defaults)
     p.add_argument("--config", default="model2", help="model1 | model2 | model3 | lens_finding | super_resolution")
-    p.add_argument("--train-per-class", type=int, default=1000)
-    p.add_argument("--test-per-class", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", default="torch", choices=["torch", "lenstronomy"])
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--train-per-class", type=int, default=1000, help="training images per class")
+    p.add_argument("--test-per-class", type=int, default=200, help="test images per class")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed")
+    p.add_argument("--engine", default="torch", choices=["torch", "lenstronomy"], help="simulator")
+    p.add_argument("--device", default="cpu", help="torch device of the torch engine (cpu, cuda, cuda:1)")
     p.add_argument("--shard-size", type=int, default=1000, help="images per parquet shard (the unit of resumption)")
     p.add_argument("--out", required=True, help="dataset folder (repo-shaped); rerunning resumes")
     p.add_argument("--overwrite", action="store_true", help="replace this config's shards instead of resuming")
     p.set_defaults(func=_simulate)
 
-    p = sub.add_parser("import-deeplensesim", help="convert real DeepLenseSim .npy folders to our dataset schema")
-    p.add_argument("path")
-    p.add_argument("--config", default="model2")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("import-deeplensesim", help="convert real DeepLenseSim .npy folders to our dataset schema",
+                       formatter_class=defaults)
+    p.add_argument("path", help="folder of the DeepLenseSim class folders")
+    p.add_argument("--config", default="model2", help="dataset config the images belong to")
+    p.add_argument("--out", required=True, help="dataset folder (repo-shaped)")
     p.add_argument("--strict", action="store_true", help="stop at the first corrupt or wrong-shape file")
     p.add_argument("--shard-size", type=int, default=1000, help="images per parquet shard")
     p.add_argument(
@@ -108,43 +200,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing import of this config")
     p.set_defaults(func=_import)
 
-    for name, func, what in [
-        ("pretrain", _pretrain, "self-supervised pretraining from a YAML recipe"),
-        ("finetune", _finetune, "fine-tune an encoder on a downstream task from a YAML recipe"),
-        ("benchmark", _benchmark, "pretrain every method and run every protocol; writes results/<preset>/"),
+    for name, func, what, example in [
+        ("pretrain", _pretrain, "self-supervised pretraining from a YAML recipe; exports a hub-ready encoder",
+         "mae_tiny (shipped: <method> for a GPU, <method>_tiny for a CPU) or a path such as my_recipe.yaml"),
+        ("finetune", _finetune, "fine-tune an encoder on a downstream task from a YAML recipe",
+         "model3_classification (shipped: model1_classification, model3_classification, lens_finding, "
+         "axion_regression, super_resolution) or a path"),
+        ("benchmark", _benchmark, "pretrain every method and run every protocol; writes results/<preset>/",
+         "quick (shipped: mini, quick, full) or a path"),
     ]:
-        p = sub.add_parser(name, help=what)
-        p.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/pretrain/mae.yaml")
-        p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of recipe fields, e.g. max_steps=10")
+        p = sub.add_parser(name, help=what, description=what, formatter_class=defaults)
+        p.add_argument("recipe", help=f"a shipped recipe name, e.g. {example}")
+        p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of recipe fields, e.g. training.max_steps=10")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("push", help="upload a hub-ready model or dataset folder")
+    p = sub.add_parser(
+        "zoo", formatter_class=defaults,
+        help="build every method's encoder on this machine and install it in the local HF cache as lensfm/<method>",
+        description="Nothing is published on the Hub yet: this builds the zoo locally. Reuses finished study/quick "
+        "benchmark encoders under --results-dir, else pretrains with the shipped <method>_tiny recipe.",
+    )
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the <method>_tiny recipes, e.g. "
+                   "training.max_steps=100")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: all seven)")
+    p.add_argument("--results-dir", default="results", help="where benchmark encoders are looked for")
+    p.add_argument("--output-dir", default="outputs/zoo", help="pretraining output folders, one per method")
+    p.add_argument("--no-reuse", action="store_true", help="pretrain even where a benchmark encoder exists")
+    p.add_argument("--cache-dir", default=None, help="hub cache (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub)")
+    p.set_defaults(func=_zoo)
+
+    p = sub.add_parser("push", help="upload a hub-ready model or dataset folder", formatter_class=defaults)
     p.add_argument("folder")
     p.add_argument("--repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
     p.add_argument("--private", action="store_true")
-    p.add_argument(
-        "--timeout", type=float, default=60.0,
-        help="seconds any one request to the Hub may stall before the push fails (default: %(default)s)",
-    )
     p.set_defaults(func=_push)
 
-    p = sub.add_parser("install-cache", help="place a folder in the local HF hub cache (works with HF_HUB_OFFLINE=1)")
+    p = sub.add_parser("install-cache", help="place a folder in the local HF hub cache (works with HF_HUB_OFFLINE=1)",
+                       formatter_class=defaults)
     p.add_argument("folder")
     p.add_argument("--repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--cache-dir", default=None, help="hub cache (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub)")
     p.set_defaults(func=_install_cache)
     return parser
+
+
+def _one_line(command: str, err: BaseException, recipe: str | None) -> str:
+    """The error as one line that names the file and the fix."""
+    import yaml
+
+    if isinstance(err, yaml.YAMLError):
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        return (f"recipe {getattr(mark, 'name', None) or recipe} is not valid YAML{where}: {problem}; fix the "
+                "syntax there (indent with spaces, `key: value`)")
+    text = " ".join(str(err).split())
+    if "pass overwrite=True" in text and command in OVERWRITE_HINTS:
+        text = text.replace("pass overwrite=True", OVERWRITE_HINTS[command])
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and os.environ.get("HF_HUB_OFFLINE"):
+        text += " (HF_HUB_OFFLINE is set: only folders and repos already in the local cache load; see `lensfm zoo`)"
+    return text
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # Library errors already say what is wrong and how to fix it; no traceback needed.
-        print(f"lensfm {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        import yaml
+
+        # Library errors say what is wrong and how to fix it; the traceback is noise for these kinds.
+        if not isinstance(err, (ValueError, OSError, RuntimeError, yaml.YAMLError)):
+            raise
+        print(f"lensfm {args.command}: error: {_one_line(args.command, err, getattr(args, 'recipe', None))}",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -86,6 +86,9 @@ class FinetuneDataArguments:
     labels_per_class: int | None = field(default=None, metadata={"help": "few-label fine-tune: class-balanced subset of train"})
     data_seed: int = field(default=0, metadata={"help": "seed of the validation split, label subset and simulation"})
     simulate_dir: str | None = field(default=None, metadata={"help": "where to simulate when dataset is null; default <output_dir>/data"})
+    simulate_overwrite: bool = field(
+        default=False, metadata={"help": "replace a simulated dataset in simulate_dir built with other sizes or seed"}
+    )
     simulate_train_per_class: int = 64
     simulate_test_per_class: int = 32
     max_test_samples: int | None = None
@@ -606,14 +609,47 @@ def resolve_dataset(data_args: FinetuneDataArguments, output_dir: str | os.PathL
     from ..data.build import simulate_dataset
 
     folder = Path(data_args.simulate_dir or Path(output_dir) / "data")
-    simulate_dataset(
-        folder,
-        config=config,
-        train_per_class=data_args.simulate_train_per_class,
-        test_per_class=data_args.simulate_test_per_class,
-        seed=data_args.data_seed,
-    )
+    try:
+        simulate_dataset(
+            folder,
+            config=config,
+            train_per_class=data_args.simulate_train_per_class,
+            test_per_class=data_args.simulate_test_per_class,
+            seed=data_args.data_seed,
+            overwrite=data_args.simulate_overwrite,
+        )
+    except ValueError as err:  # the data layer names its keyword argument; a recipe user needs the recipe key
+        raise ValueError(str(err).replace("pass overwrite=True", "set data.simulate_overwrite=true")) from err
     return str(folder), config
+
+
+def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:
+    """Raise a FileNotFoundError naming the recipe and the fix when `model.encoder` is a local path that holds no
+    exported encoder: missing, a pretraining run folder (whose `encoder/` holds the export), or another folder.
+    Hub ids (`ORG/NAME` that is not a local path) are left to `from_pretrained`."""
+    if encoder is None:
+        return
+    where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
+    path = Path(encoder)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return
+        if (path / "encoder" / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model.encoder={encoder}{where} is a pretraining run folder; pass its exported encoder: "
+                f"model.encoder={path / 'encoder'}"
+            )
+        raise FileNotFoundError(
+            f"model.encoder={encoder}{where} holds no config.json; pass the encoder/ folder a pretraining run wrote "
+            "(e.g. results/quick/pretrain/mae/encoder), a hub id, or null to train from scratch"
+        )
+    # a hub id is exactly ORG/NAME; anything else that is not a folder here is a path that does not exist
+    if encoder.startswith((".", "/", "~")) or not HUB_REPO_ID.fullmatch(encoder):
+        raise FileNotFoundError(
+            f"model.encoder={encoder}{where} does not exist; pass the encoder/ folder a pretraining run wrote "
+            "(e.g. results/quick/pretrain/mae/encoder; `lensfm pretrain` prints it), a hub id, or null to train "
+            "from scratch"
+        )
 
 
 def load_task_split(path: str, config: str, split: str, data_args: FinetuneDataArguments):
@@ -663,6 +699,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     from transformers import set_seed
 
     model_args, data_args, training_args, raw = parse_finetune_recipe(recipe_path_or_dict, overrides)
+    check_encoder_path(model_args.encoder, recipe_path_or_dict)
     task = data_args.task
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
