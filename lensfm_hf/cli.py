@@ -141,7 +141,9 @@ def _benchmark(args):
     _say("benchmark", f"table: {result.get('table_path')}; results: {result.get('results_path')}; "
          f"plots and cards under {result.get('results_dir')}")
     if result.get("failures"):
-        raise RuntimeError(f"{len(result['failures'])} part(s) failed; see {result.get('table_path')}")
+        # The table lacks the failed methods' rows; a zero exit would pass it off as complete.
+        failed = ", ".join(f"{f['method']} ({f['stage']})" for f in result["failures"])
+        raise RuntimeError(f"{failed} failed; see the 'Failed methods' section of {result.get('table_path')}")
 
 
 def _zoo(args):
@@ -158,7 +160,9 @@ def _zoo(args):
 def _push(args):
     from .hub.push import push_folder
 
-    url = push_folder(args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private)
+    url = push_folder(
+        args.folder, repo_id=args.repo, repo_type=args.repo_type, private=args.private, timeout=args.timeout
+    )
     _say("push", f"pushed {args.folder} to {url}")
 
 
@@ -234,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
     p.add_argument("--private", action="store_true")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds any one request to the Hub may stall before the push fails")
     p.set_defaults(func=_push)
 
     p = sub.add_parser("install-cache", help="place a folder in the local HF hub cache (works with HF_HUB_OFFLINE=1)",

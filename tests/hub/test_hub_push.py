@@ -43,7 +43,7 @@ def test_push_then_pull_model_and_dataset(
     """
     result = run_client(push, fake_hub_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "pushed to" in result.stdout
+    assert f"pushed {encoder} to {fake_hub_server.url}/lensfm/tiny-encoder" in result.stdout
     assert result.stdout.strip().endswith(f"URL={fake_hub_server.url}/lensfm/tiny-encoder")
 
     files = fake_hub_server.files("lensfm/tiny-encoder")
@@ -56,7 +56,7 @@ def test_push_then_pull_model_and_dataset(
 
     # The card's own usage snippet must run as written against the pushed repo.
     readme = files["README.md"].decode()
-    snippet = re.search(r"## How to use\s+```python\n(.*?)```", readme, re.DOTALL).group(1)
+    snippet = re.search(r"## How to use\n.*?```python\n(.*?)```", readme, re.DOTALL).group(1)  # its first code block
     assert 'repo = "lensfm/tiny-encoder"' in snippet
 
     pull = f"""
