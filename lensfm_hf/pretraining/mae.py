@@ -44,6 +44,11 @@ class LensMAEConfig(LensPretrainingConfig):
     Args:
         mask_ratio (`float`, defaults to 0.75): fraction of patches removed (MAE default).
         norm_pix_loss (`bool`, defaults to True): normalise each target patch by its mean and variance.
+        norm_pix_variance_floor (`float`, defaults to 0.0): with `norm_pix_loss`, floor of each patch's variance as a
+            fraction of the batch's mean patch variance (0 gives MAE's fixed 1e-6 only). Why: 66% of the 8×8 patches
+            of min-max Model 2 images are sky with variance below 1e-6; normalised, their noise becomes targets as
+            large as the arcs', which no encoder can predict and which then dominate the loss. A floor keeps empty
+            patches near zero and leaves the arcs at unit scale (a departure from MAE, measured in issue 9's study).
         decoder_hidden_size (`int`, *optional*): decoder width; default half the encoder width (MAE's 512 for a
             1024-d ViT-L), at least 32.
         decoder_num_hidden_layers (`int`, defaults to 4): decoder depth (MAE uses 8 for ViT-L; 4 is ample for
@@ -60,6 +65,7 @@ class LensMAEConfig(LensPretrainingConfig):
         self,
         mask_ratio: float = 0.75,
         norm_pix_loss: bool = True,
+        norm_pix_variance_floor: float = 0.0,
         decoder_hidden_size: int | None = None,
         decoder_num_hidden_layers: int = 4,
         decoder_num_attention_heads: int | None = None,
@@ -69,6 +75,9 @@ class LensMAEConfig(LensPretrainingConfig):
         super().__init__(**kwargs)
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
+        if not norm_pix_variance_floor >= 0:
+            raise ValueError(f"norm_pix_variance_floor must be >= 0, got {norm_pix_variance_floor!r}.")
+        self.norm_pix_variance_floor = norm_pix_variance_floor
         self.decoder_hidden_size = head_compatible_width(
             "decoder",
             decoder_hidden_size,
@@ -182,7 +191,8 @@ class LensMAEForPreTraining(LensPretrainingModel):
         if self.config.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
+            floor = self.config.norm_pix_variance_floor * var.mean().detach()
+            target = (target - mean) / (var + floor + 1.0e-6) ** 0.5
         return target
 
     def forward(

@@ -36,6 +36,7 @@ from .finetune import (
     prepare_split,
     train_validation_indices,
 )
+from .health import encoder_health, warn_if_collapsed
 from .metrics import mean_std
 
 logger = logging.getLogger(__name__)
@@ -568,6 +569,40 @@ def _features(encoder_spec, data: FinetuneSet, seed: int, cache: dict, batch_siz
     return cache[key]
 
 
+def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], splits: "SplitCache", max_images: int = 512) -> dict:
+    """Representation health of one encoder on the test images of the first fine-tuning set (the same images for
+    every encoder; seed 0 for the random init), with the teacher entropy its pretraining logged (DINO, iBOT)."""
+    if spec["random"]:
+        encoder = random_encoder(spec["config"], recipe.benchmark.seeds[0] if recipe.benchmark.seeds else 0)
+        logged = {}
+    else:
+        encoder = protocols.load_encoder(spec["encoder_dir"])
+        logged = (spec["config"].pretraining or {}).get("health") or {}
+    processor = load_processor(None if spec["random"] else spec["encoder_dir"], spec["config"].image_size)
+    data = splits.get(recipe.benchmark.finetune_sets[0], processor, spec["config"].image_size)
+    health = encoder_health(
+        encoder.to(_device(recipe.benchmark.device)), data.test.pixel_values[:max_images],
+        teacher_entropy=logged.get("teacher_entropy"), teacher_entropy_max=logged.get("teacher_entropy_max"),
+    ).to_dict()
+    health["images"] = f"{data.name} test, {min(max_images, len(data.test))} images"
+    warn_if_collapsed(health, spec["name"])
+    return health
+
+
+def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per encoder: RankMe, normalised-embedding std × √D, between-image share, teacher entropy / ln K."""
+    lines = ["| Method | RankMe (of D) | Embedding std × √D | Between-image share | Teacher entropy / ln K | Status |",
+             "|---|---|---|---|---|---|"]
+    for method, h in health.items():
+        entropy = "–"
+        if h.get("teacher_entropy") is not None and h.get("teacher_entropy_max"):
+            entropy = f"{h['teacher_entropy']:.3f} / {h['teacher_entropy_max']:.3f}"
+        status = "**collapsed**: " + "; ".join(h["collapse_reasons"]) if h.get("collapsed") else "healthy"
+        lines.append(f"| {METHOD_TITLES.get(method, method)} | {h['rankme']:.1f} (of {h['embedding_dim']}) | "
+                     f"{h['relative_embedding_std']:.3f} | {h['between_image_share']:.3f} | {entropy} | {status} |")
+    return "\n".join(lines)
+
+
 def _protocol_plan(recipe: BenchmarkRecipe, data: FinetuneSet) -> list[tuple[str, Any]]:
     """(protocol, label budget) pairs; few-label budgets larger than the train part allows are dropped."""
     plan = []
@@ -841,6 +876,9 @@ def write_readme_table(results_dir: str | os.PathLike, plots_prefix: str | None 
     if results.get("full_run_wall_time_s") is not None:
         lines[-1] += (f" End-to-end wall time (simulation, pretraining, all cells, plots): "
                       f"{results['full_run_wall_time_s'] / 60:.1f} min on {results.get('device', '')}.")
+    if results.get("health"):
+        lines += ["", "**Representation health** (on the first fine-tuning set's test images; a collapsed encoder's "
+                  "numbers measure no learned representation)", "", health_table(results["health"])]
     lines += ["", "**Macro one-vs-rest ROC AUC**", "", markdown_table(cells, "roc_auc"), "",
               "**Accuracy**", "", markdown_table(cells, "accuracy"), ""]
     for plot in results.get("plots", []):
@@ -1025,6 +1063,13 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         })
 
     splits = SplitCache(recipe, data_path)
+    health = {}
+    for spec in specs:
+        try:
+            health[spec["name"]] = benchmark_health(recipe, spec, splits)
+        except Exception as err:  # health is a report on the encoder; it must not cost the table
+            logger.exception("representation health of %s failed", spec["name"])
+            failures.append({"method": spec["name"], "stage": "health", "error": f"{type(err).__name__}: {err}"})
     counters = {"computed": 0, "cached": 0}
     cells = []
     pool = _worker_pool(recipe)
@@ -1063,6 +1108,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         "baselines": list(recipe.benchmark.baselines),
         "data": data_path,
         "encoders": encoders,
+        "health": health,
         "failures": failures,
         "computed_cells": counters["computed"],
         "cached_cells": counters["cached"],

@@ -27,6 +27,7 @@ from transformers import Trainer, TrainingArguments
 
 from ..models import LensImageProcessor, LensViTConfig
 from .callbacks import SelfSupervisedCallback, unwrap_model
+from .health import encoder_health, warn_if_collapsed
 from .recipes import _suggest, _yaml_float, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class PretrainDataArguments:
     eval_split: str = field(default="test", metadata={"help": "split holding the evaluation images (datasets)"})
     num_eval_images: int = field(
         default=0, metadata={"help": "images in the held-out set whose loss is reported (0: no evaluation)"}
+    )
+    num_health_images: int = field(
+        default=256,
+        metadata={"help": "held-out images on which representation health (RankMe, embedding std, between-image "
+                  "share) is logged at every logging step and recorded in the exported encoder (0: off)"},
     )
     in_memory: bool = field(
         default=False,
@@ -498,18 +504,36 @@ def _stream_device(data_args: PretrainDataArguments, args: TrainingArguments) ->
     return str(args.device)
 
 
-def _simulated_eval_images(data_args, args, processor, seed: int) -> torch.Tensor:
-    """`num_eval_images` simulated once (on the stream device) with a seed no training stream uses; kept on the CPU."""
+def _simulated_eval_images(data_args, args, processor, seed: int, count: int | None = None) -> torch.Tensor:
+    """`count` (default `num_eval_images`) images simulated once (on the stream device) with a seed no training
+    stream uses; kept on the CPU."""
     from ..simulation import LensingStream
 
-    batch_size = min(512, data_args.num_eval_images)
-    num_batches = math.ceil(data_args.num_eval_images / batch_size)
+    count = data_args.num_eval_images if count is None else count
+    batch_size = min(512, count)
+    num_batches = math.ceil(count / batch_size)
     stream = LensingStream(
         data_args.dataset_config, batch_size=batch_size, device=_stream_device(data_args, args), seed=seed,
         num_batches=num_batches,
     )
     images = [process_on_device(processor, batch["pixel_values"]).cpu() for batch in stream]
-    return torch.cat(images)[: data_args.num_eval_images]
+    return torch.cat(images)[:count]
+
+
+def build_health_images(data_args: PretrainDataArguments, args: TrainingArguments, processor) -> torch.Tensor | None:
+    """`num_health_images` held-out processed images (CPU) for representation health, or None when off."""
+    count = data_args.num_health_images
+    if count <= 0:
+        return None
+    if data_args.is_stream:
+        return _simulated_eval_images(data_args, args, processor, seed=args.seed + 2_000_003, count=max(count, 2))
+    try:
+        held_out = _load_split(data_args, data_args.eval_split)
+    except ValueError:  # a dataset with a train split only: health is then measured on training images
+        logger.info("no %r split for representation health: using %r images.", data_args.eval_split, data_args.split)
+        held_out = _load_split(data_args, data_args.split)
+    held_out = held_out.shuffle(seed=args.seed + 1).select(range(min(count, len(held_out))))
+    return _tensor_of(held_out, processor)
 
 
 def build_datasets(data_args: PretrainDataArguments, args: TrainingArguments, processor, resume_step: int = 0):
@@ -560,9 +584,11 @@ class PretrainingTrainer(Trainer):
     `BatchIterable` sources (whole batches per rank) without accelerate's re-batching.
     """
 
-    def __init__(self, *args, stream_workers: int = 0, **kwargs):
+    def __init__(self, *args, stream_workers: int = 0, health_images: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.stream_workers = stream_workers
+        self.health_images = health_images
+        self.last_diagnostics: dict[str, float] = {}
         # The loss is a per-batch mean that ignores num_items_in_batch: let Trainer divide by the GA steps.
         self.model_accepts_loss_kwargs = False
         self._diagnostic_sums: dict[str, torch.Tensor] = {}
@@ -612,8 +638,24 @@ class PretrainingTrainer(Trainer):
             if self.args.world_size > 1:  # every rank logs at the same steps, so this collective is matched
                 stacked = self.accelerator.reduce(stacked.to(self.args.device), reduction="mean")
             logs.update({name: round(float(v), 6) for name, v in zip(names, stacked.tolist())})
+            self.last_diagnostics = {name: float(v) for name, v in zip(names, stacked.tolist())}
             self._diagnostic_sums, self._diagnostic_count = {}, 0
+        if "loss" in logs and self.health_images is not None and self.is_world_process_zero():
+            logs.update({f"health_{k}": round(v, 6) for k, v in self.representation_health().items()
+                         if isinstance(v, float) and k not in ("teacher_entropy", "teacher_entropy_max")})
         super().log(logs, *args, **kwargs)
+
+    def representation_health(self) -> dict[str, Any]:
+        """`training.health` of the current encoder on `health_images`, with the last logged teacher entropy
+        against ln K for methods that have a teacher distribution (DINO, iBOT)."""
+        model = unwrap_model(self.model)
+        out_dim = getattr(model.config, "out_dim", None)
+        entropy = self.last_diagnostics.get("teacher_entropy")
+        health = encoder_health(
+            model.get_encoder(), self.health_images,
+            teacher_entropy=entropy, teacher_entropy_max=math.log(out_dim) if entropy is not None and out_dim else None,
+        )
+        return health.to_dict()
 
 
 # ----------------------------------------------------------------------------- export
@@ -784,6 +826,7 @@ def run_pretraining(
         processing_class=processor,
         callbacks=[SelfSupervisedCallback(), *(callbacks or [])],
         stream_workers=recipe.data.stream_workers,
+        health_images=build_health_images(recipe.data, args, processor),
     )
     if trainer.is_world_process_zero():
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -794,8 +837,13 @@ def run_pretraining(
         metrics.update(trainer.evaluate())
 
     encoder_dir = Path(args.output_dir) / ENCODER_DIR
+    health = None
+    if trainer.is_world_process_zero() and trainer.health_images is not None:
+        health = trainer.representation_health()
+        warn_if_collapsed(health, f"{recipe.model.method} pretraining ({args.output_dir})")
     if trainer.is_world_process_zero():
         info = pretraining_info(recipe, trainer.state.global_step, world_size=args.world_size)
+        info["health"] = health
         export_encoder(trainer.model, encoder_dir, info, processor)
         trainer.save_state()
     trainer.accelerator.wait_for_everyone()
@@ -807,6 +855,7 @@ def run_pretraining(
         "global_step": trainer.state.global_step,
         "train_loss": train_output.training_loss,
         "metrics": metrics,
+        "health": health,
         "log_history": list(trainer.state.log_history),
     }
 
