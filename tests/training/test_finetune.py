@@ -56,6 +56,16 @@ def test_each_task_fine_tunes_and_reports(tmp_path, dataset_dir, name):
     assert result["num_train"] > 0 and result["num_validation"] > 0 and result["num_test"] > 0
     assert (tmp_path / "run" / "model" / "config.json").is_file()
     assert (tmp_path / "run" / "model" / "preprocessor_config.json").is_file()
+    # hub-ready like a pretrained encoder: remote code, full auto_map and a card, so it loads without lensfm_hf
+    model_dir = tmp_path / "run" / "model"
+    assert {"configuration_lens_vit.py", "modeling_lens_vit.py", "image_processing_lens_vit.py", "README.md"} <= {
+        p.name for p in model_dir.iterdir()
+    }
+    config = json.loads((model_dir / "config.json").read_text())
+    assert "AutoModelForImageClassification" in config["auto_map"] and config["finetuning"]["task"] == data["task"]
+    if data["task"] in ("classification", "lens_finding"):
+        assert not any(name.startswith("LABEL_") for name in config["id2label"].values()), config["id2label"]
+        assert "## Results" in (model_dir / "README.md").read_text()
     assert not list((tmp_path / "run").glob("checkpoint-*"))
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["task"] == result["task"]
@@ -130,3 +140,29 @@ def test_tensor_dataset_returns_batches():
     split = TensorSplit(torch.rand(10, 1, 8, 8), torch.arange(10) % 2)
     batch = LensTensorDataset(split).__getitems__([0, 3, 5])
     assert batch["pixel_values"].shape == (3, 1, 8, 8) and batch["labels"].tolist() == [0, 1, 1]
+
+
+def test_finetune_recipe_rerun_with_other_sizes_names_the_recipe_key(tmp_path, fake_sim):
+    from lensfm_hf.training.finetune import FinetuneDataArguments, resolve_dataset
+
+    args = dict(task="classification", config="model3", simulate_dir=str(tmp_path / "data"), simulate_test_per_class=2)
+    resolve_dataset(FinetuneDataArguments(simulate_train_per_class=3, **args), tmp_path)
+    with pytest.raises(ValueError, match="set data.simulate_overwrite=true"):
+        resolve_dataset(FinetuneDataArguments(simulate_train_per_class=4, **args), tmp_path)
+    resolve_dataset(FinetuneDataArguments(simulate_train_per_class=4, simulate_overwrite=True, **args), tmp_path)
+
+
+def test_chance_level_warning(caplog):
+    from types import SimpleNamespace
+
+    from lensfm_hf.training.callbacks import ChanceLevelLossCallback
+
+    callback = ChanceLevelLossCallback(3)
+    early, late = SimpleNamespace(global_step=5, max_steps=100), SimpleNamespace(global_step=40, max_steps=100)
+    with caplog.at_level("WARNING", logger="lensfm_hf.training.callbacks"):
+        callback.on_log(None, early, None, logs={"loss": 30.0})  # too early to judge
+        callback.on_log(None, late, None, logs={"loss": 1.05})  # at chance, not far above it
+        assert not caplog.records
+        callback.on_log(None, late, None, logs={"loss": 4.7})
+        callback.on_log(None, late, None, logs={"loss": 4.7})
+    assert len(caplog.records) == 1 and "far above chance" in caplog.text and "learning_rate" in caplog.text

@@ -172,3 +172,29 @@ def test_lp_ft_starts_from_the_probe_and_checks_its_option(tmp_path, tiny_encode
             str(tiny_encoder_dir), train, validation, test, output_dir=tmp_path / "bad", training=training,
             head_init="probe",
         )
+
+
+def test_lp_ft_head_starts_near_chance_in_training_mode():
+    # Drop-path and D4 rotations move pooled features far more than images differ; a probe fitted on clean
+    # features then gave first-step losses of 33-63 (chance: ln 3 = 1.10). Measured on other batches than the fit.
+    from lensfm_hf.training.finetune import FinetuneModelArguments, build_model
+    from lensfm_hf.training.protocols import initialize_head_with_linear_probe, training_mode_loss
+
+    def faint(n, seed):  # the same bright "lens" in every image; the class shows as a 1% brightness change
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(n) % 3
+        lens = torch.zeros(1, 1, 16, 16)
+        lens[..., 4:12, 4:12] = 1.0
+        noise = 0.05 * torch.rand(n, 1, 16, 16, generator=generator)
+        return TensorSplit(lens + noise + 0.01 * labels.view(-1, 1, 1, 1) * lens, labels, NAMES)
+
+    torch.manual_seed(0)
+    train, validation = faint(96, seed=0), faint(24, seed=1)
+    args = FinetuneModelArguments(preset="micro", image_size=16, patch_size=8, drop_path_rate=0.3)
+    model = build_model("classification", args, NAMES)
+    probe = initialize_head_with_linear_probe(model, train, validation, batch_size=32)
+    loss = training_mode_loss(model, train, batch_size=32, batches=4, seed=7)
+    assert loss < math.log(3) + 0.15, (loss, probe.training_start)
+    assert probe.training_start["loss_before"] > 2 * math.log(3)  # the unshrunk probe head (7.2 here)
+    assert probe.training_start["loss_after"] <= probe.training_start["loss_before"]
+    assert model.training

@@ -1,0 +1,119 @@
+"""`lensfm`: a fast --help with defaults, one-line errors that name the file and the fix, progress lines that say
+where outputs went, and the shipped recipes found by name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lensfm_hf import cli
+from lensfm_hf.resources import recipes_dir, resolve_recipe
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_imports_neither_torch_nor_transformers_and_shows_defaults():
+    # what makes --help fast (no wall-time assertion): the console script parses before importing lensfm_hf
+    code = (
+        "import sys, lensfm_cli\n"
+        "try:\n    lensfm_cli.main(['simulate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'transformers', 'lensfm_hf') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(default: 1000)" in result.stdout and "(default: 200)" in result.stdout
+    assert result.stdout.strip().endswith("HEAVY=")
+
+
+def test_shipped_recipes_resolve_by_name_and_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_recipe("mae", "pretrain") == recipes_dir() / "pretrain" / "mae.yaml"
+    assert resolve_recipe("model3_classification", "finetune").name == "model3_classification.yaml"
+    assert resolve_recipe("recipes/benchmark/quick.yaml", "benchmark") == recipes_dir() / "benchmark" / "quick.yaml"
+    (tmp_path / "mine.yaml").write_text("model: {}\n")
+    assert resolve_recipe("mine.yaml", "finetune") == Path("mine.yaml")
+    with pytest.raises(FileNotFoundError, match="shipped pretrain recipe .*mae_tiny"):
+        resolve_recipe("maee", "pretrain")
+
+
+def one_line_error(err: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_finetune_encoder_mistakes_name_the_recipe_and_the_fix(capsys, tmp_path):
+    run = tmp_path / "run"
+    (run / "encoder").mkdir(parents=True)
+    (run / "encoder" / "config.json").write_text("{}")
+    code, _, err = run_cli(capsys, "finetune", "model3_classification", f"model.encoder={tmp_path / 'missing'}")
+    assert code == 2
+    one_line_error(err, "model.encoder=", "does not exist", "model3_classification.yaml", "encoder/ folder")
+    code, _, err = run_cli(capsys, "finetune", "model3_classification", f"model.encoder={run}")
+    one_line_error(err, "is a pretraining run folder", f"model.encoder={run / 'encoder'}")
+
+
+def test_malformed_yaml_names_the_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  encoder: null\n   preset: micro\n")
+    code, _, err = run_cli(capsys, "finetune", str(bad))
+    assert code == 2
+    one_line_error(err, str(bad), "not valid YAML", "line 3")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+def test_cuda_on_a_cpu_only_torch(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "simulate", "--device", "cuda", "--out", str(tmp_path / "data"))
+    assert code == 2
+    one_line_error(err, "--device cuda", "--device cpu")
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_recipe_lists_the_shipped_ones(capsys):
+    code, _, err = run_cli(capsys, "pretrain", "byol")
+    assert code == 2
+    one_line_error(err, "recipe byol does not exist", "mae_tiny")
+
+
+@pytest.mark.parametrize("command,hint", [
+    ("simulate", "pass --overwrite"), ("finetune", "set data.simulate_overwrite=true"),
+    ("benchmark", "benchmark.results_dir"),
+])
+def test_overwrite_hint_names_the_real_flag_or_key(command, hint):
+    err = ValueError("/x/model3 was built with different parameters; or pass overwrite=True to rebuild this config")
+    text = cli._one_line(command, err, None)
+    assert "overwrite=True" not in text and hint in text
+
+
+def test_pretrain_names_the_method_and_prints_the_encoder_path(capsys, tmp_path):
+    out_dir = tmp_path / "mae"
+    code, out, err = run_cli(capsys, "pretrain", "mae_tiny", "training.max_steps=1",
+                             "training.per_device_train_batch_size=4", f"training.output_dir={out_dir}")
+    assert code == 0, err
+    assert "[lensfm pretrain] method mae, recipe" in out
+    assert f"encoder saved to {out_dir / 'encoder'}" in out
+    assert json.loads((out_dir / "encoder" / "config.json").read_text())["model_type"] == "lens_vit"
+
+
+@pytest.mark.slow  # builds a wheel (~30 s)
+def test_wheel_ships_the_recipes_and_the_launcher(tmp_path):
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO_ROOT)], check=True, timeout=600)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"lensfm_cli.py", "lensfm_hf/recipes/pretrain/mae.yaml", "lensfm_hf/recipes/finetune/model3_classification.yaml",
+            "lensfm_hf/recipes/benchmark/quick.yaml", "lensfm_hf/templates/model_card.md"} <= names
