@@ -177,7 +177,8 @@ class DINOHead(nn.Module):
     The last layer is weight-normalised by hand, W = g · V/‖V‖ row-wise, with two plain parameters `last_layer_v`
     (out_dim, bottleneck_dim) and `last_layer_g` (out_dim, 1): it saves, loads and EMA-updates as ordinary tensors.
     With `norm_last_layer=True` g stays 1 (frozen), as DINO's default. Works on (..., in_dim) inputs (CLS or patch
-    tokens).
+    tokens). `input_batch_norm=True` (not in DINO) standardises the input features across the batch first
+    (`BatchNorm1d(affine=False)`): it removes the common mode that lensing images share before the MLP sees them.
     """
 
     def __init__(
@@ -189,8 +190,11 @@ class DINOHead(nn.Module):
         num_layers: int = 3,
         batch_norm: bool = False,
         norm_last_layer: bool = True,
+        input_batch_norm: bool = False,
     ):
         super().__init__()
+        # Only built when asked for, so checkpoints of heads without it keep their exact state-dict keys.
+        self.input_norm = nn.BatchNorm1d(in_dim, affine=False) if input_batch_norm else None
         num_layers = max(num_layers, 1)
         if num_layers == 1:
             self.mlp = nn.Linear(in_dim, bottleneck_dim)
@@ -214,7 +218,10 @@ class DINOHead(nn.Module):
     def forward(self, features: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
         """(..., in_dim) → (..., out_dim) logits; `freeze_last_layer` zeroes its gradient (DINO first epoch)."""
         # BatchNorm1d (optional) wants (rows, features): flatten token axes, then restore them.
-        x = self.mlp(features.reshape(-1, features.shape[-1])).reshape(*features.shape[:-1], -1)
+        x = features.reshape(-1, features.shape[-1])
+        if self.input_norm is not None:
+            x = self.input_norm(x)
+        x = self.mlp(x).reshape(*features.shape[:-1], -1)
         x = F.normalize(x, dim=-1, p=2)
         weight = self.last_layer_weight()
         if freeze_last_layer:

@@ -253,7 +253,12 @@ def test_teacher_is_frozen_ema(method):
 
 
 def test_schedules_follow_progress():
-    dino = make_model("dino")
+    default = make_model("dino")  # lensing defaults: momentum from 0.99, constant teacher temperature 0.04
+    default.set_progress(0, 100)
+    assert default.momentum == pytest.approx(0.99) and default.teacher_temperature == pytest.approx(0.04)
+    default.set_progress(100, 100)
+    assert default.teacher_temperature == pytest.approx(0.04)
+    dino = make_model("dino", momentum_start=0.996, teacher_temperature=0.07)  # DINO's schedules
     dino.set_progress(0, 100)
     assert dino.progress == 0.0
     assert dino.teacher_temperature == pytest.approx(0.04) and dino.momentum == pytest.approx(0.996)
@@ -270,7 +275,7 @@ def test_schedules_follow_progress():
     ijepa = make_model("ijepa")
     ijepa.set_progress(5, 10)
     assert ijepa.momentum == pytest.approx(0.998)  # linear
-    ibot = make_model("ibot")
+    ibot = make_model("ibot", teacher_patch_temperature=0.07)
     ibot.set_progress(2, 100)
     assert ibot.teacher_patch_temperature == pytest.approx(0.046)
 
@@ -290,7 +295,7 @@ def test_dino_freezes_last_layer_only_at_the_start():
 
 def test_dino_center_updated_after_loss_from_raw_teacher_logits():
     torch.manual_seed(0)
-    model = make_model("dino")
+    model = make_model("dino", centering="ema", koleo_loss_weight=0.0)  # DINO's EMA centring
     images = lensing_images(4)
     model.train()
     model(images)  # first batch: the center starts at that batch's mean
