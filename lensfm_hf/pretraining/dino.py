@@ -116,9 +116,9 @@ class LensDINOConfig(LensPretrainingConfig):
     | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, KoLeo 0.1             | 5.524                          | 16.7   | 0.78     | 0.539 |
     | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, KoLeo 0.1, head BN    | 5.299                          | 17.6   | 0.81     | 0.574 |
     | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, head input BN         | 5.349                          | 1.8    | 0.074    | 0.677 |
-    | iBOT, defaults (last-but-one row), 150 steps              | 5.477 (patch 4.19)             | 15.2   | 0.64     | 0.590 |
+    | iBOT with the defaults, 150 steps                         | 5.477 (patch 4.19)             | 15.2   | 0.64     | 0.590 |
 
-    The defaults are the last row: `centering="sinkhorn_knopp"` (DINOv2) instead of the EMA center,
+    The defaults are the KoLeo + head BN row: `centering="sinkhorn_knopp"` (DINOv2) instead of the EMA center,
     `koleo_loss_weight=0.1` (DINOv2), `head_batch_norm=True`, `momentum_start=0.99` and a constant teacher
     temperature 0.04 (DINO's vanilla value, the maintainers' advice for small data is lower still). Only head input
     BN (one seed, +0.007, within noise, with a low RankMe) reached the random init's probe AUC in 200 steps; the
