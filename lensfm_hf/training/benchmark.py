@@ -149,6 +149,11 @@ class BenchmarkProtocolArguments:
     )
     finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of the full fine-tune"})
     few_label_budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])
+    probe_label_budgets: bool = field(
+        default=False,
+        metadata={"help": "also run kNN and the linear probe at each few_label_budgets (labels per class), on the "
+                  "same per-seed subsets as the few-label fine-tune"},
+    )
     few_label: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of few-label runs (default: finetune's)"})
 
 
@@ -473,9 +478,14 @@ def compute_cell(
     outputs, fine_tunes, num_train = {}, {}, {}
     for seed in seeds:
         train_idx, val_idx = train_validation_indices(labels, recipe.data.validation_fraction, seed)
-        num_train[seed] = int(budget) * len(data.label_names) if protocol == "few_label" else len(train_idx)
+        few = budget not in (None, "all")
+        num_train[seed] = int(budget) * len(data.label_names) if few else len(train_idx)
         if protocol in ("knn", "linear"):
             train_f, test_f = _features(encoder_spec, data, seed, feature_cache, args.feature_batch_size, device)
+            if few:  # the few-label fine-tune's subsets: `budget` per class to train, at most as many to select
+                train_idx = train_idx[few_label_indices(labels[train_idx], int(budget), seed)]
+                per_class = min(int(budget), min(int((labels[val_idx] == c).sum()) for c in np.unique(labels[val_idx])))
+                val_idx = val_idx[few_label_indices(labels[val_idx], per_class, seed)]
             tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
             train_labels, test_labels = data.train.labels, data.test.labels
             if protocol == "knn":
@@ -611,7 +621,8 @@ def _protocol_plan(recipe: BenchmarkRecipe, data: FinetuneSet) -> list[tuple[str
     for protocol in recipe.benchmark.protocols:
         if protocol != "few_label":
             plan.append((protocol, "all"))
-            continue
+            if not (protocol in ("knn", "linear") and recipe.protocols.probe_label_budgets):
+                continue
         for budget in recipe.protocols.few_label_budgets:
             if budget <= available:
                 plan.append((protocol, int(budget)))
@@ -776,6 +787,8 @@ def _column_key(cell) -> tuple[str, Any]:
 def _column_title(protocol: str, budget) -> str:
     if protocol == "few_label":
         return f"Fine-tune {budget}/class"
+    if budget not in (None, "all"):
+        return f"{PROTOCOL_TITLES[protocol]} {budget}/class"
     return PROTOCOL_TITLES[protocol]
 
 

@@ -312,3 +312,27 @@ def test_an_unknown_method_is_refused_before_anything_runs(tmp_path, monkeypatch
     assert [p.name for p in tmp_path.rglob("*")] == ["mini", "results.md"]
     with pytest.raises(ValueError, match="unknown baseline"):
         benchmark.load_benchmark_recipe(MINI, overrides=[*_overrides(tmp_path), "benchmark.baselines=[random]"])
+
+
+def test_results_carry_representation_health_per_encoder(mini_run):
+    root, _ = mini_run
+    results = json.loads((root / "mini" / "results.json").read_text())
+    assert set(results["health"]) == {"mae", "simclr", "random_init"}
+    for health in results["health"].values():
+        assert health["rankme"] >= 1.0 and 0.0 <= health["between_image_share"] <= 1.0
+        assert isinstance(health["collapsed"], bool) and isinstance(health["collapse_reasons"], list)
+    assert "**Representation health**" in (root / "mini" / "results.md").read_text()
+
+
+def test_probe_label_budgets_add_knn_and_linear_cells_at_each_budget(tmp_path):
+    recipe = benchmark.load_benchmark_recipe(MINI, overrides=[
+        *_overrides(tmp_path), "benchmark.protocols=[knn,linear,finetune,few_label]",
+        "protocols.few_label_budgets=[2]", "protocols.probe_label_budgets=true",
+    ])
+    import torch
+
+    labels = torch.arange(3).repeat_interleave(20)
+    data = benchmark.FinetuneSet("model3", benchmark.TensorSplit(torch.empty(0), labels), None)
+    plan = benchmark._protocol_plan(recipe, data)
+    assert plan == [("knn", "all"), ("knn", 2), ("linear", "all"), ("linear", 2), ("finetune", "all"), ("few_label", 2)]
+    assert benchmark._column_title("knn", 2) == "kNN 2/class" and benchmark._column_title("few_label", 2) == "Fine-tune 2/class"
