@@ -1063,7 +1063,9 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     if RANDOM_INIT in recipe.benchmark.baselines:
         # The baselines use exactly the pretrained encoders' architecture (or the model section without any).
         if specs:
-            reference = specs[0]["config"]
+            # The shared backbone: a method without per-method overrides (e.g. MAE's mean pooling) if there is one.
+            plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(s["name"])]
+            reference = (plain or specs)[0]["config"]
         else:
             reference = LensViTConfig.from_preset(
                 recipe.model.preset, image_size=recipe.model.image_size, patch_size=recipe.model.patch_size
