@@ -19,6 +19,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 if [ "${DRY_RUN:-0}" = 1 ]; then
     DEVICE=cpu
+    # The dry run checks the script, not the speed: no step limits (timeout 0 = none), so a busy machine cannot fail it.
+    SIMULATION_SECONDS=${SIMULATION_SECONDS:-0} CHECK_SECONDS=${CHECK_SECONDS:-0} PRETRAINING_SECONDS=${PRETRAINING_SECONDS:-0}
     CHECK_ARGS=(--recipes model2 --num-images 2 --noise-images 8 --compile-recipes)
     SIMULATION_ARGS=(--batch-size 64 --repeats 1)
     PRETRAINING_ARGS=(--preset micro --batch-size 8 --warmup 1 --steps 2 --methods mae ijepa --no-reference)
