@@ -63,6 +63,12 @@ def _overrides_value(overrides, *keys):
     return None
 
 
+def _setting(args, recipe: str, section: str, key: str):
+    """`section.key` as the run will see it: a command-line override (`section.key=` or `key=`), else the recipe's."""
+    value = _overrides_value(args.overrides, f"{section}.{key}", key)
+    return value if value is not None else _recipe_section_value(recipe, section, key)
+
+
 def _simulate(args):
     _check_device(args.device, "--device")
     from .data.build import simulate_dataset
@@ -101,8 +107,7 @@ def _import(args):
 
 def _pretrain(args):
     recipe = _recipe(args, "pretrain")
-    method = _overrides_value(args.overrides, "model.method", "method") or _recipe_section_value(recipe, "model", "method")
-    seed = _overrides_value(args.overrides, "training.seed", "seed") or _recipe_section_value(recipe, "training", "seed")
+    method, seed = _setting(args, recipe, "model", "method"), _setting(args, recipe, "training", "seed")
     _say("pretrain", f"method {method}, recipe {recipe}, seed {seed if seed is not None else 42}")
     from .training.pretrain import run_pretraining
 
@@ -116,12 +121,8 @@ def _pretrain(args):
 
 def _finetune(args):
     recipe = _recipe(args, "finetune")
-    task = _overrides_value(args.overrides, "data.task", "task") or _recipe_section_value(recipe, "data", "task")
-    config = _overrides_value(args.overrides, "data.config") or _recipe_section_value(recipe, "data", "config")
-    encoder = _overrides_value(args.overrides, "model.encoder", "encoder") or _recipe_section_value(
-        recipe, "model", "encoder"
-    )
-    seed = _overrides_value(args.overrides, "training.seed", "seed") or _recipe_section_value(recipe, "training", "seed")
+    task, config = _setting(args, recipe, "data", "task"), _setting(args, recipe, "data", "config")
+    encoder, seed = _setting(args, recipe, "model", "encoder"), _setting(args, recipe, "training", "seed")
     _say("finetune", f"task {task} on {config}, encoder {encoder or 'none (random init)'}, recipe {recipe}, "
          f"seed {seed if seed is not None else 42}")
     from .training.finetune import run_finetune

@@ -115,5 +115,7 @@ def test_wheel_ships_the_recipes_and_the_launcher(tmp_path):
                     str(tmp_path), str(REPO_ROOT)], check=True, timeout=600)
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"lensfm_cli.py", "lensfm_hf/recipes/pretrain/mae.yaml", "lensfm_hf/recipes/finetune/model3_classification.yaml",
-            "lensfm_hf/recipes/benchmark/quick.yaml", "lensfm_hf/templates/model_card.md"} <= names
+    assert {
+        "lensfm_cli.py", "lensfm_hf/recipes/pretrain/mae.yaml", "lensfm_hf/recipes/finetune/model3_classification.yaml",
+        "lensfm_hf/recipes/benchmark/quick.yaml", "lensfm_hf/templates/model_card.md",
+    } <= names

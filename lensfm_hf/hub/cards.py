@@ -148,7 +148,8 @@ def data_line(data: Any) -> str | None:
         return f"`{data}`"
     source, config, split = data.get("source"), data.get("config"), data.get("split")
     if isinstance(source, str) and source.startswith("stream:"):
-        return f"{source.split(':', 1)[1]} images simulated on the fly by lensfm_hf's simulator (a fresh batch every step)"
+        config = source.split(":", 1)[1]
+        return f"{config} images simulated on the fly by lensfm_hf's simulator (a fresh batch every step)"
     text = f"`{source}`" if source else "dataset"
     if config:
         text += f", config `{config}`"
@@ -158,7 +159,8 @@ def data_line(data: Any) -> str | None:
 
 
 def budget_line(pretraining: Mapping[str, Any], finetuning: Mapping[str, Any] | None = None) -> str | None:
-    """The training budget in images seen: steps x batch (pretraining) or steps, batch, labelled images (fine-tuning)."""
+    """The training budget: steps x batch = images seen (pretraining), or steps, batch, labelled images
+    (fine-tuning)."""
     if finetuning:
         steps, batch, count = finetuning.get("max_steps"), finetuning.get("batch_size"), finetuning.get("num_train")
         if steps and batch:

@@ -18,14 +18,19 @@ import pytest
 import torch
 from fake_hub import run_client
 
-from lensfm_hf import LensImageProcessor, LensViTForImageClassification, LensViTModel
+from lensfm_hf import LensImageProcessor, LensViTConfig, LensViTForImageClassification, LensViTModel
 from lensfm_hf.hub import save_for_hub
 from lensfm_hf.training.finetune import save_finetuned_model
 
-from conftest import PRETRAINING, make_tiny_config
-
 LABELS = ["no_sub", "cdm", "axion"]
+PRETRAINING = {"method": "mae", "recipe": "recipes/pretrain/mae.yaml", "data": "lensfm/deeplense-sims"}
 REMOTE_FILES = {"configuration_lens_vit.py", "image_processing_lens_vit.py", "modeling_lens_vit.py"}
+
+
+def make_tiny_config(**overrides) -> LensViTConfig:
+    sizes = dict(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64)
+    return LensViTConfig.from_preset("tiny", **{**sizes, **overrides})
 
 
 def offline_env(tmp_path) -> dict[str, str]:
@@ -96,8 +101,8 @@ def test_pipeline_asks_no_trust_question_with_lensfm_imported(tmp_path):
     classify = pipeline("image-classification", model={str(folder)!r})
     print("LABELS=" + ",".join(sorted(e["label"] for e in classify(np.ones((16, 16), dtype=np.float32)))))
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=offline_env(tmp_path), cwd=tmp_path, input="",
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=offline_env(tmp_path), cwd=tmp_path,
+                            input="", capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "run the custom code" not in result.stdout + result.stderr
     assert result.stdout.strip().endswith("LABELS=axion,cdm,no_sub")
