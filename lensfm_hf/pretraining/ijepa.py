@@ -19,8 +19,18 @@ from transformers.utils import ModelOutput
 from ..models.configuration_lens_vit import LensViTConfig
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, head_compatible_width, init
-from .components import MultiBlockMaskGenerator, MultiBlockMasks, copy_weights, linear_schedule, update_momentum
+from .components import (
+    MultiBlockMaskGenerator,
+    MultiBlockMasks,
+    all_reduce_mean,
+    copy_weights,
+    linear_schedule,
+    update_momentum,
+)
 from .views import make_views
+
+
+TARGET_NORMALIZATIONS = ("layer", "position", "position_center")
 
 
 class LensIJEPAConfig(LensPretrainingConfig):
@@ -40,6 +50,16 @@ class LensIJEPAConfig(LensPretrainingConfig):
             min_keep (`int`, defaults to 10): the official multi-block collator settings (see
             [`multiblock_masks`]; on a 4×4 grid use fewer targets).
         momentum_start, momentum_end (`float`, defaults to 0.996, 1.0): *linear* EMA schedule, as I-JEPA.
+        target_normalization (`str`, defaults to `"position"`): how the target features are normalised.
+            `"layer"` is the paper's: `F.layer_norm` without affine. `"position"` (**a departure from the paper**)
+            follows the layer norm with a per-position standardisation over the batch: at each patch position the
+            batch mean of the targets is subtracted and the result divided by the batch std at that position
+            (scalar per position, all-reduced across ranks). Measured reason: on lensing images only ~4% of the
+            layer-normalised target variance is between images at a fixed position (the rest is position code),
+            and a predictor that ignores the image and outputs each position's mean target beat the trained
+            predictor (smooth-L1 0.0046 against 0.0144 at 200 steps). After the standardisation a position-only
+            predictor scores exactly the variance of the targets, so the loss can only fall by predicting image
+            content. Needs batches of >= 2 images (with 1 image it falls back to the layer norm).
         views (`dict`, *optional*): view options; default D4 only (I-JEPA uses only a random resized crop, which
             would change the lensing scale).
     """
@@ -62,9 +82,13 @@ class LensIJEPAConfig(LensPretrainingConfig):
         min_keep: int = 10,
         momentum_start: float = 0.996,
         momentum_end: float = 1.0,
+        target_normalization: str = "position",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if target_normalization not in TARGET_NORMALIZATIONS:
+            raise ValueError(f"target_normalization must be one of {TARGET_NORMALIZATIONS}, got {target_normalization!r}.")
+        self.target_normalization = target_normalization
         self.predictor_hidden_size = head_compatible_width(
             "predictor",
             predictor_hidden_size,
@@ -136,6 +160,21 @@ def _gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     flat = indices.reshape(batch_size, -1)
     gathered = torch.gather(tokens, 1, flat.unsqueeze(-1).expand(-1, -1, dim))
     return gathered.reshape(*indices.shape, dim)
+
+
+@torch.no_grad()
+def standardise_per_position(hidden: torch.Tensor, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
+    """(B, N, D) features → at each position n, minus the batch mean (over images, all ranks) and divided by the
+    batch std at n (one scalar per position: mean over dimensions of the variance over images). A predictor that
+    outputs only a function of the position then scores the full target variance. With B < 2 (no batch
+    statistics) the input is returned unchanged."""
+    if hidden.shape[0] < 2:
+        return hidden
+    mean = all_reduce_mean(hidden.mean(0, keepdim=True))
+    if not scale:
+        return hidden - mean
+    variance = all_reduce_mean((hidden - mean).square().mean(0, keepdim=True)).mean(-1, keepdim=True)
+    return (hidden - mean) / (variance + eps).sqrt()
 
 
 class LensIJEPAPredictor(nn.Module):
@@ -227,11 +266,21 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
         update_momentum(self.lens_vit, self.target_encoder, self.momentum)
 
     @torch.no_grad()
-    def compute_targets(self, pixel_values: torch.Tensor, masks: MultiBlockMasks) -> torch.Tensor:
-        """Target encoder on the full image → LayerNorm without affine → features of each target block (B, M, T, D)."""
+    def target_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised target-encoder features of every patch (B, N, D): LayerNorm without affine, then (with
+        `target_normalization="position"`) per-position standardisation over the batch (see the config)."""
         hidden = self.target_encoder(pixel_values).last_hidden_state[:, self.target_encoder.num_prefix_tokens :]
         hidden = F.layer_norm(hidden.float(), (hidden.shape[-1],))
-        return _gather_tokens(hidden, masks.target_indices)
+        if self.config.target_normalization == "position":
+            hidden = standardise_per_position(hidden)
+        elif self.config.target_normalization == "position_center":
+            hidden = standardise_per_position(hidden, scale=False)
+        return hidden
+
+    @torch.no_grad()
+    def compute_targets(self, pixel_values: torch.Tensor, masks: MultiBlockMasks) -> torch.Tensor:
+        """Normalised target features (`target_features`) of each target block (B, M, T, D)."""
+        return _gather_tokens(self.target_features(pixel_values), masks.target_indices)
 
     def predict(
         self, context_tokens: torch.Tensor, masks: MultiBlockMasks, grid_height: int, grid_width: int
@@ -279,4 +328,11 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
         )
 
 
-__all__ = ["LensIJEPAConfig", "LensIJEPAForPreTraining", "LensIJEPAOutput", "LensIJEPAPredictor"]
+__all__ = [
+    "TARGET_NORMALIZATIONS",
+    "LensIJEPAConfig",
+    "LensIJEPAForPreTraining",
+    "LensIJEPAOutput",
+    "LensIJEPAPredictor",
+    "standardise_per_position",
+]
