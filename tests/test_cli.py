@@ -4,6 +4,7 @@ where outputs went, and the shipped recipes found by name."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,16 @@ def test_finetune_encoder_mistakes_name_the_recipe_and_the_fix(capsys, tmp_path)
     one_line_error(err, "model.encoder=", "does not exist", "model3_classification.yaml", "encoder/ folder")
     code, _, err = run_cli(capsys, "finetune", "model3_classification", f"model.encoder={run}")
     one_line_error(err, "is a pretraining run folder", f"model.encoder={run / 'encoder'}")
+    # a hub id that is not in the (empty) cache, offline: in a fresh process, as HF reads its settings at import
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), HF_ENDPOINT="http://127.0.0.1:9")
+    code = ("import sys, lensfm_cli\nsys.exit(lensfm_cli.main(['finetune', 'model3_classification', "
+            f"'model.encoder=lensfm/nosuch', 'training.output_dir={tmp_path / 'out'}']))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    one_line_error(result.stderr, "model.encoder=lensfm/nosuch", "lensfm zoo")
+    assert not (tmp_path / "out" / "data").exists()  # refused before simulating anything
 
 
 def test_malformed_yaml_names_the_file_and_line(capsys, tmp_path):

@@ -703,13 +703,21 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     task = data_args.task
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
-    path, config = resolve_dataset(data_args, output_dir)
 
     image_size = model_args.image_size
     upscale_factor = 2
     if model_args.encoder is not None:
-        image_size = encoder_config(model_args.encoder, model_args.revision).image_size
+        try:
+            image_size = encoder_config(model_args.encoder, model_args.revision).image_size
+        except OSError as err:  # transformers' message blames the network even for a repo that does not exist
+            where = f" (recipe {recipe_path_or_dict})" if isinstance(recipe_path_or_dict, (str, os.PathLike)) else ""
+            raise FileNotFoundError(
+                f"model.encoder={model_args.encoder}{where} is not a local folder and could not be loaded as a hub "
+                f"repo ({str(err).splitlines()[0][:120]}); nothing is published on the Hub yet: run `lensfm zoo` to "
+                "install lensfm/<method> in the local cache, or pass an encoder/ folder"
+            ) from err
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
+    path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
     train_raw = load_task_split(path, config, data_args.train_split, data_args)
     test_raw = load_task_split(path, config, data_args.test_split, data_args)
     if data_args.max_test_samples is not None:
