@@ -158,7 +158,7 @@ def test_short_training_recovers_each_images_source_position():
     # on tiny data the predicted source centres must follow the simulator's truth (never seen in training).
     batch, images = model2_batch(64, seed=5)
     model = tiny_model(physics_weight=1.0, num_targets=2, min_keep=4, patch_embedding_type="conv",
-                       position_embedding_type="learned")
+                       position_embedding_type="learned", image_parameters=("einstein_radius", "source_x", "source_y"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     for step in range(STEPS):
