@@ -14,25 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-import torch.nn.functional as F
 from transformers import AutoModelForPreTraining
 
 import lensfm_hf  # noqa: F401  (registers the Auto classes)
-from lensfm_hf.models import LensImageProcessor
-from lensfm_hf.pretraining.ijepa_physics import parameter_recovery
-from lensfm_hf.simulation import get_recipe, simulate
-
-TRUTH_COLUMNS = ("source_x", "source_y", "einstein_radius")
-
-
-def held_out_images(recipe: str, per_class: int, image_size: int, seed: int, normalization: str = "minmax"):
-    """(images (N, 1, S, S) processed and resized to `image_size`, truth columns (N,))."""
-    batches = [simulate(recipe, name, per_class, seed=seed + i) for i, name in enumerate(get_recipe(recipe).class_names)]
-    images = LensImageProcessor(normalization=normalization)(torch.cat([b["pixel_values"] for b in batches]))["pixel_values"]
-    if images.shape[-1] != image_size:  # the field of view is unchanged, only the pixel scale
-        images = F.interpolate(images, size=(image_size, image_size), mode="area")
-    return images, {column: torch.cat([b[column] for b in batches]) for column in TRUTH_COLUMNS}
+from lensfm_hf.pretraining.ijepa_physics import measure_parameter_recovery
 
 
 def main() -> None:
@@ -44,9 +29,8 @@ def main() -> None:
     parser.add_argument("--normalization", default="minmax")
     args = parser.parse_args()
     model = AutoModelForPreTraining.from_pretrained(args.checkpoint)
-    images, truth = held_out_images(args.recipe or model.config.data_recipe, args.per_class, model.config.image_size,
-                                    args.seed, args.normalization)
-    print(json.dumps(parameter_recovery(model, images, truth), indent=2))
+    recovery = measure_parameter_recovery(model, args.per_class, args.seed, args.recipe, args.normalization)
+    print(json.dumps(recovery, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import LensImageProcessor
 from ..physics import convolve_gaussian_psf, lens_deflection, pixel_grid, ray_shoot, sersic_ellipse
+from ..simulation import get_recipe, simulate
 from .base import init
 from .ijepa import LensIJEPAConfig, LensIJEPAForPreTraining, LensIJEPAOutput
 from .components import MultiBlockMasks
@@ -391,7 +393,34 @@ def parameter_recovery(
     }
 
 
+RECOVERY_TRUTH_COLUMNS = ("source_x", "source_y", "einstein_radius")
+
+
+def held_out_images(recipe: str, per_class: int, image_size: int, seed: int, normalization: str = "minmax"):
+    """`per_class` fresh images of every class of `recipe` ((N, 1, S, S), processed as for pretraining and resized
+    to `image_size`; the field of view is unchanged, only the pixel scale) and their truth columns ((N,), arcsec)."""
+    names = get_recipe(recipe).class_names
+    batches = [simulate(recipe, name, per_class, seed=seed + i) for i, name in enumerate(names)]
+    images = LensImageProcessor(normalization=normalization)(torch.cat([b["pixel_values"] for b in batches]))["pixel_values"]
+    if images.shape[-1] != image_size:
+        images = F.interpolate(images, size=(image_size, image_size), mode="area")
+    return images, {column: torch.cat([b[column] for b in batches]) for column in RECOVERY_TRUTH_COLUMNS}
+
+
+def measure_parameter_recovery(
+    model: "LensPhysicsIJEPAForPreTraining", per_class: int = 100, seed: int = 987_654, recipe: str | None = None,
+    normalization: str = "minmax",
+) -> dict[str, float]:
+    """`parameter_recovery` on fresh held-out simulations of the model's data recipe (a seed no pretraining stream
+    draws); the truth is only measured here, it never enters training."""
+    images, truth = held_out_images(recipe or model.config.data_recipe, per_class, model.config.image_size, seed,
+                                    normalization)
+    return parameter_recovery(model, images, truth)
+
+
 __all__ = [
+    "held_out_images",
+    "measure_parameter_recovery",
     "LENS_PARAMETER_NAMES",
     "LensPhysicsIJEPAConfig",
     "LensPhysicsIJEPAForPreTraining",

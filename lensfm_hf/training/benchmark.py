@@ -607,6 +607,35 @@ def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], splits: "
     return health
 
 
+def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | None:
+    """For a physics-informed encoder: how well its physics branch recovers the simulator's truth (source position,
+    θ_E, arcsec) on fresh held-out images (`ijepa_physics.measure_parameter_recovery`); None for other methods."""
+    from transformers import AutoModelForPreTraining
+
+    from ..pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
+
+    state = Path(spec["encoder_dir"] or "") / "pretraining"
+    if spec["random"] or not (state / "config.json").is_file():
+        return None
+    model = AutoModelForPreTraining.from_pretrained(str(state))
+    if not isinstance(model, LensPhysicsIJEPAForPreTraining):
+        return None
+    return measure_parameter_recovery(model, per_class=per_class)
+
+
+def recovery_lines(recovery: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown lines: each physics-informed encoder's parameter recovery, beside the tables."""
+    lines = []
+    for method, r in recovery.items():
+        lines.append(
+            f"- {METHOD_TITLES.get(method, method)}: source position error {r['source_position_error_arcsec']:.3f}″ "
+            f"(an image-independent guess: {r['baseline_source_position_error_arcsec']:.3f}″; true spread "
+            f"{r['true_source_position_spread_arcsec']:.3f}″, predicted {r['source_position_spread_arcsec']:.3f}″; "
+            f"correlation with the truth {r['source_position_correlation']:.3f}), θ_E error "
+            f"{r['einstein_radius_error_arcsec']:.3f}″ on {r['num_images']} held-out images")
+    return lines
+
+
 def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
     """One row per encoder: RankMe, normalised-embedding std × √D, between-image share, teacher entropy / ln K."""
     lines = ["| Method | RankMe (of D) | Embedding std × √D | Between-image share | Teacher entropy / ln K | Status |",
@@ -900,6 +929,9 @@ def write_readme_table(results_dir: str | os.PathLike, plots_prefix: str | None 
     if results.get("health"):
         lines += ["", "**Representation health** (on the first fine-tuning set's test images; a collapsed encoder's "
                   "numbers measure no learned representation)", "", health_table(results["health"])]
+    if results.get("physics_recovery"):
+        lines += ["", "**Physics branch: lens parameters recovered per image** (held-out simulations; the truth is "
+                  "a measurement only, never a training signal)", "", *recovery_lines(results["physics_recovery"])]
     lines += ["", "**Macro one-vs-rest ROC AUC**", "", markdown_table(cells, "roc_auc"), "",
               "**Accuracy**", "", markdown_table(cells, "accuracy"), ""]
     for plot in results.get("plots", []):
@@ -1095,6 +1127,18 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         except Exception as err:  # health is a report on the encoder; it must not cost the table
             logger.exception("representation health of %s failed", spec["name"])
             failures.append({"method": spec["name"], "stage": "health", "error": f"{type(err).__name__}: {err}"})
+    recovery = {}
+    for spec in specs:
+        try:
+            measured = physics_recovery(spec)
+        except Exception as err:
+            logger.exception("parameter recovery of %s failed", spec["name"])
+            failures.append({"method": spec["name"], "stage": "recovery", "error": f"{type(err).__name__}: {err}"})
+            continue
+        if measured is not None:
+            recovery[spec["name"]] = measured
+            print(f"[lensfm benchmark] {spec['name']} physics branch: " + recovery_lines({spec["name"]: measured})[0][2:],
+                  flush=True)
     counters = {"computed": 0, "cached": 0}
     cells = []
     pool = _worker_pool(recipe)
@@ -1134,6 +1178,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         "data": data_path,
         "encoders": encoders,
         "health": health,
+        "physics_recovery": recovery,
         "failures": failures,
         "computed_cells": counters["computed"],
         "cached_cells": counters["cached"],

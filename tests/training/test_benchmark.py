@@ -336,3 +336,21 @@ def test_probe_label_budgets_add_knn_and_linear_cells_at_each_budget(tmp_path):
     plan = benchmark._protocol_plan(recipe, data)
     assert plan == [("knn", "all"), ("knn", 2), ("linear", "all"), ("linear", 2), ("finetune", "all"), ("few_label", 2)]
     assert benchmark._column_title("knn", 2) == "kNN 2/class" and benchmark._column_title("few_label", 2) == "Fine-tune 2/class"
+
+
+def test_physics_recovery_is_measured_for_physics_encoders_only(tmp_path):
+    from lensfm_hf.models import LensViTConfig
+    from lensfm_hf.pretraining import get_pretraining_classes
+    from lensfm_hf.training.pretrain import export_encoder
+
+    config_class, model_class = get_pretraining_classes("ijepa_physics")
+    model = model_class(config_class.from_preset("micro", image_size=32, patch_size=8, num_hidden_layers=1,
+                                                 predictor_num_hidden_layers=1))
+    encoder_dir = export_encoder(model, tmp_path / "encoder", {"method": "ijepa_physics"})
+    spec = {"name": "ijepa_physics", "random": False, "encoder_dir": str(encoder_dir)}
+    recovery = benchmark.physics_recovery(spec, per_class=2)
+    assert recovery["num_images"] == 6
+    assert math.isfinite(recovery["source_position_error_arcsec"])
+    assert "source position error" in benchmark.recovery_lines({"ijepa_physics": recovery})[0]
+    assert benchmark.physics_recovery({"name": "random_init", "random": True, "encoder_dir": None,
+                                       "config": LensViTConfig()}) is None
