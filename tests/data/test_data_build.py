@@ -193,7 +193,7 @@ def test_cli_simulate(tmp_path, fake_sim, capsys, hf_cache):
     assert f"dataset written to {out}" in capsys.readouterr().out
     assert load_lensing_dataset(out, "model2", split="train", cache_dir=hf_cache).num_rows == 6
     assert main([*args, "--seed", "5", "--shard-size", "3", "--out", str(out)]) == 2
-    assert "overwrite=True" in capsys.readouterr().err
+    assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--config", "model9", "--out", str(tmp_path / "x")]) == 2
     assert "unknown config 'model9'" in capsys.readouterr().err
 
