@@ -305,8 +305,9 @@ def training_mode_loss(model, split: TensorSplit, **kwargs) -> float:
 
 @torch.no_grad()
 def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = True) -> dict:
-    """Scale the classifier's weights and bias by the factor in [0, 1] that minimises the train-mode loss
-    (`training_mode_logits`): a temperature for the noise that drop-path and augmentation add during training.
+    """Scale the classifier's weights and bias by the largest factor in [0, 1] whose train-mode loss
+    (`training_mode_logits`) is at most chance, ln(classes) (+0.02): a temperature for the noise that drop-path,
+    augmentation and batch statistics add during training.
 
     Scaling the last linear layer scales the logits, so eval-mode predictions (argmax) are unchanged; the head
     keeps the probe's direction but no longer starts training with overconfident logits. Returns
@@ -317,7 +318,11 @@ def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = Tru
         return {"scale": 1.0, "loss_before": float("nan"), "loss_after": float("nan")}
     scales = torch.cat([torch.zeros(1), torch.logspace(-3, 0, 61)])
     losses = torch.stack([F.cross_entropy(scale * logits, labels) for scale in scales])
-    best = int(losses.argmin())
+    # The largest scale that starts at most at chance (scale 0 gives exactly ln C): as much of the probe as the
+    # noise allows (quick preset, Model 3 fine-tune AUC: 0.877 SimCLR, 0.846 random init; the loss-minimising
+    # scale gave 0.874 and 0.844, allowing 1.5 ln C 0.879 and 0.844).
+    chance = math.log(logits.shape[1])
+    best = int(torch.nonzero(losses <= max(chance, float(losses.min())) + 0.02).max())
     scale = float(scales[best])
     model.classifier.weight.mul_(scale)
     model.classifier.bias.mul_(scale)
