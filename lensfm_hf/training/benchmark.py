@@ -972,9 +972,17 @@ def make_plots(root: Path, cells: Sequence[Mapping[str, Any]]) -> list[str]:
                 stat = cell["metrics"]["roc_auc"]
                 series.setdefault(cell["method_name"], []).append((cell["labels_per_class"], stat["mean"], stat["std"]))
         if series:
+            # The budgets train for different step counts (few-label settings override the full fine-tune's): say so.
+            steps = {}
+            for cell in subset:
+                if cell["protocol"] in ("finetune", "few_label"):
+                    max_steps = ((cell.get("settings") or {}).get("training") or {}).get("max_steps")
+                    steps.setdefault("all labels" if cell["protocol"] == "finetune" else "few labels", max_steps)
+            budget_note = ", ".join(f"{k}: {v} steps" for k, v in steps.items() if v is not None)
             out.append(plots.plot_label_efficiency(
                 series, plot_dir / f"label_efficiency_{finetune_set}.png",
-                title=f"{DATASET_TITLES.get(finetune_set, finetune_set)}: fine-tuning label efficiency"))
+                title=f"{DATASET_TITLES.get(finetune_set, finetune_set)}: fine-tuning label efficiency"
+                + (f"\n({budget_note})" if budget_note else "")))
         matrices = {c["method_name"]: c["confusion_matrix"] for c in subset if c["protocol"] == "finetune" and c.get("confusion_matrix")}
         if matrices:
             out.append(plots.plot_confusion_matrices(

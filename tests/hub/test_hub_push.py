@@ -27,6 +27,7 @@ def _cli(args: list[str]) -> str:
     return f"import sys\nfrom lensfm_hf.cli import main\nsys.exit(main({args!r}))\n"
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_push_then_pull_model_and_dataset(
     auto_image_processor, exported, dataset_folder, fake_hub_server, fake_hub_env, tmp_path
 ):

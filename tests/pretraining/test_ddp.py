@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tiny_data import write_tiny_dataset
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -39,6 +41,7 @@ def _recipe(method: str, source: str, output_dir: Path) -> dict:
     }
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_two_rank_ddp_keeps_ranks_and_teachers_in_sync(tmp_path):
     dataset = write_tiny_dataset(tmp_path / "data", train=48, test=12, size=32)
     methods = ["ijepa", "simclr"]

@@ -100,7 +100,7 @@ def test_overrides_are_typed_and_routed():
     assert recipe.training.max_steps == 7 and recipe.training.seed == 3
     assert recipe.training.learning_rate == pytest.approx(1e-3) and isinstance(recipe.training.learning_rate, float)
     assert recipe.data.dataset_config == "model3" and recipe.data.is_stream
-    assert recipe.model.method_config == {"mask_ratio": 0.6} and recipe.model.preset == "micro"
+    assert recipe.model.method_config["mask_ratio"] == 0.6 and recipe.model.preset == "micro"
     assert recipe.training.bf16 is False
     assert recipe.training.output_dir.endswith(RECIPES[0].stem)  # default output folder named after the recipe
     assert recipe.resolved()["training"]["max_steps"] == 7

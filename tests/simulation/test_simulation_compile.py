@@ -40,6 +40,7 @@ def test_renderer_is_one_graph(class_name):
     assert explanation.graph_count == 1
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_compiled_images_match_eager():
     eager = simulate("model2", "cdm", 6, seed=3)
     compiled = simulate("model2", "cdm", 6, seed=3, compile=True)
@@ -49,6 +50,7 @@ def test_compiled_images_match_eager():
     assert compiled["pixel_values"].abs().max() > 0
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_compiled_stream_matches_eager():
     eager = next(iter(LensingStream("model2", batch_size=6, seed=1, class_names=("no_sub", "cdm"))))
     compiled = next(iter(LensingStream("model2", batch_size=6, seed=1, class_names=("no_sub", "cdm"), compile=True)))

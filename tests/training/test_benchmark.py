@@ -122,6 +122,7 @@ def test_head_init_option_is_checked_and_keys_only_lp_ft_cells():
         benchmark.load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=probe"])
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_full_preset_runs_end_to_end_at_toy_sizes(tmp_path):
     """recipes/benchmark/full.yaml as shipped (GPU pretraining recipes, LP-FT, few-label budgets, bf16 falling back
     to float32 on CPU), shrunk to toy sizes: the measurement preset must not first break on the GPU machine."""
@@ -155,6 +156,7 @@ def test_full_preset_runs_end_to_end_at_toy_sizes(tmp_path):
         assert math.isfinite(cell["metrics"]["roc_auc"]["mean"]), cell
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_worker_processes_give_the_same_cells(mini_run, tmp_path):
     root, serial = mini_run
     parallel = run_benchmark(MINI, overrides=_overrides(tmp_path) + ["benchmark.workers=2"])

@@ -76,6 +76,7 @@ def _model3(per_class: int, seed: int) -> TensorSplit:
     return TensorSplit((images - low) / (high - low), labels, NAMES)
 
 
+@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
 def test_batchnorm_head_lets_a_vit_learn_model3_where_a_plain_head_stays_at_chance(tmp_path):
     """The regression this head fixes: a linear head on pooled ViT features stayed at chance (0.333) on Model 3."""
     train, validation, test = _model3(80, 0), _model3(20, 2), _model3(50, 1)
