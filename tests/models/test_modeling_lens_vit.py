@@ -14,6 +14,7 @@ from lensfm_hf.models import (
     LensViTModel,
 )
 from lensfm_hf.models.modeling_lens_vit import sincos_position_embedding
+from meta_init import build_on_meta_and_init
 
 IMAGE_SIZE, PATCH = 16, 4
 
@@ -411,24 +412,10 @@ def test_can_be_initialized_on_meta(model_class):
 def test_init_weights_can_init_buffers_and_all_tensors_are_registered(model_class, conv):
     """transformers' test_init_weights_can_init_buffers and test_all_tensors_are_parameter_or_buffer; the meta
     model's memory is filled with NaN first so an uninitialised buffer cannot pass by holding zeros by chance."""
-    from transformers.initialization import no_init_weights
-
     config, inputs = TESTER.prepare_config_and_inputs_for_common(
         **(dict(patch_embedding_type="conv", conv_stem_norm="batchnorm") if conv else {})
     )
-    with no_init_weights():
-        reference = model_class(copy.deepcopy(config))
-    with torch.device("meta"):
-        model = model_class(copy.deepcopy(config))
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in list(model.parameters()) + list(model.buffers()):
-            tensor.fill_(float("nan") if tensor.is_floating_point() else 7)
-    model.init_weights()
-    buffers = dict(model.named_buffers())
-    assert sorted(buffers) == sorted(dict(reference.named_buffers()))
-    for name, buffer in reference.named_buffers():
-        assert torch.equal(buffer, buffers[name]), name
+    _, model = build_on_meta_and_init(model_class, lambda: copy.deepcopy(config))
     _assert_tensors_finite(model)
     fresh = build(model_class, copy.deepcopy(config))
     torch.testing.assert_close(model.get_input_embeddings().projection.weight.std(),

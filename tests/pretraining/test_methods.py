@@ -19,6 +19,7 @@ from lensfm_hf.pretraining import PRETRAINING_METHODS, get_pretraining_classes
 from lensfm_hf.pretraining.base import embedding_std
 from lensfm_hf.pretraining.components import MultiBlockMaskGenerator
 from lensfm_hf.pretraining.ijepa import LensIJEPAConfig, LensIJEPAForPreTraining
+from meta_init import build_on_meta_and_init
 
 IMAGE_SIZE, PATCH_SIZE, BATCH = 32, 8, 16
 # Heads shrunk for CPU speed; everything else is each method's default.
@@ -429,24 +430,10 @@ def test_ijepa_subclass_overrides_targets_and_masks():
 def test_builds_on_meta_and_init_weights_sets_every_buffer(method):
     """transformers' test_can_be_initialized_on_meta / test_init_weights_can_init_buffers, with the empty memory
     filled with NaN so an uninitialised buffer (e.g. DINO's center) cannot pass by holding zeros by chance."""
-    from transformers.initialization import no_init_weights
-
     config_class, model_class = get_pretraining_classes(method)
     config = config_class.from_preset("micro", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, drop_path_rate=0.1,
                                       **SMALL_HEADS[method])
-    with no_init_weights():
-        reference = model_class(config)
-    with torch.device("meta"):
-        model = model_class(config)
-    assert all(p.device.type == "meta" for p in model.parameters())
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in list(model.parameters()) + list(model.buffers()):
-            tensor.fill_(float("nan") if tensor.is_floating_point() else 7)
-    model.init_weights()
-    buffers = dict(model.named_buffers())
-    for name, buffer in reference.named_buffers():
-        assert torch.equal(buffer, buffers[name]), name
+    _, model = build_on_meta_and_init(model_class, lambda: config)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         assert not tensor.is_floating_point() or torch.isfinite(tensor).all(), name
     assert torch.isfinite(model(lensing_images(4)).loss)
