@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoModelForPreTraining
 
 from ..files import atomic_write
 from ..models import LensViTConfig, LensViTModel
 from ..pretraining import PRETRAINING_METHODS
+from ..pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
 from . import protocols
 from .finetune import (
     TensorSplit,
@@ -610,10 +612,6 @@ def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], splits: "
 def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | None:
     """For a physics-informed encoder: how well its physics branch recovers the simulator's truth (source position,
     θ_E, arcsec) on fresh held-out images (`ijepa_physics.measure_parameter_recovery`); None for other methods."""
-    from transformers import AutoModelForPreTraining
-
-    from ..pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
-
     state = Path(spec["encoder_dir"] or "") / "pretraining"
     if spec["random"] or not (state / "config.json").is_file():
         return None

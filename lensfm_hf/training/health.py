@@ -115,10 +115,8 @@ def encoder_health(
     try:
         for start in range(0, len(pixel_values), batch_size):
             output = encoder(pixel_values=pixel_values[start : start + batch_size].to(device))
-            hidden = output.last_hidden_state.float()
-            num_prefix = hidden.shape[1] - int(getattr(encoder.config, "image_size") // encoder.config.patch_size) ** 2
             pooled.append(output.pooler_output.float().cpu())
-            patches.append(hidden[:, num_prefix:].cpu())
+            patches.append(output.last_hidden_state[:, encoder.num_prefix_tokens :].float().cpu())
     finally:
         encoder.train(was_training)
     pooled, patches = torch.cat(pooled), torch.cat(patches)
