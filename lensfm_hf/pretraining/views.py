@@ -85,19 +85,34 @@ def _uniform(low: float, high: float, batch_size: int, device, generator) -> tor
     return low + (high - low) * torch.rand(batch_size, device=device, generator=generator)
 
 
-def d4_transform(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random element of D4 per sample, as one gather of precomputed pixel permutations."""
-    batch_size, channels, height, width = images.shape
-    if height != width:
-        raise ValueError(f"D4 views need square images, got {height}x{width}; set d4=False.")
-    device = images.device
-    grid = torch.arange(height * width, device=device).view(height, width)
-    permutations = torch.stack(
-        [torch.rot90(g, k, dims=(0, 1)).flatten() for g in (grid, grid.flip(1)) for k in range(4)]
-    )
-    choice = torch.randint(0, 8, (batch_size,), device=device, generator=generator)
-    index = permutations[choice].unsqueeze(1).expand(batch_size, channels, height * width)
-    return images.flatten(2).gather(2, index).view_as(images)
+def _d4_permutations(side: int, device) -> torch.Tensor:
+    """(8, side²) pixel permutations of the D4 elements: rot90 k times (k = 0..3), without and with a flip."""
+    grid = torch.arange(side * side, device=device).view(side, side)
+    return torch.stack([torch.rot90(g, k, dims=(0, 1)).flatten() for g in (grid, grid.flip(1)) for k in range(4)])
+
+
+def random_d4(
+    pixel_values: torch.Tensor, targets: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One random element of the dihedral group D4 (rot90 k times, optional flip) per image, as one gather.
+
+    Image-shaped `targets` (B, C', H', W') (super-resolution) get the same element; other targets (labels) pass
+    through. Lensing classes are invariant under D4 (no crop or zoom: those change the Einstein radius in pixels).
+    Returns (pixel_values, targets).
+    """
+    batch_size = pixel_values.shape[0]
+    choice = torch.randint(0, 8, (batch_size,), device=pixel_values.device, generator=generator)
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        _, channels, height, width = images.shape
+        if height != width:
+            raise ValueError(f"D4 views need square images, got {height}x{width}; set d4=False.")
+        permutation = _d4_permutations(height, images.device)[choice.to(images.device)]
+        index = permutation.unsqueeze(1).expand(batch_size, channels, height * width)
+        return images.flatten(2).gather(2, index).view_as(images)
+
+    image_targets = targets is not None and targets.ndim == 4
+    return apply(pixel_values), (apply(targets) if image_targets else targets)
 
 
 def affine_transform(
@@ -140,7 +155,7 @@ def augment(images: torch.Tensor, config: ViewConfig, generator: torch.Generator
     device = images.device
     x = images
     if config.d4:
-        x = d4_transform(x, generator)
+        x, _ = random_d4(x, generator=generator)
     if config.rotation_degrees > 0 or config.shift_pixels > 0:
         x = affine_transform(x, config.rotation_degrees, config.shift_pixels, generator)
     if config.blur_probability > 0:
@@ -240,7 +255,7 @@ __all__ = [
     "affine_transform",
     "augment",
     "blur",
-    "d4_transform",
+    "random_d4",
     "make_local_views",
     "make_views",
     "random_crop",

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..pretraining.views import random_d4
 from ..models import (
     LensImageProcessor,
     LensViTConfig,
@@ -190,31 +191,6 @@ class TensorSplit:
     def select(self, indices) -> "TensorSplit":
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return TensorSplit(self.pixel_values[index], self.labels[index], self.label_names)
-
-
-def random_d4(pixel_values: torch.Tensor, targets: torch.Tensor | None = None, generator=None):
-    """Apply one random element of the dihedral group D4 (rot90 k times, optional flip) per image.
-
-    Image-shaped `targets` (super-resolution) get the same transform. Lensing classes are invariant under D4
-    (no crop or zoom: those change the Einstein radius).
-    """
-    batch = pixel_values.shape[0]
-    turns = torch.randint(0, 4, (batch,), generator=generator)
-    flips = torch.randint(0, 2, (batch,), generator=generator).bool()
-    transform_targets = targets is not None and targets.ndim == 4
-    pixel_values = pixel_values.clone()
-    targets = targets.clone() if transform_targets else targets
-    for k in range(1, 4):
-        rows = turns == k
-        if rows.any():
-            pixel_values[rows] = torch.rot90(pixel_values[rows], k, dims=(-2, -1))
-            if transform_targets:
-                targets[rows] = torch.rot90(targets[rows], k, dims=(-2, -1))
-    if flips.any():
-        pixel_values[flips] = pixel_values[flips].flip(-1)
-        if transform_targets:
-            targets[flips] = targets[flips].flip(-1)
-    return pixel_values, targets
 
 
 class LensTensorDataset(torch.utils.data.Dataset):

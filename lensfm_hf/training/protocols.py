@@ -265,7 +265,7 @@ def training_mode_logits(model, split: TensorSplit, batch_size: int = 64, batche
     """Logits (n, C) and labels (n,) of `model` in train mode on `batches` seeded batches of `split` (D4-augmented
     with `augment`), i.e. what its first optimisation steps see, on the CPU. Leaves the model's mode and BatchNorm
     statistics as they were."""
-    from .finetune import random_d4
+    from ..pretraining.views import random_d4
 
     device = next(model.parameters()).device
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

@@ -32,7 +32,7 @@ from lensfm_hf.pretraining.views import (
     ViewConfig,
     augment,
     blur,
-    d4_transform,
+    random_d4,
     make_local_views,
     make_views,
     random_crop,
@@ -192,7 +192,7 @@ def test_multiblock_generator_is_seedable_and_configurable():
 def test_d4_is_a_pixel_permutation_and_covers_the_group():
     torch.manual_seed(0)
     image = torch.arange(16.0).view(1, 1, 4, 4).expand(64, 1, 4, 4)
-    out = d4_transform(image)
+    out, _ = random_d4(image)
     assert torch.equal(out.flatten(1).sort(1).values, image.flatten(1).sort(1).values)
     assert len({tuple(o.flatten().tolist()) for o in out}) == 8  # all 8 group elements appear
 
