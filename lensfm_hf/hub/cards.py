@@ -14,6 +14,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..pretraining import method_display_name
+
 # Card templates live in the repo's model_cards/; lensfm_hf/templates links there in a checkout and is a copy in
 # an installed wheel (package_data), so this one path works in both.
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
@@ -22,17 +24,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 # Keys of one results entry, as EvalResult fields; the first five are required.
 REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 OPTIONAL_RESULT_KEYS = ("task_name", "dataset_config", "dataset_split", "dataset_revision", "metric_name", "source_url")
-
-METHOD_NAMES = {
-    "mae": "MAE (masked autoencoder)",
-    "simclr": "SimCLR",
-    "moco": "MoCo v3",
-    "dino": "DINO",
-    "ibot": "iBOT",
-    "ijepa": "I-JEPA",
-    "ijepa_physics": "physics-informed I-JEPA",
-}
-
 
 # What each benchmark preset is, for the card's "Preset" line: numbers from a smoke test must say so.
 BENCHMARK_PRESETS = {
@@ -248,7 +239,7 @@ def render_model_card(
         "label_names": [str(v) for _, v in sorted((cfg.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))],
         "model_name": model_name,
         "method": method,
-        "method_title": METHOD_NAMES.get(_method_key(method), method) if method else None,
+        "method_title": method_display_name(_method_key(method)) if method else None,
         "pretraining": pretraining,
         "pretraining_json": json.dumps(pretraining, indent=2, sort_keys=True, default=str) if pretraining else "",
         "config": cfg,

@@ -37,6 +37,12 @@ def get_pretraining_classes(method: str) -> tuple[type[LensPretrainingConfig], t
         ) from None
 
 
+def method_display_name(method: str) -> str:
+    """The name tables, plots and cards give a method (its config's `display_name`); unknown names pass through."""
+    classes = PRETRAINING_METHODS.get(method)
+    return classes[0].display_name if classes else method
+
+
 def _register_auto_classes() -> None:
     for config_class, model_class in PRETRAINING_METHODS.values():
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
@@ -66,5 +72,6 @@ __all__ = [
     "LensSimCLRForPreTraining",
     "ViewConfig",
     "get_pretraining_classes",
+    "method_display_name",
     "make_views",
 ]

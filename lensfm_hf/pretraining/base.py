@@ -51,6 +51,7 @@ class LensPretrainingConfig(PretrainedConfig):
     """
 
     model_type = "lens_pretraining"
+    display_name = "pretraining"  # each method names itself: the one source of the tables' and cards' titles
     method = ""
     backbone_overrides = {}
     default_views = {}

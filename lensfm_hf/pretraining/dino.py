@@ -166,6 +166,7 @@ class LensDINOConfig(LensPretrainingConfig):
     """
 
     model_type = "lens_dino"
+    display_name = "DINO"  # tables, plots and cards
     method = "dino"
     default_views = STRONG_VIEWS
 

@@ -60,6 +60,7 @@ class LensIBOTConfig(LensDINOConfig):
     """
 
     model_type = "lens_ibot"
+    display_name = "iBOT"  # tables, plots and cards
     method = "ibot"
 
     def __init__(

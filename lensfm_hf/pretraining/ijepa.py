@@ -65,6 +65,7 @@ class LensIJEPAConfig(LensPretrainingConfig):
     """
 
     model_type = "lens_ijepa"
+    display_name = "I-JEPA"  # tables, plots and cards
     method = "ijepa"
     backbone_overrides = {"use_cls_token": False, "pooling": "mean"}
 

@@ -94,6 +94,7 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
     """
 
     model_type = "lens_ijepa_physics"
+    display_name = "I-JEPA (physics)"  # tables, plots and cards
     method = "ijepa_physics"
 
     def __init__(

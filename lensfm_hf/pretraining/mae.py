@@ -60,6 +60,7 @@ class LensMAEConfig(LensPretrainingConfig):
     """
 
     model_type = "lens_mae"
+    display_name = "MAE"  # tables, plots and cards
     method = "mae"
 
     def __init__(

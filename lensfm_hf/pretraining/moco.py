@@ -47,6 +47,7 @@ class LensMoCoConfig(LensPretrainingConfig):
     """
 
     model_type = "lens_moco"
+    display_name = "MoCo v3"  # tables, plots and cards
     method = "moco"
     default_views = STRONG_VIEWS
 

@@ -53,6 +53,7 @@ class LensSimCLRConfig(LensPretrainingConfig):
     """
 
     model_type = "lens_simclr"
+    display_name = "SimCLR"  # tables, plots and cards
     method = "simclr"
     default_views = STRONG_VIEWS
 

@@ -56,7 +56,7 @@ def test_encoder_card_round_trip(tiny_config, tmp_path):
     for section in ("## Model", "## Intended use", "## Training data and recipe", "## Results", "## How to use",
                     "## Limitations", "## Citation"):
         assert section in text
-    assert "physics-informed I-JEPA" in text and "recipes/pretrain/ijepa_physics.yaml" in text
+    assert "I-JEPA (physics)" in text and "recipes/pretrain/ijepa_physics.yaml" in text
     assert "| Accuracy (linear probe) | 0.8100 |" in text
     assert 'AutoModel.from_pretrained(repo, trust_remote_code=True)' in text and "AutoImageProcessor" in text
     assert "Simulation-to-real gap" in text
