@@ -1,7 +1,7 @@
 """LensViT model family: the files in this folder are exported verbatim as hub remote code."""
 
 from .configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
-from .image_processing_lens_vit import LensImageProcessor
+from .image_processing_lens_vit import LensImageProcessor, minmax_normalize
 from .modeling_lens_vit import (
     LensViTForImageClassification,
     LensViTForImageSuperResolution,
@@ -17,4 +17,5 @@ __all__ = [
     "LensViTPreTrainedModel",
     "LensViTForImageClassification",
     "LensViTForImageSuperResolution",
+    "minmax_normalize",
 ]

@@ -170,6 +170,15 @@ def _replace_non_finite(batch: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(batch, nan=0.0)
 
 
+def minmax_normalize(images: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max to [0, 1] of (B, C, H, W) images, on their device and in their dtype; a constant image maps
+    to zeros rather than dividing by zero. The one implementation: the processor and the physics-informed loss
+    (which compares renders with observed images in the processor's convention) both call it."""
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (high - low).clamp(min=1e-12)
+
+
 def _check_positive_finite(name: str, value: Any) -> float:
     try:
         number = float(value)
@@ -284,16 +293,30 @@ class LensImageProcessor(BaseImageProcessor):
                     f"images contain {bad} NaN or Inf pixels; clean them or pass nan_to_num=True to replace them."
                 )
             batch = _replace_non_finite(batch)
-        batch = self.apply_stretch(batch, options["stretch"], options["stretch_scale"])
-        batch = self.apply_normalization(batch, options)
-        if options["size"] is not None and tuple(batch.shape[-2:]) != (options["size"],) * 2:
-            batch = F.interpolate(batch, size=(options["size"],) * 2, mode="bilinear", align_corners=False)
-        batch = batch.float().contiguous()
+        batch = self._transform(batch, options).float().contiguous()
         if not bool(torch.isfinite(batch).all()):
             raise ValueError(
                 "the stretched and normalised images exceed the float32 range; use normalization='minmax' or a "
                 "stretch ('asinh', 'log') for images with such extreme values."
             )
+        return batch
+
+    def process_tensor(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The processor's chain (non-finite replacement with `nan_to_num`, stretch, normalisation, resize) on a
+        (B, 1, H, W) tensor in float32 on whatever device it lives, without `__call__`'s input checks (no host sync,
+        no CPU round trip): for batches made on the GPU, such as simulated streams."""
+        batch = pixel_values.float()
+        if self.nan_to_num:
+            batch = _replace_non_finite(batch)
+        return self._transform(batch, self._options()).contiguous()
+
+    @classmethod
+    def _transform(cls, batch: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        """Stretch, normalise and resize (B, 1, H, W) in its dtype, on its device."""
+        batch = cls.apply_stretch(batch, options["stretch"], options["stretch_scale"])
+        batch = cls.apply_normalization(batch, options)
+        if options["size"] is not None and tuple(batch.shape[-2:]) != (options["size"],) * 2:
+            batch = F.interpolate(batch, size=(options["size"],) * 2, mode="bilinear", align_corners=False)
         return batch
 
     def _options(self) -> dict[str, Any]:
@@ -321,10 +344,7 @@ class LensImageProcessor(BaseImageProcessor):
     def apply_normalization(batch: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
         normalization = options["normalization"]
         if normalization == "minmax":
-            low = batch.amin(dim=(1, 2, 3), keepdim=True)
-            high = batch.amax(dim=(1, 2, 3), keepdim=True)
-            # A constant image maps to zeros rather than dividing by zero.
-            return (batch - low) / (high - low).clamp(min=1e-12)
+            return minmax_normalize(batch)
         if normalization == "standard":
             return (batch - options["image_mean"]) / options["image_std"]
         if normalization != "none":
@@ -332,4 +352,4 @@ class LensImageProcessor(BaseImageProcessor):
         return batch
 
 
-__all__ = ["LensImageProcessor"]
+__all__ = ["LensImageProcessor", "minmax_normalize"]

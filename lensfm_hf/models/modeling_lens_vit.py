@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init  # init functions that respect "already loaded from checkpoint"
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -23,11 +24,6 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_lens_vit import LensViTConfig
-
-try:  # transformers >= 5: init functions that respect the "already loaded from checkpoint" flag
-    from transformers import initialization as init
-except ImportError:  # pragma: no cover - older transformers
-    from torch.nn import init
 
 
 def sincos_position_embedding(grid_height: int, grid_width: int, dim: int, device=None) -> torch.Tensor:
@@ -569,20 +565,15 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
         return outputs if return_dict else outputs.to_tuple()
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            if self.num_labels == 1:
-                return F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
-            return F.mse_loss(logits.float(), labels.float())
-        if self.config.problem_type == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1).long())
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        """transformers' image-classification loss (MSE / cross-entropy / BCE by `config.problem_type`, inferred
+        from `num_labels` and the label dtype when unset) on float32 logits. Datasets give int32 class indices or
+        float64 targets, so the labels are first cast to the dtype that loss needs."""
+        problem = self.config.problem_type
+        class_indices = problem == "single_label_classification" or (
+            problem is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int)
+        )
+        labels = labels.long() if class_indices else labels.float()
+        return self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config)
 
 
 class LensViTForImageSuperResolution(LensViTPreTrainedModel):

@@ -6,7 +6,13 @@ import torch
 from transformers import AutoImageProcessor, pipeline
 
 import lensfm_hf  # noqa: F401
-from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTForImageClassification, LensViTModel
+from lensfm_hf.models import (
+    LensImageProcessor,
+    LensViTConfig,
+    LensViTForImageClassification,
+    LensViTModel,
+    minmax_normalize,
+)
 
 
 def ring(size=32, seed=0):
@@ -237,3 +243,25 @@ def test_bad_options_raise_clear_errors(options, match):
 def test_config_patch_size_zero_is_a_clear_error():
     with pytest.raises(ValueError, match="patch_size must be a positive integer"):
         LensViTConfig(image_size=32, patch_size=0)
+
+
+def test_process_tensor_matches_the_processor():
+    """The on-device path (simulated GPU batches) gives what `__call__` gives, in float32."""
+    images = torch.rand(3, 1, 16, 16) * 5
+    processor = LensImageProcessor(stretch="asinh", stretch_scale=0.5, normalization="minmax", size=8)
+    expected = processor(images)["pixel_values"]
+    got = processor.process_tensor(images)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    cleaning = LensImageProcessor(nan_to_num=True)
+    dirty = images.clone()
+    dirty[0, 0, 0, 0] = float("nan")
+    dirty[1, 0, 0, 0] = float("inf")
+    torch.testing.assert_close(cleaning.process_tensor(dirty), cleaning(dirty)["pixel_values"])
+
+
+def test_minmax_normalize_maps_each_image_to_unit_range():
+    images = torch.stack([torch.rand(1, 8, 8) * 3 - 1, torch.full((1, 8, 8), 2.0)])
+    out = minmax_normalize(images)
+    assert out[0].amin() == 0 and out[0].amax() == 1
+    assert torch.equal(out[1], torch.zeros(1, 8, 8)), "a constant image maps to zeros"
