@@ -1,8 +1,9 @@
 """Lensing evaluation metrics as an offline `evaluate` module (load it by path; no Hub needed).
 
-Configs: "classification" (accuracy, macro one-vs-rest ROC AUC, per-class AUC, confusion matrix from logits or
-probabilities), "regression" (MAE, RMSE, R²), "super_resolution" (PSNR, SSIM of predicted vs reference images).
-The numpy functions below are the implementation; `lensfm_hf.training.metrics` reuses them directly.
+Configs: "classification" (accuracy, macro one-vs-rest ROC AUC, per-class AUC, confusion matrix, TPR at fixed FPR
+from logits or probabilities), "regression" (MAE, RMSE, R², bias), "super_resolution" (PSNR, SSIM). The numbers
+come from scikit-learn and scikit-image; the functions below only shape inputs and handle the edge cases (a class
+absent from the references, identical images). `lensfm_hf.training.metrics` reuses these functions directly.
 """
 
 import math
@@ -10,27 +11,36 @@ import math
 import datasets
 import evaluate
 import numpy as np
+from sklearn.metrics import accuracy_score, mean_absolute_error, mean_squared_error, r2_score, roc_auc_score, roc_curve
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 _DESCRIPTION = """Metrics of the lensfm-hf benchmark: classification (accuracy, macro one-vs-rest ROC AUC, per-class
-AUC, confusion matrix), regression (MAE, RMSE, R2) and super-resolution (PSNR, SSIM)."""
+AUC, confusion matrix, TPR at a fixed FPR for binary problems), regression (MAE, RMSE, R2, bias) and
+super-resolution (PSNR, SSIM), computed with scikit-learn and scikit-image."""
 
 _KWARGS_DESCRIPTION = """
 classification: predictions (N, C) logits or probabilities, references (N,) class indices.
-    scores: "auto" (default; rows that are non-negative and sum to 1 are probabilities, else logits),
-    "logits" or "probabilities". num_classes: default C.
-    Returns accuracy, roc_auc (macro one-vs-rest; classes absent from references are skipped),
-    roc_auc_per_class (list, NaN for an absent class), confusion_matrix (rows = true class, columns = predicted).
-regression: predictions (N,), references (N,) floats. Returns mae, rmse, r2.
-super_resolution: predictions and references images (N, C, H, W) (or (N, H, W)), float.
+    scores: "auto" (default; rows that are non-negative and sum to 1 are probabilities, else logits, which are
+    softmaxed), "logits" or "probabilities". num_classes: default C.
+    tpr_at_fpr: false-positive rates (binary problems only) at which to report the true-positive rate of the
+    positive (last) class, interpolated on the ROC curve; key f"tpr_at_fpr_{fpr:g}".
+    Returns accuracy, roc_auc (macro one-vs-rest over the classes present in references; binary: the AUC of the
+    last class), roc_auc_per_class (list, NaN for a class absent from references), confusion_matrix
+    (rows = true class, columns = predicted).
+regression: predictions (N,), references (N,) floats. Returns mae, rmse, r2 (NaN for constant references) and
+    bias = mean(prediction - reference), all in the units of the inputs.
+super_resolution: predictions and references images (N, C, H, W), (N, H, W) or (H, W), float.
     data_range: intensity range for PSNR/SSIM; None (default) uses each reference image's max - min.
-    Returns psnr (dB, mean over images; inf when identical) and ssim (Gaussian window sigma 1.5, 11 taps,
-    K1 0.01, K2 0.03; Wang et al. 2004, the same as skimage with gaussian_weights=True).
+    Returns psnr (dB, mean over images; inf when identical) and ssim (skimage structural_similarity with a
+    Gaussian window, sigma 1.5, population covariance: Wang et al. 2004), each the mean over images.
 """
 
 _CITATION = """@article{wang2004ssim, title={Image quality assessment: from error visibility to structural similarity},
 author={Wang, Zhou and Bovik, Alan C. and Sheikh, Hamid R. and Simoncelli, Eero P.}, journal={IEEE TIP}, year={2004}}"""
 
 CONFIGS = ("classification", "regression", "super_resolution")
+SCORE_KINDS = ("auto", "logits", "probabilities")
 
 
 # ----------------------------------------------------------------------------- classification
@@ -46,86 +56,117 @@ def softmax(logits):
 
 def as_probabilities(scores, kind="auto"):
     """(N, C) scores as probabilities: softmax of logits, or the scores themselves when they already are."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"scores kind must be one of {SCORE_KINDS}, got {kind!r}")
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"classification scores must be (N, num_classes), got shape {scores.shape}")
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"classification scores must be (N, num_classes >= 2), got shape {scores.shape}")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("classification scores contain NaN or inf")
     if kind == "auto":
         looks_like_probabilities = bool(np.all(scores >= 0)) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
         kind = "probabilities" if looks_like_probabilities else "logits"
-    if kind == "logits":
-        return softmax(scores)
-    if kind != "probabilities":
-        raise ValueError(f"scores must be 'auto', 'logits' or 'probabilities', got {kind!r}")
-    return scores
-
-
-def _average_ranks(values):
-    """1-based ranks of `values`, ties sharing their average rank (as scipy.stats.rankdata)."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # start of each run of equal values
-    boundaries = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1], [True]])
-    starts = np.flatnonzero(boundaries)
-    ranks_sorted = np.empty(len(values), dtype=np.float64)
-    for begin, end in zip(starts[:-1], starts[1:]):
-        ranks_sorted[begin:end] = 0.5 * (begin + end - 1) + 1.0
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = ranks_sorted
-    return ranks
+    return softmax(scores) if kind == "logits" else scores
 
 
 def binary_auc(scores, positives):
-    """ROC AUC of `scores` for boolean `positives` (Mann-Whitney U / (n+ n-)); NaN when a class is missing."""
-    positives = np.asarray(positives, dtype=bool)
-    n_pos = int(positives.sum())
-    n_neg = len(positives) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    """ROC AUC of `scores` for boolean `positives` (sklearn); NaN when positives or negatives are missing."""
+    positives = np.asarray(positives, dtype=bool).reshape(-1)
+    if positives.all() or not positives.any():
         return float("nan")
-    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(positives, np.asarray(scores, dtype=np.float64).reshape(-1)))
 
 
 def confusion_matrix(predicted, references, num_classes):
     """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(references, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
-    return matrix
+    return sklearn_confusion_matrix(references, predicted, labels=np.arange(num_classes))
 
 
-def classification_metrics(scores, references, num_classes=None, kind="auto"):
-    """accuracy, roc_auc (macro OvR), roc_auc_per_class (list), confusion_matrix (nested list) from (N, C) scores."""
+def tpr_at_fpr(scores, positives, fpr):
+    """True-positive rate at false-positive rate `fpr` on the ROC curve of `scores` (linear between its vertices).
+
+    Where the curve is vertical at `fpr` (several thresholds give that FPR) the highest TPR is taken: the best
+    detector operating at that false-positive rate. NaN when positives or negatives are missing.
+    """
+    fpr = float(fpr)
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"false-positive rate must lie in [0, 1], got {fpr}")
+    positives = np.asarray(positives, dtype=bool).reshape(-1)
+    if positives.all() or not positives.any():
+        return float("nan")
+    fprs, tprs, _ = roc_curve(positives, np.asarray(scores, dtype=np.float64).reshape(-1))
+    last = int(np.searchsorted(fprs, fpr, side="right")) - 1  # last vertex with FPR <= fpr (top of a vertical step)
+    if fprs[last] == fpr or last == len(fprs) - 1:
+        return float(tprs[last])
+    weight = (fpr - fprs[last]) / (fprs[last + 1] - fprs[last])
+    return float(tprs[last] + weight * (tprs[last + 1] - tprs[last]))
+
+
+def classification_metrics(scores, references, num_classes=None, kind="auto", tpr_at_fprs=()):
+    """accuracy, roc_auc, roc_auc_per_class (list), confusion_matrix (nested list), tpr_at_fpr_<f> (binary only)."""
     probabilities = as_probabilities(scores, kind)
-    references = np.asarray(references, dtype=np.int64).reshape(-1)
+    references = np.asarray(references).reshape(-1)
     if len(references) != len(probabilities):
         raise ValueError(f"{len(probabilities)} predictions but {len(references)} references")
+    if len(references) == 0:
+        raise ValueError("classification metrics need at least one example")
     num_classes = int(num_classes or probabilities.shape[1])
+    if num_classes != probabilities.shape[1]:
+        raise ValueError(f"num_classes={num_classes} but scores have {probabilities.shape[1]} columns")
+    if not np.all(np.isfinite(references.astype(np.float64))) or np.any(references != np.round(references)):
+        raise ValueError("references must be integer class indices")
+    references = references.astype(np.int64)
+    if references.min() < 0 or references.max() >= num_classes:
+        raise ValueError(f"references must be class indices in [0, {num_classes}), got {references.min()}..{references.max()}")
+    fprs = [float(f) for f in tpr_at_fprs]
+    if fprs and num_classes != 2:
+        raise ValueError(f"tpr_at_fpr needs a binary problem (2 classes), got {num_classes} classes")
     predicted = probabilities.argmax(axis=1)
     per_class = [binary_auc(probabilities[:, c], references == c) for c in range(num_classes)]
     finite = [auc for auc in per_class if not math.isnan(auc)]
-    return {
-        "accuracy": float((predicted == references).mean()) if len(references) else float("nan"),
-        "roc_auc": float(np.mean(finite)) if finite else float("nan"),
+    if num_classes == 2:
+        roc_auc = per_class[-1]
+    else:
+        roc_auc = float(np.mean(finite)) if finite else float("nan")
+    result = {
+        "accuracy": float(accuracy_score(references, predicted)),
+        "roc_auc": roc_auc,
         "roc_auc_per_class": per_class,
         "confusion_matrix": confusion_matrix(predicted, references, num_classes).tolist(),
     }
+    for f in fprs:
+        result[f"tpr_at_fpr_{f:g}"] = tpr_at_fpr(probabilities[:, -1], references == num_classes - 1, f)
+    return result
 
 
 # ----------------------------------------------------------------------------- regression
 
 
+def _root_mean_squared_error(references, predictions):
+    try:  # scikit-learn >= 1.4
+        from sklearn.metrics import root_mean_squared_error
+    except ImportError:
+        return math.sqrt(mean_squared_error(references, predictions))
+    return root_mean_squared_error(references, predictions)
+
+
 def regression_metrics(predictions, references):
-    """mae, rmse and r2 of float predictions against references (same units as the inputs)."""
+    """mae, rmse, r2 and bias = mean(prediction - reference), in the units of the inputs (e.g. dex)."""
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     references = np.asarray(references, dtype=np.float64).reshape(-1)
     if predictions.shape != references.shape:
         raise ValueError(f"{predictions.shape[0]} predictions but {references.shape[0]} references")
-    error = predictions - references
-    variance = float(((references - references.mean()) ** 2).sum())
+    if len(references) == 0:
+        raise ValueError("regression metrics need at least one example")
+    if not (np.all(np.isfinite(predictions)) and np.all(np.isfinite(references))):
+        raise ValueError("regression predictions and references must be finite (drop NaN targets first)")
+    constant = len(references) < 2 or np.ptp(references) == 0
     return {
-        "mae": float(np.abs(error).mean()),
-        "rmse": float(np.sqrt((error**2).mean())),
-        "r2": float(1.0 - (error**2).sum() / variance) if variance > 0 else float("nan"),
+        "mae": float(mean_absolute_error(references, predictions)),
+        "rmse": float(_root_mean_squared_error(references, predictions)),
+        # R² is undefined for constant references; sklearn's force_finite would report 0 or 1 instead
+        "r2": float("nan") if constant else float(r2_score(references, predictions)),
+        "bias": float(np.mean(predictions - references)),
     }
 
 
@@ -133,7 +174,7 @@ def regression_metrics(predictions, references):
 
 
 def _as_image_batch(images):
-    """(N, C, H, W) or (N, H, W) -> (N*C, H, W) float64 planes."""
+    """(N, C, H, W), (N, H, W) or (H, W) -> (N*C, H, W) float64 planes."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim == 2:
         images = images[None]
@@ -144,56 +185,44 @@ def _as_image_batch(images):
     return images
 
 
-def _data_ranges(references, data_range):
+def _image_pairs(predictions, references, data_range):
+    predictions, references = _as_image_batch(predictions), _as_image_batch(references)
+    if predictions.shape != references.shape:
+        raise ValueError(f"prediction shape {predictions.shape} differs from reference shape {references.shape}")
+    if len(references) == 0:
+        raise ValueError("super-resolution metrics need at least one image")
     if data_range is None:
         ranges = references.max(axis=(1, 2)) - references.min(axis=(1, 2))
-        return np.where(ranges > 0, ranges, 1.0)
-    return np.full(len(references), float(data_range))
+        ranges = np.where(ranges > 0, ranges, 1.0)  # a constant reference image has no range of its own
+    else:
+        if not float(data_range) > 0:
+            raise ValueError(f"data_range must be positive, got {data_range}")
+        ranges = np.full(len(references), float(data_range))
+    return predictions, references, ranges
 
 
 def psnr(predictions, references, data_range=None):
-    """Per-image PSNR in dB, (N,) array; inf where an image is reproduced exactly."""
-    predictions, references = _as_image_batch(predictions), _as_image_batch(references)
-    if predictions.shape != references.shape:
-        raise ValueError(f"prediction shape {predictions.shape} differs from reference shape {references.shape}")
-    mse = ((predictions - references) ** 2).mean(axis=(1, 2))
-    ranges = _data_ranges(references, data_range)
+    """Per-image PSNR in dB (skimage), (N,) array; inf where an image is reproduced exactly."""
+    predictions, references, ranges = _image_pairs(predictions, references, data_range)
     with np.errstate(divide="ignore"):
-        return np.where(mse > 0, 10.0 * np.log10(ranges**2 / np.maximum(mse, 1e-300)), np.inf)
+        return np.array([
+            peak_signal_noise_ratio(reference, prediction, data_range=value)
+            for prediction, reference, value in zip(predictions, references, ranges)
+        ])
 
 
-def gaussian_window(sigma=1.5, truncate=3.5):
-    """Normalised 1-D Gaussian taps (radius int(truncate * sigma + 0.5), as scipy.ndimage / skimage)."""
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return taps / taps.sum()
-
-
-def _filter_valid(images, taps):
-    """Separable 'valid' filtering of (N, H, W) planes with 1-D taps along both axes."""
-    width = len(taps)
-    rows = np.lib.stride_tricks.sliding_window_view(images, width, axis=2) @ taps
-    return np.lib.stride_tricks.sliding_window_view(rows, width, axis=1) @ taps
-
-
-def ssim(predictions, references, data_range=None, sigma=1.5, k1=0.01, k2=0.03):
-    """Per-image mean SSIM, (N,) array, over the region where the Gaussian window fits entirely."""
-    predictions, references = _as_image_batch(predictions), _as_image_batch(references)
-    if predictions.shape != references.shape:
-        raise ValueError(f"prediction shape {predictions.shape} differs from reference shape {references.shape}")
-    taps = gaussian_window(sigma)
-    if min(predictions.shape[-2:]) < len(taps):
-        raise ValueError(f"SSIM needs images of at least {len(taps)} px, got {predictions.shape[-2:]}")
-    ranges = _data_ranges(references, data_range)[:, None, None]
-    c1, c2 = (k1 * ranges) ** 2, (k2 * ranges) ** 2
-    mu_x, mu_y = _filter_valid(predictions, taps), _filter_valid(references, taps)
-    sigma_xx = _filter_valid(predictions * predictions, taps) - mu_x**2
-    sigma_yy = _filter_valid(references * references, taps) - mu_y**2
-    sigma_xy = _filter_valid(predictions * references, taps) - mu_x * mu_y
-    numerator = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
-    denominator = (mu_x**2 + mu_y**2 + c1) * (sigma_xx + sigma_yy + c2)
-    return (numerator / denominator).mean(axis=(1, 2))
+def ssim(predictions, references, data_range=None, sigma=1.5):
+    """Per-image mean SSIM (skimage, Gaussian window `sigma`, population covariance), (N,) array."""
+    predictions, references, ranges = _image_pairs(predictions, references, data_range)
+    window = 2 * int(3.5 * sigma + 0.5) + 1  # skimage's Gaussian window at its default truncate of 3.5
+    if min(references.shape[-2:]) < window:
+        raise ValueError(f"SSIM with sigma {sigma} needs images of at least {window} px, got {references.shape[-2:]}")
+    return np.array([
+        structural_similarity(
+            prediction, reference, data_range=value, gaussian_weights=True, sigma=sigma, use_sample_covariance=False
+        )
+        for prediction, reference, value in zip(predictions, references, ranges)
+    ])
 
 
 def super_resolution_metrics(predictions, references, data_range=None):
@@ -233,9 +262,11 @@ class LensMetrics(evaluate.Metric):
             reference_urls=["https://github.com/mwt5345/DeepLenseSim"],
         )
 
-    def _compute(self, predictions, references, scores="auto", num_classes=None, data_range=None):
+    def _compute(self, predictions, references, scores="auto", num_classes=None, data_range=None, tpr_at_fpr=()):
         if self.config_name == "classification":
-            return classification_metrics(np.asarray(predictions), references, num_classes=num_classes, kind=scores)
+            return classification_metrics(
+                np.asarray(predictions), references, num_classes=num_classes, kind=scores, tpr_at_fprs=tpr_at_fpr
+            )
         if self.config_name == "regression":
             return regression_metrics(predictions, references)
         return super_resolution_metrics(
