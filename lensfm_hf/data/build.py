@@ -13,10 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -26,13 +26,17 @@ except ImportError:  # pragma: no cover - Windows has no flock; builds there are
     fcntl = None
 
 import numpy as np
+from datasets import Array3D, ClassLabel, Features, Value
+from datasets.arrow_writer import ParquetWriter
+from tqdm.auto import tqdm
 
-MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "test")
+from .. import simulation
+from .card import write_dataset_card, write_example_images
+from .manifest import MANIFEST_NAME, SPLITS, TMP_PREFIX, fsync_file, read_manifest, temp_path, to_json, write_manifest
+
 # Row groups are the unit a streaming reader or the Hub viewer fetches; ~4 MiB keeps both responsive
 # (256 rows of 64×64 float32, 46 rows of Model I's 150×150).
 _ROW_GROUP_BYTES = 4 << 20
-_TMP_PREFIX = ".tmp-"
 # Hidden working folder inside an output folder: per-config lock files and import staging folders.
 # Both are removed when a build ends, so an uploaded folder carries none of them.
 WORK_DIR_NAME = ".lensfm"
@@ -40,9 +44,7 @@ _SHARD_HASHES = "shard_sha256"  # manifest key: {shard file name: SHA-256 hex di
 
 
 def _simulation_api():
-    """The simulation package, imported late so the data tools load without it (tests patch this)."""
-    from .. import simulation
-
+    """The simulation package; one seam, so tests can put a fake simulator behind the data tools."""
     return simulation
 
 
@@ -81,8 +83,6 @@ def lensing_features(recipe):
     `pixel_values` Array3D (1, H, W) float32, [`high_resolution` Array3D (1, 2H, 2W) float32],
     `label` ClassLabel(recipe.class_names), then each physical parameter as Value("float32").
     """
-    from datasets import Array3D, ClassLabel, Features, Value
-
     height, width = _image_shape(recipe)
     features = {"pixel_values": Array3D(shape=(1, height, width), dtype="float32")}
     high = _high_resolution_shape(recipe)
@@ -120,17 +120,6 @@ def interleave_order(class_sizes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 # ----------------------------------------------------------------------------- locks and atomic files
-
-
-def temp_path(path: str | os.PathLike) -> Path:
-    """A hidden temp name next to `path`, unique to this process and call, so writers never share one."""
-    path = Path(path)
-    return path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -212,8 +201,6 @@ def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False, wha
 
 
 def _rows_per_group(features) -> int:
-    from datasets import Array3D
-
     row_bytes = 8
     for feature in features.values():
         if isinstance(feature, Array3D):
@@ -228,8 +215,6 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
     (N,) int, parameters (N,) float32). A crash leaves either the old state or the whole shard,
     never a truncated file under the final name. Returns the number of rows written.
     """
-    from datasets.arrow_writer import ParquetWriter
-
     path = Path(path)
     missing = [name for name in features if name not in columns]
     if missing:
@@ -253,7 +238,7 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
         writer = ParquetWriter(path=str(tmp), features=features, writer_batch_size=_rows_per_group(features))
         writer.write_batch(batch)
         writer.finalize()
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -287,48 +272,11 @@ def _shard_is_intact(path: Path, expected_sha256: str | None) -> bool:
 
 
 def _remove_temp_files(config_dir: Path) -> None:
-    for tmp in config_dir.glob(_TMP_PREFIX + "*"):
+    for tmp in config_dir.glob(TMP_PREFIX + "*"):
         tmp.unlink()
 
 
 # ----------------------------------------------------------------------------- manifests
-
-
-def _to_json(value: Any) -> Any:
-    """JSON-safe copy (tuples → lists, numpy scalars → Python) so manifests compare after a round trip."""
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def read_manifest(config_dir: str | os.PathLike) -> dict | None:
-    """The manifest of one config folder, or None when there is none."""
-    path = Path(config_dir) / MANIFEST_NAME
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def write_manifest(config_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
-    path = Path(config_dir) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        # Key order is kept (not sorted): it carries the column order of `features` and the recipe's own order.
-        tmp.write_text(json.dumps(_to_json(manifest), indent=2) + "\n", encoding="utf-8")
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _describe_difference(old: Mapping, new: Mapping) -> str:
@@ -352,7 +300,7 @@ def prepare_config_dir(config_dir: str | os.PathLike, identity: Mapping[str, Any
     `overwrite=True`, which deletes that config folder (and only it).
     """
     config_dir = Path(config_dir)
-    identity = _to_json(identity)
+    identity = to_json(identity)
     if overwrite and config_dir.exists():
         shutil.rmtree(config_dir)
     if not config_dir.exists():
@@ -468,8 +416,6 @@ def simulate_dataset(
     meanwhile raises RuntimeError. Other configs in `out_dir` are left alone and stay in the card.
     Returns `out_dir`.
     """
-    from tqdm.auto import tqdm
-
     if train_per_class < 0 or test_per_class < 0 or train_per_class + test_per_class == 0:
         raise ValueError(
             f"train_per_class={train_per_class}, test_per_class={test_per_class}: "
@@ -483,7 +429,7 @@ def simulate_dataset(
     out = Path(out_dir)
     config_dir = out / config
     # Prose (notes, description) may be reworded without changing a single image, so it is not identity.
-    recipe_dict = {k: v for k, v in _to_json(recipe.to_dict()).items() if k not in ("notes", "description")}
+    recipe_dict = {k: v for k, v in to_json(recipe.to_dict()).items() if k not in ("notes", "description")}
     identity = {
         "source": "simulation",
         "config": config,
@@ -563,7 +509,7 @@ def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:
         },
         "image_size": [height, width],
         "pixel_scale": getattr(recipe, "pixel_scale", None),
-        "recipe": _to_json(recipe.to_dict()),
+        "recipe": to_json(recipe.to_dict()),
         "notes": str(getattr(recipe, "notes", "") or ""),
         "description": str(getattr(recipe, "description", "") or ""),
         "features": features.to_dict(),
@@ -574,8 +520,6 @@ def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:
 
 def _package_version() -> str | None:
     try:
-        from importlib.metadata import version
-
         return version("lensfm-hf")
     except Exception:  # running from a source checkout
         return None
@@ -583,8 +527,6 @@ def _package_version() -> str | None:
 
 def finalize_folder(out_dir: str | os.PathLike, config: str) -> None:
     """Draw `config`'s example image and rewrite the card from every finished config's manifest."""
-    from .card import write_dataset_card, write_example_images
-
     # Builds of different configs may finish together; the card lock keeps one from dropping the other.
     with build_lock(out_dir, "card", wait=True):
         write_example_images(out_dir, config)

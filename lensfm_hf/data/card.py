@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
+from datasets import Features
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
 
-from .build import MANIFEST_NAME, SPLITS, read_manifest
+from ..hub.cards import card_template
+from .manifest import MANIFEST_NAME, SPLITS, read_manifest
 
 TEMPLATE_NAME = "dataset_card.md"
 EXAMPLES_DIR = "images"
@@ -117,8 +124,6 @@ def _config_context(out: Path, name: str, manifest: dict) -> dict:
 
 def _split_sizes(config_dir: Path, split: str) -> tuple[int, int]:
     """(uncompressed bytes as parquet reports them, bytes on disk) of one split's shards."""
-    import pyarrow.parquet as pq
-
     num_bytes = file_bytes = 0
     for shard in sorted(config_dir.glob(f"{split}-*.parquet")):
         metadata = pq.read_metadata(shard)
@@ -140,14 +145,6 @@ def render_dataset_card(
     what `load_dataset(DIR, config)` reads) and `dataset_info` (features and split sizes).
     `license` defaults to apache-2.0 for our simulations and `unknown` once imported data is present.
     """
-    from datasets import Features
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from ..hub.cards import card_template
-
     configs = finished_configs(out_dir)
     if not configs:
         raise ValueError(f"{out_dir} holds no finished config; run `lensfm simulate --out {out_dir}` first")
@@ -217,7 +214,7 @@ def write_example_images(out_dir: str | os.PathLike, config: str, per_class: int
     One row per class, per-image min-max stretch. Written to `out_dir/images/<config>_examples.png`;
     returns None (and the card skips the figure) when the config has no shard yet.
     """
-    import pyarrow.parquet as pq
+    # matplotlib takes about a second to import; only a build that draws example images pays for it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import build
+from .manifest import SPLITS, to_json, write_manifest
 
 # A DeepLenseSim image is at most 150×150 float64 (Model I, 176 KiB; Model IV is 64×64×3); the caps
 # leave ample room for other releases while keeping a hostile file from claiming gigabytes.
@@ -634,7 +636,7 @@ def import_deeplensesim(
     identity = {
         "source": "import",
         "config": config,
-        "recipe": {k: v for k, v in build._to_json(recipe.to_dict()).items() if k not in ("notes", "description")},
+        "recipe": {k: v for k, v in to_json(recipe.to_dict()).items() if k not in ("notes", "description")},
         "source_name": root.resolve().name,
         "shard_size": int(shard_size),
         "test_fraction": float(test_fraction),
@@ -660,8 +662,6 @@ def import_deeplensesim(
 
 def _import_files(found, root: Path, staging: Path, recipe, features, identity, strict: bool, shard_size: int):
     """Read every file in `found` ({split: {class: paths}}) into shards + a complete manifest in `staging`."""
-    from tqdm.auto import tqdm
-
     config = recipe.name
     class_names = list(recipe.class_names)
     image_shape = build._image_shape(recipe)
@@ -672,7 +672,7 @@ def _import_files(found, root: Path, staging: Path, recipe, features, identity, 
     total_files = sum(len(p) for per_class in found.values() for p in per_class.values())
     split_info = {}
     with tqdm(total=total_files, desc=f"import {config}", unit="file") as progress:
-        for split in build.SPLITS:
+        for split in SPLITS:
             per_class = found.get(split, {})
             files = [per_class.get(name, []) for name in class_names]
             if not any(files):
@@ -722,7 +722,7 @@ def _import_files(found, root: Path, staging: Path, recipe, features, identity, 
     manifest["splits"] = split_info
     manifest["skipped"] = len(stats.skipped)
     manifest["complete"] = True
-    build.write_manifest(staging, manifest)
+    write_manifest(staging, manifest)
     return stats
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from typing import Iterator, Sequence
 
+import torch
+from datasets import IterableDataset, get_dataset_config_names, load_dataset
+
 
 def available_configs(path_or_repo_id: str | os.PathLike) -> list[str]:
     """Config names declared in the dataset card of a folder or hub repo."""
-    from datasets import get_dataset_config_names
-
     return list(get_dataset_config_names(str(path_or_repo_id)))
 
 
@@ -29,8 +30,6 @@ def load_lensing_dataset(
     Returns a DatasetDict (split=None) or a Dataset; IterableDataset(Dict) when streaming.
     `load_kwargs` go to `load_dataset` unchanged (e.g. `cache_dir`).
     """
-    from datasets import load_dataset
-
     target = str(path_or_repo_id)
     if os.path.isdir(target) and not os.path.exists(os.path.join(target, "README.md")):
         raise FileNotFoundError(
@@ -70,9 +69,6 @@ def iter_torch_batches(
     one permutation from `seed`, gathered per batch). An `IterableDataset` (streaming) is read in
     order through `.iter(batch_size=)`; shuffle it upstream with `.shuffle(buffer_size=)`.
     """
-    import torch
-    from datasets import IterableDataset
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     names = list(columns) if columns is not None else None
