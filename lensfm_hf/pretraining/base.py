@@ -11,21 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PretrainedConfig
-
-try:  # transformers >= 4.52: turns a ModelOutput into a tuple when return_dict=False (argument or config)
-    from transformers.utils import can_return_tuple
-except ImportError:  # pragma: no cover - older transformers
-    can_return_tuple = None
+from transformers import initialization as init  # init functions that respect "already loaded from checkpoint"
+from transformers.utils import can_return_tuple
 
 from ..models.configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
-from .components import DINOHead
+from .components import DINOHead, EMATeacher
 from .views import ViewConfig
-
-try:  # transformers >= 5: init functions that respect the "already loaded from checkpoint" flag
-    from transformers import initialization as init
-except ImportError:  # pragma: no cover - older transformers
-    from torch.nn import init
 
 # Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the
 # super-resolution head and provenance fields, which are no part of an encoder being pretrained.
@@ -82,6 +74,43 @@ class LensPretrainingConfig(PretrainedConfig):
         values.setdefault("pretraining", {"method": self.method})
         return LensViTConfig(**values)
 
+    def set_transformer_fields(
+        self,
+        role: str,
+        hidden_size: int | None,
+        num_hidden_layers: int,
+        num_attention_heads: int | None,
+        intermediate_size: int | None,
+    ) -> None:
+        """Set the `<role>_*` fields of the method's own transformer (`role` "decoder" for MAE, "predictor" for
+        I-JEPA): width default half the encoder's (at least 32, see `head_compatible_width`), heads default the
+        encoder's, MLP width default 4 x its width."""
+        num_attention_heads = num_attention_heads or self.num_attention_heads
+        hidden_size = head_compatible_width(role, hidden_size, max(self.hidden_size // 2, 32), num_attention_heads)
+        setattr(self, f"{role}_hidden_size", hidden_size)
+        setattr(self, f"{role}_num_hidden_layers", num_hidden_layers)
+        setattr(self, f"{role}_num_attention_heads", num_attention_heads)
+        setattr(self, f"{role}_intermediate_size", intermediate_size or 4 * hidden_size)
+        self.transformer_config(role)  # validates the widths now
+
+    def transformer_config(self, role: str) -> LensViTConfig:
+        """A LensViTConfig describing the blocks of the method's own transformer (`role` as in
+        `set_transformer_fields`), used only to build them: its `<role>_*` widths and depth, the backbone's patching,
+        activation, qkv bias, norm eps and attention implementation."""
+        return LensViTConfig(
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            num_channels=self.num_channels,
+            hidden_size=getattr(self, f"{role}_hidden_size"),
+            num_hidden_layers=getattr(self, f"{role}_num_hidden_layers"),
+            num_attention_heads=getattr(self, f"{role}_num_attention_heads"),
+            intermediate_size=getattr(self, f"{role}_intermediate_size"),
+            hidden_act=self.hidden_act,
+            qkv_bias=self.qkv_bias,
+            layer_norm_eps=self.layer_norm_eps,
+            attn_implementation=getattr(self, "_attn_implementation", None),
+        )
+
     @property
     def view_config(self) -> ViewConfig:
         return ViewConfig.from_dict(self.views)
@@ -95,21 +124,22 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     """Base of `<Method>ForPreTraining`: the student encoder lives in `self.lens_vit` (a [`LensViTModel`]).
 
     `set_progress(step, max_steps)` drives the schedules through `progress` ∈ [0, 1] (0 until a schedule is known);
-    `update_teacher()` is a no-op here (methods with an EMA teacher override it); `get_encoder()` returns the encoder
-    to export. Forward takes `pixel_values` (B, C, H, W) and builds its own views and masks on that device.
+    `update_teacher()` moves the EMA teacher of methods that set `self.ema_teacher` (an [`EMATeacher`]) and is a no-op
+    for the others; `get_encoder()` returns the encoder to export. Forward takes `pixel_values` (B, C, H, W) and builds its own views and masks on that device.
     """
 
     config_class = LensPretrainingConfig
     # The losses do not use num_items_in_batch, so Trainer must scale for gradient accumulation (hf-stack §10).
     accepts_loss_kwargs = False
     diagnostic_names: tuple[str, ...] = ()
+    ema_teacher: EMATeacher | None = None  # methods with an EMA teacher set one in __init__
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # Every method's forward honours return_dict=False (argument, else config.return_dict) as transformers'
         # models do, returning the output's non-None fields as a tuple: `loss, *diagnostics = model(x,
         # return_dict=False)`. Applied here once so no method can forget it; the signature stays visible to Trainer.
-        if can_return_tuple is not None and "forward" in cls.__dict__:
+        if "forward" in cls.__dict__:
             cls.forward = can_return_tuple(cls.__dict__["forward"])
 
     def __init__(self, config: LensPretrainingConfig):
@@ -134,8 +164,17 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     def schedule_known(self) -> bool:
         return self._max_steps > 0
 
+    @property
+    def momentum(self) -> float:
+        """The EMA teacher's momentum at the current progress (methods with an `ema_teacher` only)."""
+        if self.ema_teacher is None:
+            raise AttributeError(f"{type(self).__name__} has no EMA teacher, hence no momentum.")
+        return self.ema_teacher.momentum(self.progress)
+
     def update_teacher(self) -> None:
         """EMA update after each optimiser step; nothing to do for methods without a teacher."""
+        if self.ema_teacher is not None:
+            self.ema_teacher.update(self, self.progress)
 
     # -- building blocks --------------------------------------------------------------------------------------------
     def get_encoder(self, modality: str | None = None) -> LensViTModel:

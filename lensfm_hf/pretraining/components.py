@@ -7,15 +7,16 @@ single process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.nn.functional import all_gather
 
 # --------------------------------------------------------------------------------------------------------------------
 # Distributed helpers (all guarded: one process, or torch.distributed not initialised, is the identity)
@@ -43,8 +44,6 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not dist_is_active():
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
     return torch.cat(all_gather(tensor), dim=0)
 
 
@@ -128,6 +127,36 @@ def copy_weights(student: nn.Module, teacher: nn.Module) -> None:
             b_t.copy_(b_s)
     for p in teacher.parameters():
         p.requires_grad_(False)
+
+
+@dataclass(frozen=True)
+class EMATeacher:
+    """The EMA teacher of MoCo v3, DINO, iBOT and I-JEPA: frozen teacher modules that follow their student modules
+    with a momentum scheduled from `start` (progress 0) to `end` (progress 1).
+
+    `pairs` names (student, teacher) attributes of the model rather than holding the modules, so it adds nothing to
+    the state dict and survives module replacement (SyncBatchNorm conversion). `schedule(progress, start, end)` is
+    `cosine_schedule` (MoCo v3, DINO) or `linear_schedule` (I-JEPA).
+    """
+
+    pairs: tuple[tuple[str, str], ...]
+    start: float
+    end: float
+    schedule: Callable[[float, float, float], float] = cosine_schedule
+
+    def momentum(self, progress: float) -> float:
+        return self.schedule(progress, self.start, self.end)
+
+    def initialise(self, model: nn.Module) -> None:
+        """Make every teacher an exact, frozen copy of its student (call after the model's weight init)."""
+        for student, teacher in self.pairs:
+            copy_weights(getattr(model, student), getattr(model, teacher))
+
+    def update(self, model: nn.Module, progress: float) -> None:
+        """teacher ← m · teacher + (1 − m) · student for every pair, m = `momentum(progress)`."""
+        momentum = self.momentum(progress)
+        for student, teacher in self.pairs:
+            update_momentum(getattr(model, student), getattr(model, teacher), momentum)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -447,6 +476,7 @@ class MultiBlockMaskGenerator:
 
 __all__ = [
     "DINOHead",
+    "EMATeacher",
     "MultiBlockMaskGenerator",
     "MultiBlockMasks",
     "ProjectionHead",

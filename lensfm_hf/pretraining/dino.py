@@ -18,10 +18,8 @@ from transformers.utils import ModelOutput
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .components import (
     DINOHead,
+    EMATeacher,
     all_reduce_mean,
-    copy_weights,
-    cosine_schedule,
-    update_momentum,
     warmup_schedule,
     world_size,
 )
@@ -255,9 +253,11 @@ class LensDINOForPreTraining(LensPretrainingModel):
         self.teacher = self.build_teacher(use_mask_token=self.use_mask_token)
         self.teacher_head = self._head()
         self.register_centers()
+        self.ema_teacher = EMATeacher(
+            (("lens_vit", "teacher"), ("head", "teacher_head")), config.momentum_start, config.momentum_end
+        )
         self.post_init()
-        copy_weights(self.lens_vit, self.teacher)
-        copy_weights(self.head, self.teacher_head)
+        self.ema_teacher.initialise(self)
         self._record_frozen_parameters()
 
     def _head(self) -> DINOHead:
@@ -301,16 +301,8 @@ class LensDINOForPreTraining(LensPretrainingModel):
         )
 
     @property
-    def momentum(self) -> float:
-        return cosine_schedule(self.progress, self.config.momentum_start, self.config.momentum_end)
-
-    @property
     def freeze_last_layer(self) -> bool:
         return self.schedule_known and self.progress < self.config.freeze_last_layer_fraction
-
-    def update_teacher(self) -> None:
-        update_momentum(self.lens_vit, self.teacher, self.momentum)
-        update_momentum(self.head, self.teacher_head, self.momentum)
 
     @staticmethod
     def batch_center(teacher_logits: torch.Tensor) -> torch.Tensor:

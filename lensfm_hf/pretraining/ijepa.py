@@ -16,17 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..models.configuration_lens_vit import LensViTConfig
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, head_compatible_width, init
-from .components import (
-    MultiBlockMaskGenerator,
-    MultiBlockMasks,
-    all_reduce_mean,
-    copy_weights,
-    linear_schedule,
-    update_momentum,
-)
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .components import EMATeacher, MultiBlockMaskGenerator, MultiBlockMasks, all_reduce_mean, linear_schedule
 from .views import make_views
 
 
@@ -90,15 +82,13 @@ class LensIJEPAConfig(LensPretrainingConfig):
         if target_normalization not in TARGET_NORMALIZATIONS:
             raise ValueError(f"target_normalization must be one of {TARGET_NORMALIZATIONS}, got {target_normalization!r}.")
         self.target_normalization = target_normalization
-        self.predictor_hidden_size = head_compatible_width(
+        self.set_transformer_fields(
             "predictor",
             predictor_hidden_size,
-            max(self.hidden_size // 2, 32),
-            predictor_num_attention_heads or self.num_attention_heads,
+            predictor_num_hidden_layers,
+            predictor_num_attention_heads,
+            predictor_intermediate_size,
         )
-        self.predictor_num_hidden_layers = predictor_num_hidden_layers
-        self.predictor_num_attention_heads = predictor_num_attention_heads or self.num_attention_heads
-        self.predictor_intermediate_size = predictor_intermediate_size or 4 * self.predictor_hidden_size
         self.num_targets = num_targets
         self.target_scale = tuple(target_scale)
         self.target_aspect_ratio = tuple(target_aspect_ratio)
@@ -107,23 +97,6 @@ class LensIJEPAConfig(LensPretrainingConfig):
         self.min_keep = min_keep
         self.momentum_start = momentum_start
         self.momentum_end = momentum_end
-        self.predictor_config()  # validates widths
-
-    def predictor_config(self) -> LensViTConfig:
-        """A LensViTConfig describing the predictor blocks (used only to build them)."""
-        return LensViTConfig(
-            image_size=self.image_size,
-            patch_size=self.patch_size,
-            num_channels=self.num_channels,
-            hidden_size=self.predictor_hidden_size,
-            num_hidden_layers=self.predictor_num_hidden_layers,
-            num_attention_heads=self.predictor_num_attention_heads,
-            intermediate_size=self.predictor_intermediate_size,
-            hidden_act=self.hidden_act,
-            qkv_bias=self.qkv_bias,
-            layer_norm_eps=self.layer_norm_eps,
-            attn_implementation=getattr(self, "_attn_implementation", None),
-        )
 
     def build_mask_generator(self) -> MultiBlockMaskGenerator:
         return MultiBlockMaskGenerator(
@@ -184,7 +157,7 @@ class LensIJEPAPredictor(nn.Module):
 
     def __init__(self, config: LensIJEPAConfig):
         super().__init__()
-        predictor_config = config.predictor_config()
+        predictor_config = config.transformer_config("predictor")
         self.grid_size = config.image_size // config.patch_size
         dim = config.predictor_hidden_size
         self.embed = nn.Linear(config.hidden_size, dim)
@@ -247,8 +220,11 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
         self.predictor = LensIJEPAPredictor(config)
         self.target_encoder = self.build_teacher()
         self.mask_generator = config.build_mask_generator()
+        self.ema_teacher = EMATeacher(
+            (("lens_vit", "target_encoder"),), config.momentum_start, config.momentum_end, schedule=linear_schedule
+        )
         self.post_init()
-        copy_weights(self.lens_vit, self.target_encoder)
+        self.ema_teacher.initialise(self)
         self._record_frozen_parameters()
 
     def _init_weights(self, module):
@@ -258,13 +234,6 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
             init.copy_(module.position_embeddings, pos.unsqueeze(0))
         else:
             super()._init_weights(module)
-
-    @property
-    def momentum(self) -> float:
-        return linear_schedule(self.progress, self.config.momentum_start, self.config.momentum_end)
-
-    def update_teacher(self) -> None:
-        update_momentum(self.lens_vit, self.target_encoder, self.momentum)
 
     @torch.no_grad()
     def target_features(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import LensImageProcessor
+from ..models import LensImageProcessor, minmax_normalize
 from ..physics import convolve_gaussian_psf, lens_deflection, pixel_grid, ray_shoot, sersic_ellipse
 from ..simulation import get_recipe, simulate
 from .base import init
@@ -118,8 +118,6 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        from ..simulation import get_recipe
-
         recipe = get_recipe(data_recipe)
         self.data_recipe = data_recipe
         self.field_of_view = float(field_of_view if field_of_view is not None else recipe.image_size * recipe.pixel_scale)
@@ -189,14 +187,7 @@ def render_lensed_source(
     )
     if psf_fwhm > 0:
         image = convolve_gaussian_psf(image, psf_fwhm, pixel_scale)
-    return minmax_normalise(image.unsqueeze(1))
-
-
-def minmax_normalise(images: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max to [0, 1] of (B, C, H, W) images (constant images map to 0)."""
-    low = images.amin(dim=(1, 2, 3), keepdim=True)
-    high = images.amax(dim=(1, 2, 3), keepdim=True)
-    return (images - low) / (high - low).clamp_min(1e-8)
+    return minmax_normalize(image.unsqueeze(1))
 
 
 class LensParameterHead(nn.Module):
@@ -304,7 +295,7 @@ class LensPhysicsIJEPAForPreTraining(LensIJEPAForPreTraining):
         parameters = self.predict_lens_parameters(images)
         rendered = self.render(parameters, images.shape[-1])
         # Views may rescale flux or add noise, so compare in the processor's min-max convention.
-        observed = minmax_normalise(images.float())
+        observed = minmax_normalize(images.float())
         return {"parameters": parameters, "rendered": rendered, "observed": observed}
 
     def _physics_for(self, images: torch.Tensor) -> dict:

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..models.configuration_lens_vit import LensViTConfig
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, head_compatible_width, init
+from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .components import random_token_mask
 from .views import make_views
 
@@ -80,33 +79,11 @@ class LensMAEConfig(LensPretrainingConfig):
         if not norm_pix_variance_floor >= 0:
             raise ValueError(f"norm_pix_variance_floor must be >= 0, got {norm_pix_variance_floor!r}.")
         self.norm_pix_variance_floor = norm_pix_variance_floor
-        self.decoder_hidden_size = head_compatible_width(
-            "decoder",
-            decoder_hidden_size,
-            max(self.hidden_size // 2, 32),
-            decoder_num_attention_heads or self.num_attention_heads,
-        )
-        self.decoder_num_hidden_layers = decoder_num_hidden_layers
-        self.decoder_num_attention_heads = decoder_num_attention_heads or self.num_attention_heads
-        self.decoder_intermediate_size = decoder_intermediate_size or 4 * self.decoder_hidden_size
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}.")
-        self.decoder_config()  # validates widths
-
-    def decoder_config(self) -> LensViTConfig:
-        """A LensViTConfig describing the decoder blocks (used only to build them)."""
-        return LensViTConfig(
-            image_size=self.image_size,
-            patch_size=self.patch_size,
-            num_channels=self.num_channels,
-            hidden_size=self.decoder_hidden_size,
-            num_hidden_layers=self.decoder_num_hidden_layers,
-            num_attention_heads=self.decoder_num_attention_heads,
-            intermediate_size=self.decoder_intermediate_size,
-            hidden_act=self.hidden_act,
-            qkv_bias=self.qkv_bias,
-            layer_norm_eps=self.layer_norm_eps,
-            attn_implementation=getattr(self, "_attn_implementation", None),
+        self.set_transformer_fields(
+            "decoder", decoder_hidden_size, decoder_num_hidden_layers, decoder_num_attention_heads,
+            decoder_intermediate_size,
         )
 
 
@@ -130,7 +107,7 @@ class LensMAEDecoder(nn.Module):
 
     def __init__(self, config: LensMAEConfig):
         super().__init__()
-        decoder_config = config.decoder_config()
+        decoder_config = config.transformer_config("decoder")
         self.grid_size = config.image_size // config.patch_size
         dim = config.decoder_hidden_size
         self.embed = nn.Linear(config.hidden_size, dim)

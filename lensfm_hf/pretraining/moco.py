@@ -15,8 +15,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
-from .components import ProjectionHead, concat_all_gather, copy_weights, cosine_schedule, dist_is_active, rank
-from .components import update_momentum
+from .components import EMATeacher, ProjectionHead, concat_all_gather, dist_is_active, rank
 from .views import STRONG_VIEWS, make_views
 
 
@@ -105,9 +104,13 @@ class LensMoCoForPreTraining(LensPretrainingModel):
         self.predictor = ProjectionHead(dim, hidden, dim, num_layers=2, bias=False, last_batch_norm=False)
         self.momentum_encoder = self.build_encoder()
         self.momentum_projector = self._projector()
+        self.ema_teacher = EMATeacher(
+            (("lens_vit", "momentum_encoder"), ("projector", "momentum_projector")),
+            config.momentum_start,
+            config.momentum_end,
+        )
         self.post_init()
-        copy_weights(self.lens_vit, self.momentum_encoder)
-        copy_weights(self.projector, self.momentum_projector)
+        self.ema_teacher.initialise(self)
         if config.stop_grad_patch_embedding:
             self.lens_vit.embeddings.patch_embeddings.requires_grad_(False)
         self._record_frozen_parameters()
@@ -131,14 +134,6 @@ class LensMoCoForPreTraining(LensPretrainingModel):
         for name in ("projector", "predictor", "momentum_projector"):
             setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self, name)))
         return self
-
-    @property
-    def momentum(self) -> float:
-        return cosine_schedule(self.progress, self.config.momentum_start, self.config.momentum_end)
-
-    def update_teacher(self) -> None:
-        update_momentum(self.lens_vit, self.momentum_encoder, self.momentum)
-        update_momentum(self.projector, self.momentum_projector, self.momentum)
 
     def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensMoCoOutput:
         r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2 for BN)."""

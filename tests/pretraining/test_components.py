@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from lensfm_hf.pretraining.components import (
     DINOHead,
+    EMATeacher,
     MultiBlockMaskGenerator,
     ProjectionHead,
     all_reduce_mean,
@@ -70,6 +71,25 @@ def test_update_momentum_is_exact_ema():
         assert torch.equal(t, s.detach())
     with pytest.raises(ValueError, match="structure"):
         update_momentum(student, torch.nn.Sequential(), 0.5)
+
+
+def test_ema_teacher_copies_freezes_and_follows_its_schedule():
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.student, model.teacher = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    ema = EMATeacher((("student", "teacher"),), start=0.5, end=1.0, schedule=linear_schedule)
+    ema.initialise(model)
+    assert all(torch.equal(s, t) for s, t in zip(model.student.parameters(), model.teacher.parameters()))
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    assert ema.momentum(0.5) == pytest.approx(0.75)
+    assert EMATeacher((), 0.5, 1.0).momentum(0.5) == pytest.approx(cosine_schedule(0.5, 0.5, 1.0))
+    before = [p.detach().clone() for p in model.teacher.parameters()]
+    with torch.no_grad():
+        for p in model.student.parameters():
+            p.add_(1.0)
+    ema.update(model, progress=0.0)  # momentum 0.5
+    for old, s, t in zip(before, model.student.parameters(), model.teacher.parameters()):
+        torch.testing.assert_close(t, 0.5 * old + 0.5 * s.detach())
 
 
 def test_collectives_are_identity_in_one_process():

@@ -5,10 +5,10 @@ import torch
 from transformers import AutoModelForPreTraining
 
 import lensfm_hf  # noqa: F401
+from lensfm_hf.models import minmax_normalize
 from lensfm_hf.pretraining import LensPhysicsIJEPAConfig, LensPhysicsIJEPAForPreTraining, get_pretraining_classes
 from lensfm_hf.pretraining.ijepa_physics import (
     LENS_PARAMETER_NAMES,
-    minmax_normalise,
     multiscale_mse,
     parameter_recovery,
     render_lensed_source,
@@ -18,7 +18,7 @@ from lensfm_hf.simulation import get_recipe, simulate
 
 def model2_batch(num_images=8, class_name="no_sub", seed=0):
     batch = simulate("model2", class_name, num_images, seed=seed)
-    return batch, minmax_normalise(batch["pixel_values"])
+    return batch, minmax_normalize(batch["pixel_values"])
 
 
 def true_parameters(batch) -> dict[str, torch.Tensor]:
