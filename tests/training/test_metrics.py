@@ -1,4 +1,5 @@
-"""The shipped `lens_metrics` evaluate module (loaded offline by path) against scikit-learn and reference formulas."""
+"""training.metrics: the wrappers the Trainer and the benchmark call, checked against independent references, and
+equal to what the shipped `lens_metrics` evaluate module computes."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from lensfm_hf.metrics import load_metric, metric_functions
+from lensfm_hf.metrics import load_metric
 from lensfm_hf.training.metrics import (
     bicubic_baseline_metrics,
     bicubic_upsample,
     classification_metrics,
     make_compute_metrics,
     mean_std,
+    regression_metrics,
+    scalar_metrics,
+    super_resolution_metrics,
 )
+
+NAMES = ["no_sub", "cdm", "axion"]
 
 
 def _softmax(logits):
@@ -26,124 +31,154 @@ def _softmax(logits):
 @pytest.fixture(scope="module")
 def classification_data():
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 300)
-    logits = rng.normal(size=(300, 3)) + 1.5 * np.eye(3)[labels]
-    logits[:20] = np.round(logits[:20], 1)  # some tied scores exercise the average-rank AUC
+    labels = rng.integers(0, 3, 200)
+    logits = rng.normal(size=(200, 3)) + 1.5 * np.eye(3)[labels]
     return logits, labels
 
 
-def test_classification_module_agrees_with_sklearn(classification_data):
+def test_perfect_and_reversed_classifiers():
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    perfect = classification_metrics(np.eye(3)[labels], labels, NAMES, kind="probabilities")
+    assert perfect["accuracy"] == 1.0 and perfect["roc_auc"] == 1.0
+    assert perfect["roc_auc_no_sub"] == perfect["roc_auc_cdm"] == perfect["roc_auc_axion"] == 1.0
+    assert perfect["confusion_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    reversed_ = classification_metrics(-10 * np.eye(3)[labels], labels, NAMES, kind="logits")
+    assert reversed_["roc_auc"] == 0.0 and reversed_["accuracy"] == 0.0
+
+
+def test_logits_and_probabilities_agree(classification_data):
     logits, labels = classification_data
-    probabilities = _softmax(logits)
-    metric = load_metric("lens_metrics", "classification")
-    result = metric.compute(predictions=logits, references=labels)
-    assert result["accuracy"] == pytest.approx(accuracy_score(labels, probabilities.argmax(1)))
-    assert result["roc_auc"] == pytest.approx(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
-    for c in range(3):
-        assert result["roc_auc_per_class"][c] == pytest.approx(roc_auc_score(labels == c, probabilities[:, c]))
-    np.testing.assert_array_equal(result["confusion_matrix"], confusion_matrix(labels, probabilities.argmax(1)))
-    # probabilities in give the same answer as logits in
-    again = metric.compute(predictions=probabilities, references=labels, scores="probabilities")
-    assert again["roc_auc"] == pytest.approx(result["roc_auc"])
-
-
-def test_tied_scores_match_sklearn():
-    scores = np.array([0.1, 0.4, 0.4, 0.4, 0.8, 0.8, 0.2, 0.9])
-    positives = np.array([0, 1, 0, 1, 1, 0, 0, 1], dtype=bool)
-    assert metric_functions().binary_auc(scores, positives) == pytest.approx(roc_auc_score(positives, scores))
+    from_logits = classification_metrics(logits, labels, NAMES)  # auto: not probabilities, so softmaxed
+    from_probabilities = classification_metrics(_softmax(logits), labels, NAMES)  # auto: probabilities
+    assert from_logits == pytest.approx(from_probabilities)
+    assert classification_metrics(logits, labels, NAMES, kind="logits") == pytest.approx(from_logits)
+    assert set(classification_metrics(logits, labels)) >= {"roc_auc_0", "roc_auc_1", "roc_auc_2"}
 
 
 def test_missing_class_gives_nan_and_macro_over_present(classification_data):
     logits, labels = classification_data
     keep = labels != 2
-    result = classification_metrics(logits[keep], labels[keep], ["no_sub", "cdm", "axion"])
+    result = classification_metrics(logits[keep], labels[keep], NAMES)
     assert math.isnan(result["roc_auc_axion"])
     assert result["roc_auc"] == pytest.approx(np.mean([result["roc_auc_no_sub"], result["roc_auc_cdm"]]))
 
 
-def test_regression_module_agrees_with_sklearn():
-    rng = np.random.default_rng(1)
-    targets = rng.uniform(-24, -22, 200)
-    predictions = targets + rng.normal(0, 0.1, 200)
-    result = load_metric("lens_metrics", "regression").compute(predictions=predictions, references=targets)
-    assert result["mae"] == pytest.approx(mean_absolute_error(targets, predictions))
-    assert result["rmse"] == pytest.approx(math.sqrt(mean_squared_error(targets, predictions)))
+def test_binary_auc_is_positive_class_and_tpr_at_fpr():
+    # negatives 0.1 0.2 0.3 0.9, positives 0.4 0.5 0.6 0.95: ROC vertices (0,0) (0,.25) (.25,.25) (.25,1) (1,1);
+    # the negative at 0.9 outranks three positives, so 13 of the 16 pairs are ordered correctly: AUC = 13/16.
+    positive = np.array([0.1, 0.2, 0.3, 0.9, 0.4, 0.5, 0.6, 0.95])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    result = classification_metrics(np.stack([1 - positive, positive], 1), labels, ["no_lens", "lens"],
+                                    tpr_at_fpr=(0.01, 0.125, 0.25))
+    assert result["roc_auc"] == pytest.approx(13 / 16) == result["roc_auc_lens"]
+    assert result["tpr_at_fpr_0.01"] == pytest.approx(0.25)
+    assert result["tpr_at_fpr_0.125"] == pytest.approx(0.25)
+    assert result["tpr_at_fpr_0.25"] == pytest.approx(1.0)
+    # between vertices the curve is linear: a ramp from (0, 0) to (1, 1) when scores carry no information
+    flat = classification_metrics(np.full((4, 2), 0.5), [0, 1, 0, 1], tpr_at_fpr=[0.3])
+    assert flat["tpr_at_fpr_0.3"] == pytest.approx(0.3) and flat["roc_auc"] == 0.5
 
 
-def _reference_ssim(x, y, data_range):
-    """Wang et al. 2004 with scipy's Gaussian filter (sigma 1.5, truncate 3.5), averaged over the valid region."""
-    from scipy.ndimage import gaussian_filter
-
-    def blur(image):
-        return gaussian_filter(image, sigma=1.5, truncate=3.5, mode="reflect")
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return ssim_map[5:-5, 5:-5].mean()
+def test_classification_errors(classification_data):
+    logits, labels = classification_data
+    with pytest.raises(ValueError, match="binary"):
+        classification_metrics(logits, labels, NAMES, tpr_at_fpr=[0.01])
+    with pytest.raises(ValueError, match="label names"):
+        classification_metrics(logits, labels, ["a", "b"])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        classification_metrics(np.full((4, 2), 0.5), [0, 1, 0, 1], tpr_at_fpr=[1.5])
+    with pytest.raises(ValueError, match="references"):
+        classification_metrics(logits, labels[:-1])
 
 
-def test_super_resolution_psnr_ssim_known_values():
+def test_regression_metrics_and_bias_sign():
+    targets = np.array([-23.0, -22.0, -24.0, -23.5])
+    over = regression_metrics(targets + 0.5, targets)
+    assert over == pytest.approx({"mae": 0.5, "rmse": 0.5, "r2": 1 - 4 * 0.25 / np.sum((targets + 23.125) ** 2),
+                                  "bias": 0.5})
+    assert regression_metrics(targets - 0.5, targets)["bias"] == pytest.approx(-0.5)
+    mixed = regression_metrics(targets + np.array([1.0, -1.0, 3.0, -3.0]), targets)
+    assert mixed["mae"] == 2.0 and mixed["rmse"] == pytest.approx(math.sqrt(5.0)) and mixed["bias"] == 0.0
+    assert math.isnan(regression_metrics([1.0, 2.0], [3.0, 3.0])["r2"])  # R² undefined for constant targets
+    with pytest.raises(ValueError, match="references"):
+        regression_metrics([1.0, 2.0], [1.0])
+
+
+def test_super_resolution_known_values():
     rng = np.random.default_rng(2)
-    reference = rng.random((3, 1, 32, 32)).astype(np.float32)
-    metric = load_metric("lens_metrics", "super_resolution")
-    same = metric.compute(predictions=reference, references=reference, data_range=1.0)
-    assert same["psnr"] == math.inf
-    assert same["ssim"] == pytest.approx(1.0)
-
-    # A constant error of 0.1 on data range 1 is MSE 0.01, i.e. PSNR exactly 20 dB.
-    shifted = metric.compute(predictions=reference + 0.1, references=reference, data_range=1.0)
-    assert shifted["psnr"] == pytest.approx(20.0, abs=1e-4)
-
-    noisy = reference + rng.normal(0, 0.05, reference.shape).astype(np.float32)
-    result = metric.compute(predictions=noisy, references=reference, data_range=1.0)
-    mse = ((noisy.astype(np.float64) - reference) ** 2).mean(axis=(1, 2, 3))
-    assert result["psnr"] == pytest.approx(np.mean(10 * np.log10(1.0 / mse)), rel=1e-6)
-    expected = np.mean([_reference_ssim(noisy[i, 0].astype(np.float64), reference[i, 0].astype(np.float64), 1.0) for i in range(3)])
-    assert result["ssim"] == pytest.approx(expected, rel=1e-6)
+    truth = rng.random((2, 1, 16, 16))
+    same = super_resolution_metrics(truth, truth)
+    assert same["psnr"] == math.inf and same["ssim"] == pytest.approx(1.0)
+    # MSE 0.0025 on data range 0.5: 10 log10(0.25 / 0.0025) = 20 dB
+    result = super_resolution_metrics(truth + 0.05, truth, data_range=0.5)
+    assert result["psnr"] == pytest.approx(20.0)
+    assert super_resolution_metrics(truth + 0.05, truth, data_range=1.0)["psnr"] == pytest.approx(26.0206, abs=1e-3)
 
 
-def test_ssim_matches_skimage():
-    skimage_metrics = pytest.importorskip("skimage.metrics")
-    rng = np.random.default_rng(3)
-    reference = rng.random((2, 24, 24))
-    prediction = reference + rng.normal(0, 0.1, reference.shape)
-    ours = metric_functions().ssim(prediction, reference)  # data_range from each reference image
-    for i in range(2):
-        theirs = skimage_metrics.structural_similarity(
-            prediction[i], reference[i], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-            data_range=reference[i].max() - reference[i].min(),
-        )
-        assert ours[i] == pytest.approx(theirs, rel=1e-6)
+def test_super_resolution_gain_over_bicubic():
+    rng = np.random.default_rng(4)
+    low = rng.random((3, 1, 8, 8)).astype(np.float32)
+    truth = bicubic_upsample(low, 2) + rng.normal(0, 0.05, (3, 1, 16, 16)).astype(np.float32)
+    prediction = truth + 0.01
+    result = super_resolution_metrics(prediction, truth, low_resolution=low)
+    baseline = bicubic_baseline_metrics(low, truth)
+    assert result["bicubic_psnr"] == baseline["psnr"] and result["bicubic_ssim"] == baseline["ssim"]
+    assert result["psnr_gain_db"] == pytest.approx(result["psnr"] - baseline["psnr"]) and result["psnr_gain_db"] > 0
+    assert result["ssim_gain"] == pytest.approx(result["ssim"] - baseline["ssim"]) and result["ssim_gain"] > 0
+    exact = bicubic_baseline_metrics(low, bicubic_upsample(low, 2))
+    assert exact["psnr"] == math.inf and exact["ssim"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="multiple"):
+        super_resolution_metrics(truth[..., :15, :15], truth[..., :15, :15], low_resolution=low)
 
 
-def test_bicubic_baseline_is_exact_for_bicubic_targets():
-    low = np.random.default_rng(4).random((2, 1, 16, 16)).astype(np.float32)
-    result = bicubic_baseline_metrics(low, bicubic_upsample(low, 2))
-    assert result["psnr"] == math.inf and result["ssim"] == pytest.approx(1.0)
-
-
-def test_compute_metrics_for_trainer(classification_data):
+def test_trainer_numbers_equal_evaluate_load(classification_data):
+    """One implementation: the Trainer's compute_metrics logs exactly what evaluate.load computes."""
     from transformers import EvalPrediction
 
     logits, labels = classification_data
-    out = make_compute_metrics("classification", ["no_sub", "cdm", "axion"])(EvalPrediction(logits, labels))
-    assert set(out) == {"accuracy", "roc_auc", "roc_auc_no_sub", "roc_auc_cdm", "roc_auc_axion"}
-    assert all(isinstance(v, float) for v in out.values())
+    compute = make_compute_metrics(lambda p, y: classification_metrics(p, y, NAMES))
+    logged = compute(EvalPrediction((logits, np.zeros(3)), labels))  # a tuple of outputs: logits come first
+    via_evaluate = load_metric("lens_metrics", "classification").compute(predictions=logits, references=labels)
+    assert set(logged) == {"accuracy", "roc_auc", "roc_auc_no_sub", "roc_auc_cdm", "roc_auc_axion"}
+    assert logged["accuracy"] == via_evaluate["accuracy"] and logged["roc_auc"] == via_evaluate["roc_auc"]
+    assert [logged[f"roc_auc_{n}"] for n in NAMES] == via_evaluate["roc_auc_per_class"]
 
-    # regression metrics come back in physical units (dex), undoing the target standardisation
+    rng = np.random.default_rng(5)
+    targets = rng.uniform(-24, -22, 50)
+    predictions = targets + rng.normal(0.1, 0.1, 50)
+    logged = make_compute_metrics(regression_metrics)(EvalPrediction(predictions, targets))
+    assert logged == load_metric("lens_metrics", "regression").compute(predictions=predictions, references=targets)
+
+    images = rng.random((2, 1, 16, 16)).astype(np.float32)
+    noisy = images + 0.02
+    logged = make_compute_metrics(super_resolution_metrics)(EvalPrediction(noisy, images))
+    assert logged == pytest.approx(
+        load_metric("lens_metrics", "super_resolution").compute(predictions=noisy, references=images), rel=1e-12
+    )
+
+
+def test_make_compute_metrics_legacy_task_form(classification_data):
+    from transformers import EvalPrediction
+
+    logits, labels = classification_data
+    with pytest.warns(DeprecationWarning):
+        out = make_compute_metrics("classification", NAMES)(EvalPrediction(logits, labels))
+    assert out["roc_auc"] == classification_metrics(logits, labels)["roc_auc"]
     standardised = np.array([0.0, 1.0, -1.0])
-    regression = make_compute_metrics("regression", target_mean=-23.0, target_std=0.5)
-    out = regression(EvalPrediction(standardised[:, None] + 0.2, standardised))
-    assert out["mae"] == pytest.approx(0.1)
+    with pytest.warns(DeprecationWarning):
+        regression = make_compute_metrics("regression", target_mean=-23.0, target_std=0.5)
+    assert regression(EvalPrediction(standardised[:, None] + 0.2, standardised))["mae"] == pytest.approx(0.1)
+    with pytest.raises(TypeError, match="callable"):
+        make_compute_metrics(42)
 
-    images = np.random.default_rng(5).random((2, 1, 16, 16))
-    out = make_compute_metrics("super_resolution")(EvalPrediction(images, images))
-    assert out["psnr"] == math.inf
+
+def test_scalar_metrics_keeps_numbers_only():
+    out = scalar_metrics({"a": np.float32(0.5), "b": 2, "c": [[1]], "d": True, "e": np.int64(3), "f": "x"})
+    assert out == {"a": 0.5, "b": 2, "e": 3} and type(out["a"]) is float and type(out["e"]) is int
 
 
 def test_mean_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_std([0.5]) == (0.5, 0.0)
     assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+    assert all(math.isnan(v) for v in mean_std([]))
