@@ -8,10 +8,12 @@ computes. Nothing here knows task names: callers pick the metric function (`make
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import EvalPrediction
 
 from ..metrics import metric_functions
 
@@ -55,9 +57,6 @@ def regression_metrics(predictions, targets) -> dict:
 
 def bicubic_upsample(low_resolution, factor: int):
     """Bicubic upsampling of (N, C, H, W) images by `factor` (torch, align_corners=False, as the SR model's skip)."""
-    import torch
-    import torch.nn.functional as F
-
     images = torch.as_tensor(np.asarray(low_resolution), dtype=torch.float32)
     if images.ndim != 4:
         raise ValueError(f"low-resolution images must be (N, C, H, W), got shape {tuple(images.shape)}")
@@ -112,20 +111,16 @@ def scalar_metrics(metrics: Mapping) -> dict:
     return out
 
 
-def make_compute_metrics(metric_fn: Callable[[np.ndarray, np.ndarray], dict], *legacy_args, **legacy_kwargs) -> Callable:
+def make_compute_metrics(metric_fn: Callable[[np.ndarray, np.ndarray], dict]) -> Callable[[EvalPrediction], dict]:
     """A Trainer `compute_metrics(EvalPrediction) -> dict` of the scalar entries of `metric_fn(predictions, labels)`.
 
     `predictions` is the first element when the model returns a tuple. Undoing a target standardisation or naming
     classes is the caller's business, e.g. `make_compute_metrics(lambda p, y: classification_metrics(p, y, names))`.
     """
-    if isinstance(metric_fn, str):  # the former make_compute_metrics(task, label_names, ...) while callers move over
-        metric_fn = _legacy_metric_fn(metric_fn, *legacy_args, **legacy_kwargs)
-    elif legacy_args or legacy_kwargs:
-        raise TypeError("make_compute_metrics takes only the metric function")
     if not callable(metric_fn):
         raise TypeError(f"make_compute_metrics needs a callable metric_fn(predictions, labels), got {metric_fn!r}")
 
-    def compute_metrics(eval_prediction) -> dict:
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict:
         predictions = eval_prediction.predictions
         if isinstance(predictions, (tuple, list)):
             predictions = predictions[0]
@@ -135,40 +130,6 @@ def make_compute_metrics(metric_fn: Callable[[np.ndarray, np.ndarray], dict], *l
         return scalar_metrics(metric_fn(np.asarray(predictions), np.asarray(labels)))
 
     return compute_metrics
-
-
-# ----------------------------------------------------------------------------- deprecated: task names
-# `training/finetune.py` still imports these; they go once its call sites pass metric functions.
-
-TASKS = ("classification", "regression", "super_resolution")
-
-
-def _legacy_metric_fn(
-    task: str,
-    label_names: Sequence[str] | None = None,
-    target_mean: float = 0.0,
-    target_std: float = 1.0,
-    data_range: float | None = None,
-) -> Callable:
-    warnings.warn(
-        "make_compute_metrics(task, ...) is deprecated; pass a metric function", DeprecationWarning, stacklevel=3
-    )
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
-    if task == "classification":
-        return lambda predictions, labels: classification_metrics(predictions, labels, label_names)
-    if task == "regression":
-        def regression(predictions, labels):
-            predictions = np.asarray(predictions, dtype=np.float64).reshape(-1) * target_std + target_mean
-            return regression_metrics(predictions, np.asarray(labels, dtype=np.float64).reshape(-1) * target_std + target_mean)
-
-        return regression
-    return lambda predictions, labels: super_resolution_metrics(predictions, labels, data_range=data_range)
-
-
-def best_metric(task: str) -> tuple[str, bool]:
-    """Deprecated: (metric_for_best_model, greater_is_better) of a task name; the task registry owns this now."""
-    return {"classification": ("roc_auc", True), "regression": ("mae", False), "super_resolution": ("psnr", True)}[task]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -8,13 +8,13 @@ path. Numbers shown in the figures come from `training.metrics`, so they match t
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from ..files import atomic_write
 from ..metrics import metric_functions
 from .metrics import bicubic_upsample, regression_metrics
 
@@ -256,17 +256,14 @@ def plot_confusion_matrices(
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write the PNG next to its destination, then rename it there, so a reader never sees half a file."""
+    """Write the figure as PNG through `atomic_write`, so a reader never sees half a file; close it either way."""
     plt = _pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        fig.savefig(partial, dpi=110, format="png")
-        os.replace(partial, path)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, dpi=110, format="png")
     finally:
         plt.close(fig)
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -157,19 +157,9 @@ def test_trainer_numbers_equal_evaluate_load(classification_data):
     )
 
 
-def test_make_compute_metrics_legacy_task_form(classification_data):
-    from transformers import EvalPrediction
-
-    logits, labels = classification_data
-    with pytest.warns(DeprecationWarning):
-        out = make_compute_metrics("classification", NAMES)(EvalPrediction(logits, labels))
-    assert out["roc_auc"] == classification_metrics(logits, labels)["roc_auc"]
-    standardised = np.array([0.0, 1.0, -1.0])
-    with pytest.warns(DeprecationWarning):
-        regression = make_compute_metrics("regression", target_mean=-23.0, target_std=0.5)
-    assert regression(EvalPrediction(standardised[:, None] + 0.2, standardised))["mae"] == pytest.approx(0.1)
+def test_make_compute_metrics_rejects_non_callables():
     with pytest.raises(TypeError, match="callable"):
-        make_compute_metrics(42)
+        make_compute_metrics("classification")
 
 
 def test_scalar_metrics_keeps_numbers_only():
