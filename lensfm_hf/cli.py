@@ -125,11 +125,12 @@ def _finetune(args):
     encoder, seed = _setting(args, recipe, "model", "encoder"), _setting(args, recipe, "training", "seed")
     _say("finetune", f"task {task} on {config}, encoder {encoder or 'none (random init)'}, recipe {recipe}, "
          f"seed {seed if seed is not None else 42}")
-    from .training.finetune import run_finetune
+    from .training.finetune_recipe import run_finetune
+    from .training.tasks import get_task
 
     result = run_finetune(recipe, overrides=args.overrides)
     _say("finetune", f"load it anywhere: pipeline('image-classification', model={result['model_dir']!r}, "
-         "trust_remote_code=True)" if result["task"] in ("classification", "lens_finding") else
+         "trust_remote_code=True)" if get_task(result["task"]).has_classes else
          f"load it with trust_remote_code=True from {result['model_dir']}")
 
 

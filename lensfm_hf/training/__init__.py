@@ -1,4 +1,4 @@
-"""Trainer glue: pretraining from YAML recipes, callbacks, encoder export, fine-tuning, evaluation protocols, benchmark.
+"""Trainer glue: pretraining from YAML recipes, the downstream-task registry, fine-tuning, probes, health, benchmark.
 
 Names are imported lazily so that `import lensfm_hf.training.<module>` stays cheap and independent.
 """
@@ -20,15 +20,19 @@ _EXPORTS = {
     "ChanceLevelLossCallback": "callbacks",
     "SelfSupervisedCallback": "callbacks",
     "recompute_batchnorm_statistics": "callbacks",
-    "unwrap_model": "callbacks",
     "load_recipe": "recipes",
     "apply_overrides": "recipes",
-    "run_finetune": "finetune",
-    "few_label_subset": "finetune",
-    "extract_features": "protocols",
-    "knn_evaluate": "protocols",
-    "linear_probe": "protocols",
-    "finetune_classifier": "protocols",
+    "TASKS": "tasks",
+    "Task": "tasks",
+    "get_task": "tasks",
+    "register_task": "tasks",
+    "run_finetune": "finetune_recipe",
+    "finetune_task": "finetune",
+    "few_label_subset": "splits",
+    "extract_features": "probes",
+    "knn_evaluate": "probes",
+    "linear_probe": "probes",
+    "ridge_probe": "probes",
     "run_benchmark": "benchmark",
     "write_readme_table": "benchmark",
 }

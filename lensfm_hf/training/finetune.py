@@ -1,114 +1,38 @@
-"""Fine-tune any LensViT encoder (hub id, local folder, or random init) on a downstream lensing task with `Trainer`.
+"""Fine-tune any LensViT encoder (hub id, local folder, or random init) on a registered downstream task with `Trainer`.
 
-Tasks: substructure classification (Model 1 / Model 3, 3 classes), lens finding (2 classes), axion-mass regression
-(log10 eV, axion images only) and 2x super-resolution. A split is prepared once into in-memory tensors at the encoder's
-image size (`prepare_split`), checkpoints are selected on a seeded validation split cut from train, and the test split
-is only used for the final report. `lensfm finetune RECIPE [key=value ...]` calls `run_finetune`.
+`finetune_task` is the one fine-tuning path: it builds the task's head on the encoder (`build_model`), optionally
+starts it from a linear probe (LP-FT), trains on prepared `TensorSplit`s selecting the checkpoint on validation
+with the task's metric, and reports the test metrics. `lensfm finetune RECIPE` (`finetune_recipe.run_finetune`) and
+every fine-tune cell of the benchmark call it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils import logging as hf_logging
 
-from ..pretraining.views import random_d4
-from ..models import (
-    LensImageProcessor,
-    LensViTConfig,
-    LensViTForImageClassification,
-    LensViTForImageSuperResolution,
-)
-from .metrics import (
-    best_metric,
-    bicubic_baseline_metrics,
-    classification_metrics,
-    make_compute_metrics,
-    regression_metrics,
-    super_resolution_metrics,
-)
+from ..models import LensViTConfig
+from .callbacks import ChanceLevelLossCallback, PreciseBatchNormCallback
+from .lpft import apply_head_init, check_head_init
+from .metrics import make_compute_metrics
+from .recipes import parse_section
+from .splits import LensTensorDataset, TensorSplit, collate_batch, standardise_targets
+from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
 
-TASK_NAMES = ("classification", "lens_finding", "regression", "super_resolution")
-DEFAULT_CONFIG = {
-    "classification": "model3",
-    "lens_finding": "lens_finding",
-    "regression": "model3",
-    "super_resolution": "super_resolution",
-}
-
-
-# ----------------------------------------------------------------------------- recipe sections
-
-
-@dataclass
-class FinetuneModelArguments:
-    """`model:` section. `encoder` None trains from a random init of `preset` (the supervised-from-scratch baseline)."""
-
-    encoder: str | None = field(default=None, metadata={"help": "hub id or local folder of a LensViT encoder; null = random init"})
-    revision: str | None = field(default=None, metadata={"help": "hub revision of the encoder"})
-    preset: str = field(default="micro", metadata={"help": "LensViT size for a random init: micro, tiny, small, base"})
-    image_size: int = field(default=64, metadata={"help": "input side (px) for a random init; encoders keep theirs"})
-    patch_size: int = field(default=8, metadata={"help": "patch side (px) for a random init"})
-    drop_path_rate: float | None = field(default=None, metadata={"help": "stochastic depth; null keeps the encoder's"})
-    freeze_encoder: bool = field(default=False, metadata={"help": "train only the head (a Trainer linear probe)"})
-    repo_id: str | None = field(
-        default=None, metadata={"help": "hub repo id (ORG/NAME) named in the saved model's card; null: its folder"}
-    )
-    head_init: str = field(
-        default="random",
-        metadata={"help": "random, or linear_probe (LP-FT, classification tasks): the head starts from a linear probe "
-                  "of the encoder fitted on the training split"},
-    )
-
-
-@dataclass
-class FinetuneDataArguments:
-    """`data:` section: which task, which dataset, how the train split is cut into train/validation."""
-
-    task: str = field(default="classification", metadata={"help": f"one of {TASK_NAMES}"})
-    dataset: str | None = field(default=None, metadata={"help": "dataset folder or hub id; null simulates one"})
-    config: str | None = field(default=None, metadata={"help": "dataset config; default per task (model3, lens_finding, ...)"})
-    train_split: str = "train"
-    test_split: str = "test"
-    validation_fraction: float = field(default=0.1, metadata={"help": "share of train held out (seeded) to select checkpoints"})
-    labels_per_class: int | None = field(default=None, metadata={"help": "few-label fine-tune: class-balanced subset of train"})
-    data_seed: int = field(default=0, metadata={"help": "seed of the validation split, label subset and simulation"})
-    simulate_dir: str | None = field(default=None, metadata={"help": "where to simulate when dataset is null; default <output_dir>/data"})
-    simulate_overwrite: bool = field(
-        default=False, metadata={"help": "replace a simulated dataset in simulate_dir built with other sizes or seed"}
-    )
-    simulate_train_per_class: int = 64
-    simulate_test_per_class: int = 32
-    max_test_samples: int | None = None
-    augment: bool = field(default=True, metadata={"help": "random D4 (rot90/flip) of training batches"})
-    regression_column: str = field(default="axion_mass", metadata={"help": "regression target column (eV for axion_mass)"})
-    regression_class: str | None = field(default="axion", metadata={"help": "keep only this class for regression"})
-    regression_log10: bool = field(default=True, metadata={"help": "regress log10 of the column"})
-    flux_per_pixel: bool = field(
-        default=True,
-        metadata={"help": "super-resolution: high_resolution pixels hold flux per (smaller) pixel, as lensfm's simulator "
-                  "writes (an f x f block sums to one low-res pixel); they are scaled by f^2 to the low-res brightness"},
-    )
-    preprocess_batch_size: int = 512
-
-
-def _sections() -> dict[str, type]:
-    from transformers import TrainingArguments
-
-    return {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
+ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
 
 
 def training_defaults(output_dir: str) -> dict[str, Any]:
@@ -129,12 +53,13 @@ def training_defaults(output_dir: str) -> dict[str, Any]:
     }
 
 
-def finalize_training_section(training: dict[str, Any], task: str, has_validation: bool) -> dict[str, Any]:
+def finalize_training_section(training: dict[str, Any], task: str | Task, has_validation: bool) -> dict[str, Any]:
     """Make the raw `training:` mapping consistent before TrainingArguments validates it.
 
     Checkpoints are saved whenever validation runs (save_steps = eval_steps) and selected on the task's validation
     metric; without a validation split nothing is selected.
     """
+    task = get_task(task)
     training = dict(training)
     if training.get("bf16") is True and not training.get("use_cpu") and not torch.cuda.is_available():
         logger.warning("bf16 requested but no CUDA device is available: fine-tuning in float32.")
@@ -142,9 +67,8 @@ def finalize_training_section(training: dict[str, Any], task: str, has_validatio
     if not has_validation:
         training.update(eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     else:
-        metric, greater = best_metric("classification" if task == "lens_finding" else task)
-        training.setdefault("metric_for_best_model", metric)
-        training.setdefault("greater_is_better", greater)
+        training.setdefault("metric_for_best_model", task.selection_metric)
+        training.setdefault("greater_is_better", task.greater_is_better)
         if training.get("eval_strategy") == "steps":
             training.setdefault("eval_steps", training.get("logging_steps", 10))
             if training.get("save_strategy", "steps") == "steps":
@@ -152,300 +76,49 @@ def finalize_training_section(training: dict[str, Any], task: str, has_validatio
     return training
 
 
-def parse_finetune_recipe(recipe: str | os.PathLike | Mapping[str, Any], overrides=None):
-    """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
-    from .recipes import apply_overrides, load_recipe, read_recipe
-
-    sections = _sections()
-    raw = read_recipe(recipe)
-    for name in sections:
-        raw[name] = dict(raw.get(name) or {})
-    raw = apply_overrides(raw, overrides, sections)
-    task = raw["data"].get("task", "classification")
-    if task not in TASK_NAMES:
-        raise ValueError(f"unknown fine-tuning task {task!r}; choose one of {TASK_NAMES}")
-    stem = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else task
-    for key, value in training_defaults(f"outputs/finetune/{stem}").items():
-        raw["training"].setdefault(key, value)
-    validation_fraction = float(raw["data"].get("validation_fraction", 0.1))
-    raw["training"] = finalize_training_section(raw["training"], task, validation_fraction > 0)
-    parsed, raw = load_recipe(raw, sections)
-    return parsed["model"], parsed["data"], parsed["training"], raw
-
-
-# ----------------------------------------------------------------------------- tensors
-
-
-@dataclass
-class TensorSplit:
-    """A prepared split: `pixel_values` (N, 1, S, S) float32 at the model's input size and `labels`
-    (N,) int64 classes, (N, 1) float32 regression targets or (N, 1, fS, fS) high-resolution images."""
-
-    pixel_values: torch.Tensor
-    labels: torch.Tensor
-    label_names: list[str] | None = None
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def select(self, indices) -> "TensorSplit":
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return TensorSplit(self.pixel_values[index], self.labels[index], self.label_names)
-
-
-class LensTensorDataset(torch.utils.data.Dataset):
-    """Map-style dataset over a `TensorSplit` whose `__getitems__` returns a whole batch by fancy indexing.
-
-    The DataLoader then skips per-row collation (with `collate_batch`), which is ~10× faster than stacking rows.
-    `augment=True` applies `random_d4` to each training batch.
-    """
-
-    def __init__(self, split: TensorSplit, augment: bool = False):
-        self.split = split
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"pixel_values": self.split.pixel_values[index], "labels": self.split.labels[index]}
-
-    def __getitems__(self, indices: Sequence[int]) -> dict:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        pixel_values, labels = self.split.pixel_values[index], self.split.labels[index]
-        if self.augment:
-            pixel_values, labels = random_d4(pixel_values, labels)
-        return {"pixel_values": pixel_values, "labels": labels}
-
-
-def collate_batch(batch):
-    """Pass `LensTensorDataset` batches through; stack lists of rows otherwise."""
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    return {key: torch.stack([row[key] for row in batch]) for key in batch[0]}
-
-
-def load_processor(encoder: str | None, image_size: int, revision: str | None = None) -> LensImageProcessor:
-    """The encoder's saved `LensImageProcessor` (or the default per-image min-max one), resizing to `image_size`."""
-    processor = None
-    if encoder is not None:
-        try:
-            processor = LensImageProcessor.from_pretrained(encoder, revision=revision)
-        except (OSError, ValueError, TypeError) as err:
-            logger.info("no image processor in %s (%s); using the default min-max processor", encoder, err)
-    processor = processor or LensImageProcessor()
-    processor.size = int(image_size)
-    return processor
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if tuple(images.shape[-2:]) == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def _prepare_super_resolution(
-    low, high, processor: LensImageProcessor, image_size: int, factor: int, flux_per_pixel: bool = True
-):
-    """Low- and high-resolution images normalised with the low-resolution image's statistics (the model only sees
-    the low-res image, so the target must live in the same units), resized to (S, S) and (fS, fS).
-
-    With `flux_per_pixel`, high-res counts per pixel are first multiplied by factor^2, so both images are in counts
-    per low-res pixel area (surface brightness) and bicubic upsampling of the input approximates the target.
-    """
-    options = processor._options()
-    if flux_per_pixel:
-        high = high.float() * factor**2
-    low = processor.apply_stretch(low.float(), options["stretch"], options["stretch_scale"])
-    high = processor.apply_stretch(high.float(), options["stretch"], options["stretch_scale"])
-    if options["normalization"] == "minmax":
-        lowest = low.amin(dim=(1, 2, 3), keepdim=True)
-        span = (low.amax(dim=(1, 2, 3), keepdim=True) - lowest).clamp(min=1e-12)
-        low, high = (low - lowest) / span, (high - lowest) / span
-    elif options["normalization"] == "standard":
-        low = (low - options["image_mean"]) / options["image_std"]
-        high = (high - options["image_mean"]) / options["image_std"]
-    return _resize(low, image_size), _resize(high, factor * image_size)
-
-
-def prepare_split(
-    dataset,
-    task: str,
-    processor: LensImageProcessor,
-    image_size: int,
-    *,
-    regression_column: str = "axion_mass",
-    regression_log10: bool = True,
-    upscale_factor: int = 2,
-    batch_size: int = 512,
-    flux_per_pixel: bool = True,
-) -> TensorSplit:
-    """A datasets `Dataset` (data contract rows) as a `TensorSplit` at `image_size`, processed in batches.
-
-    Images go through `processor` (stretch, normalisation, bilinear resize: Model 1's 150 px become the encoder's
-    size, e.g. 64 px, keeping the 7.5 arcsec field of view). Labels: `label` for classification; log10 of
-    `regression_column` for regression; `high_resolution` (resized to upscale_factor * image_size) for
-    super-resolution (see `_prepare_super_resolution` for its units).
-    """
-    columns = ["pixel_values"]
-    if task in ("classification", "lens_finding"):
-        columns.append("label")
-    elif task == "regression":
-        columns.append(regression_column)
-    elif task == "super_resolution":
-        columns.append("high_resolution")
-    else:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASK_NAMES}")
-    formatted = dataset.with_format("torch", columns=columns)
-    images, targets = [], []
-    for start in range(0, len(formatted), batch_size):
-        batch = formatted[start : start + batch_size]
-        if task == "super_resolution":
-            low, high = _prepare_super_resolution(
-                batch["pixel_values"], batch["high_resolution"], processor, image_size, upscale_factor, flux_per_pixel
-            )
-            images.append(low)
-            targets.append(high)
-            continue
-        images.append(processor(batch["pixel_values"], size=image_size, return_tensors="pt")["pixel_values"])
-        if task == "regression":
-            values = batch[regression_column].double()
-            # (N, 1) so a batch of one keeps its shape through the model's squeeze(-1)
-            targets.append((torch.log10(values) if regression_log10 else values).float().unsqueeze(1))
-        else:
-            targets.append(batch["label"].long())
-    if not images:
-        raise ValueError("the dataset split is empty; nothing to prepare")
-    label_names = None
-    if task in ("classification", "lens_finding"):
-        label_names = list(dataset.features["label"].names)
-    return TensorSplit(torch.cat(images), torch.cat(targets), label_names)
-
-
-# ----------------------------------------------------------------------------- splits and subsets
-
-
-def _labels_of(data) -> np.ndarray:
-    if isinstance(data, TensorSplit):
-        return data.labels.numpy()
-    if isinstance(data, (np.ndarray, torch.Tensor, list, tuple)):
-        return np.asarray(data)
-    return np.asarray(data["label"])  # datasets.Dataset
-
-
-def train_validation_indices(labels, fraction: float, seed: int, stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays; per-class stratified for integer labels when `stratify`."""
-    labels = np.asarray(labels)
-    count = len(labels)
-    rng = np.random.default_rng(seed)
-    if fraction <= 0:
-        return np.arange(count), np.arange(0)
-    if not (0 < fraction < 1):
-        raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
-    if stratify and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
-        validation = []
-        for value in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == value))
-            take = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
-            validation.append(members[:take])
-        validation = np.sort(np.concatenate(validation))
-    else:
-        validation = np.sort(rng.permutation(count)[: max(1, int(round(fraction * count)))])
-    train = np.setdiff1d(np.arange(count), validation)
-    return train, validation
-
-
-def few_label_indices(labels, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of a class-balanced subset: `per_class` rows of every class, drawn with `seed`."""
-    labels = np.asarray(labels).reshape(-1)
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1, got {per_class}")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        if len(members) < per_class:
-            raise ValueError(
-                f"class {value} has only {len(members)} examples, fewer than the {per_class} labels per class asked for"
-            )
-        chosen.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
-def few_label_subset(dataset, per_class: int, seed: int):
-    """Class-balanced seeded subset (`per_class` per class) of a `TensorSplit` or datasets `Dataset` (same type back).
-
-    The same seed gives the same subset; the classes come from `labels` / the `label` column.
-    """
-    indices = few_label_indices(_labels_of(dataset), per_class, seed)
-    if isinstance(dataset, TensorSplit):
-        return dataset.select(indices)
-    return dataset.select(indices.tolist())
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def encoder_config(encoder: str, revision: str | None = None) -> LensViTConfig:
-    """The LensViT config of an encoder (hub id or folder)."""
-    return LensViTConfig.from_pretrained(encoder, revision=revision)
+def training_arguments(task: str | Task, training: Mapping[str, Any] | None, output_dir, seed: int,
+                       has_validation: bool) -> TrainingArguments:
+    """Quiet TrainingArguments for one fine-tune of the benchmark: defaults, then `training`, then seed and folder."""
+    values = {**training_defaults(str(output_dir)), "disable_tqdm": True, "logging_steps": 50, **dict(training or {})}
+    values.update(output_dir=str(output_dir), seed=seed)
+    return parse_section("training", TrainingArguments, finalize_training_section(values, task, has_validation))
 
 
 def build_model(
-    task: str,
-    model_args: FinetuneModelArguments,
+    task: str | Task,
+    encoder: str | None = None,
+    *,
+    revision: str | None = None,
+    preset: str = "micro",
+    image_size: int = 64,
+    patch_size: int = 8,
+    drop_path_rate: float | None = None,
+    freeze_encoder: bool = False,
     label_names: Sequence[str] | None = None,
     upscale_factor: int = 2,
     base_config: LensViTConfig | None = None,
 ):
-    """A task model on top of `model_args.encoder` (pretrained weights; new head) or a random init of `preset`
-    (or of `base_config`, e.g. a pretrained encoder's exact architecture, for the from-scratch baseline).
-
-    classification / lens_finding: `LensViTForImageClassification` (single-label, one logit per class);
-    regression: the same with `num_labels=1`, `problem_type="regression"`; super_resolution:
-    `LensViTForImageSuperResolution` with `upscale_factor`.
-    """
-    head_kwargs: dict[str, Any] = {}
-    if task in ("classification", "lens_finding"):
-        names = list(label_names or [])
-        head_kwargs = dict(
-            num_labels=len(names),
-            problem_type="single_label_classification",
-            id2label={i: name for i, name in enumerate(names)},
-            label2id={name: i for i, name in enumerate(names)},
+    """The task's head model (`task.head_class`) on `encoder` (pretrained weights, new head) or on a random init of
+    `preset` (or of `base_config`, e.g. a pretrained encoder's exact architecture, for the from-scratch baseline)."""
+    task = get_task(task)
+    head_kwargs = task.head_kwargs(label_names, upscale_factor)
+    if drop_path_rate is not None:
+        head_kwargs["drop_path_rate"] = float(drop_path_rate)
+    if encoder is None and base_config is not None:
+        values = {k: v for k, v in base_config.to_dict().items() if k not in ARCHITECTURE_ONLY}
+        model = task.head_class(LensViTConfig(**{**values, **head_kwargs}))
+    elif encoder is None:
+        model = task.head_class(
+            LensViTConfig.from_preset(preset, image_size=image_size, patch_size=patch_size, **head_kwargs)
         )
-        model_class = LensViTForImageClassification
-    elif task == "regression":
-        head_kwargs = dict(num_labels=1, problem_type="regression")
-        model_class = LensViTForImageClassification
-    elif task == "super_resolution":
-        head_kwargs = dict(upscale_factor=int(upscale_factor))
-        model_class = LensViTForImageSuperResolution
     else:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASK_NAMES}")
-    if model_args.drop_path_rate is not None:
-        head_kwargs["drop_path_rate"] = float(model_args.drop_path_rate)
-    if model_args.encoder is None and base_config is not None:
-        values = {key: value for key, value in base_config.to_dict().items() if key not in ("pretraining", "architectures", "auto_map")}
-        values.pop("model_type", None)
-        model = model_class(LensViTConfig(**{**values, **head_kwargs}))
-    elif model_args.encoder is None:
-        config = LensViTConfig.from_preset(
-            model_args.preset, image_size=model_args.image_size, patch_size=model_args.patch_size, **head_kwargs
-        )
-        model = model_class(config)
-    else:
-        from transformers.utils import logging as hf_logging
-
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report lists the new head as missing, as it must
         try:
-            model = model_class.from_pretrained(
-                model_args.encoder, revision=model_args.revision, ignore_mismatched_sizes=True, **head_kwargs
-            )
+            model = task.head_class.from_pretrained(encoder, revision=revision, ignore_mismatched_sizes=True, **head_kwargs)
         finally:
             hf_logging.set_verbosity(verbosity)
-    if model_args.freeze_encoder:
+    if freeze_encoder:
         for parameter in model.lens_vit.parameters():
             parameter.requires_grad_(False)
     # Our loss does not use num_items_in_batch, so the Trainer must scale it for gradient accumulation itself.
@@ -453,58 +126,48 @@ def build_model(
     return model
 
 
-# ----------------------------------------------------------------------------- training and prediction
-
-
 def train_model(
     model,
     train: TensorSplit,
     validation: TensorSplit | None,
-    task: str,
+    task: str | Task,
     training_args,
     *,
     augment: bool = True,
-    target_mean: float = 0.0,
-    target_std: float = 1.0,
     callbacks=None,
     quiet: bool = False,
     initial_candidate: bool = False,
-):
-    """Train `model` with `Trainer` on `train`; evaluate on `validation` and keep the best checkpoint. Returns the Trainer.
+) -> Trainer:
+    """Train `model` with `Trainer` on `train`; evaluate on `validation` with the task's metrics and keep the best
+    checkpoint. Returns the Trainer.
 
     `quiet` drops the Trainer's console printing (the benchmark runs hundreds of short fine-tunes).
     `initial_candidate` also evaluates the model before training and keeps it if no checkpoint beats it on
     validation (LP-FT: the fine-tune then never ends below its linear probe).
     """
-    from transformers import Trainer
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    metric_task = "classification" if task == "lens_finding" else task
+    task = get_task(task)
     callbacks = list(callbacks or [])
     if any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules()):
-        from .callbacks import PreciseBatchNormCallback
-
         # Evaluated and saved models normalise with statistics of their own weights (see the callback).
-        batch_size = training_args.per_device_eval_batch_size
-        callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=batch_size))
-    if task in ("classification", "lens_finding") and train.label_names:
-        from .callbacks import ChanceLevelLossCallback
-
+        callbacks.append(PreciseBatchNormCallback(train.pixel_values, batch_size=training_args.per_device_eval_batch_size))
+    if task.has_classes and train.label_names:
         callbacks.append(ChanceLevelLossCallback(len(train.label_names)))
+    has_validation = validation is not None and len(validation) > 0
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=LensTensorDataset(train, augment=augment),
-        eval_dataset=LensTensorDataset(validation) if validation is not None and len(validation) else None,
+        eval_dataset=LensTensorDataset(validation) if has_validation else None,
         data_collator=collate_batch,
-        compute_metrics=make_compute_metrics(metric_task, train.label_names, target_mean, target_std),
+        # Evaluation runs over the validation split in order, so the task's metric reads its targets directly.
+        compute_metrics=make_compute_metrics(lambda predictions, _: task.metrics(predictions, validation)) if has_validation else None,
         callbacks=callbacks,
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
     initial = None
-    if initial_candidate and trainer.eval_dataset is not None and training_args.metric_for_best_model:
+    if initial_candidate and has_validation and training_args.metric_for_best_model:
         initial = (trainer.evaluate(), {key: value.detach().clone() for key, value in model.state_dict().items()})
     trainer.train()
     if initial is not None:
@@ -533,23 +196,11 @@ def predict(model, split: TensorSplit, batch_size: int = 256) -> np.ndarray:
     device = next(model.parameters()).device
     outputs = []
     for start in range(0, len(split), batch_size):
-        pixel_values = split.pixel_values[start : start + batch_size].to(device)
-        result = model(pixel_values=pixel_values)
-        value = result.logits if hasattr(result, "logits") and result.logits is not None else result.reconstruction
+        result = model(pixel_values=split.pixel_values[start : start + batch_size].to(device))
+        value = result.logits if getattr(result, "logits", None) is not None else result.reconstruction
         outputs.append(value.float().cpu())
     model.train(was_training)
     return torch.cat(outputs).numpy()
-
-
-def evaluate_predictions(task: str, predictions: np.ndarray, split: TensorSplit, target_mean=0.0, target_std=1.0) -> dict:
-    """Full test metrics (confusion matrix included) of `predictions` on `split`, in physical units."""
-    labels = split.labels.numpy()
-    if task in ("classification", "lens_finding"):
-        return classification_metrics(predictions, labels, split.label_names)
-    if task == "regression":
-        predicted = predictions.reshape(-1) * target_std + target_mean
-        return regression_metrics(predicted, labels.reshape(-1) * target_std + target_mean)
-    return super_resolution_metrics(predictions, labels)
 
 
 def best_validation_metrics(trainer) -> dict:
@@ -573,326 +224,84 @@ def remove_checkpoints(output_dir: str | os.PathLike) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------- datasets
+def finetune_task(
+    task: str | Task,
+    encoder: str | os.PathLike | LensViTConfig | None,
+    train: TensorSplit,
+    validation: TensorSplit,
+    test: TensorSplit,
+    args: TrainingArguments,
+    *,
+    model_options: Mapping[str, Any] | None = None,
+    augment: bool = True,
+    head_init: str = "random",
+    quiet: bool = True,
+) -> tuple[Any, dict]:
+    """Fine-tune encoder + task head end to end on `train`, select the checkpoint on `validation`, report `test`.
 
-
-def resolve_dataset(data_args: FinetuneDataArguments, output_dir: str | os.PathLike) -> tuple[str, str]:
-    """(dataset path or hub id, config); simulates `config` into `simulate_dir` (default `<output_dir>/data`) when
-    `data.dataset` is null (resumable: a rerun reuses the folder)."""
-    config = data_args.config or DEFAULT_CONFIG[data_args.task]
-    if data_args.dataset is not None:
-        return data_args.dataset, config
-    from ..data.build import simulate_dataset
-
-    folder = Path(data_args.simulate_dir or Path(output_dir) / "data")
-    try:
-        simulate_dataset(
-            folder,
-            config=config,
-            train_per_class=data_args.simulate_train_per_class,
-            test_per_class=data_args.simulate_test_per_class,
-            seed=data_args.data_seed,
-            overwrite=data_args.simulate_overwrite,
-        )
-    except ValueError as err:  # the data layer names its keyword argument; a recipe user needs the recipe key
-        raise ValueError(str(err).replace("pass overwrite=True", "set data.simulate_overwrite=true")) from err
-    return str(folder), config
-
-
-def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:
-    """Raise a FileNotFoundError naming the recipe and the fix when `model.encoder` is a local path that holds no
-    exported encoder: missing, a pretraining run folder (whose `encoder/` holds the export), or another folder.
-    Hub ids (`ORG/NAME` that is not a local path) are left to `from_pretrained`."""
-    if encoder is None:
-        return
-    where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
-    path = Path(encoder)
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return
-        if (path / "encoder" / "config.json").is_file():
-            raise FileNotFoundError(
-                f"model.encoder={encoder}{where} is a pretraining run folder; pass its exported encoder: "
-                f"model.encoder={path / 'encoder'}"
-            )
-        raise FileNotFoundError(
-            f"model.encoder={encoder}{where} holds no config.json; pass the encoder/ folder a pretraining run wrote "
-            "(e.g. results/quick/pretrain/mae/encoder), a hub id, or null to train from scratch"
-        )
-    # a hub id is exactly ORG/NAME; anything else that is not a folder here is a path that does not exist
-    if encoder.startswith((".", "/", "~")) or not HUB_REPO_ID.fullmatch(encoder):
-        raise FileNotFoundError(
-            f"model.encoder={encoder}{where} does not exist; pass the encoder/ folder a pretraining run wrote "
-            "(e.g. results/quick/pretrain/mae/encoder; `lensfm pretrain` prints it), a hub id, or null to train "
-            "from scratch"
-        )
-
-
-def load_task_split(path: str, config: str, split: str, data_args: FinetuneDataArguments):
-    """One split of the dataset, filtered for the task (regression keeps `regression_class` rows with a finite target)."""
-    from ..data.loading import load_lensing_dataset
-
-    dataset = load_lensing_dataset(path, config, split=split)
-    if data_args.task == "regression":
-        column = data_args.regression_column
-        if column not in dataset.column_names:
-            raise ValueError(f"regression column {column!r} is not in {path}/{config} ({dataset.column_names})")
-        values = np.asarray(dataset.with_format("numpy", columns=[column])[:][column], dtype=np.float64)
-        keep = np.isfinite(values) & ((values > 0) if data_args.regression_log10 else True)
-        if data_args.regression_class is not None:
-            names = dataset.features["label"].names
-            if data_args.regression_class not in names:
-                raise ValueError(f"class {data_args.regression_class!r} not in {names}")
-            keep &= np.asarray(dataset["label"]) == names.index(data_args.regression_class)
-        if not keep.any():
-            raise ValueError(f"no {split} rows of {path}/{config} have a usable {column!r} target")
-        dataset = dataset.select(np.flatnonzero(keep).tolist())
-    return dataset
-
-
-# ----------------------------------------------------------------------------- the run
-
-
-def _json_ready(value):
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], overrides=None) -> dict:
-    """Fine-tune per a recipe (sections `model`, `data`, `training` -> TrainingArguments); returns metrics and paths.
-
-    Returns {"task", "dataset", "config", "metrics" (test), "validation_metrics" (selected checkpoint),
-    "baseline_metrics" (bicubic, super-resolution only), "num_train", "num_validation", "num_test",
-    "train_runtime_s", "output_dir", "model_dir", "results_path"}.
+    `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
+    the config, else `model_options`' preset/image_size/patch_size, gives its architecture). Scalar targets are
+    standardised with train statistics (stored in `config.regression_target`); metrics are in physical units.
+    `head_init="linear_probe"` (LP-FT, tasks with classes) starts the head from a linear probe of the encoder on
+    `train`, selected on `validation`, and the probe-initialised model is itself a selection candidate.
+    Returns (model, result): test metrics plus `validation` (the selected checkpoint's), `train_runtime_s` and
+    `outputs` (what the task's plots need of the test predictions).
     """
-    from transformers import set_seed
-
-    model_args, data_args, training_args, raw = parse_finetune_recipe(recipe_path_or_dict, overrides)
-    check_encoder_path(model_args.encoder, recipe_path_or_dict)
-    task = data_args.task
-    set_seed(training_args.seed)
-    output_dir = Path(training_args.output_dir)
-
-    image_size = model_args.image_size
-    upscale_factor = 2
-    if model_args.encoder is not None:
-        try:
-            image_size = encoder_config(model_args.encoder, model_args.revision).image_size
-        except OSError as err:  # transformers' message blames the network even for a repo that does not exist
-            where = f" (recipe {recipe_path_or_dict})" if isinstance(recipe_path_or_dict, (str, os.PathLike)) else ""
-            raise FileNotFoundError(
-                f"model.encoder={model_args.encoder}{where} is not a local folder and could not be loaded as a hub "
-                f"repo ({str(err).splitlines()[0][:120]}); nothing is published on the Hub yet: run `lensfm zoo` to "
-                "install lensfm/<method> in the local cache, or pass an encoder/ folder"
-            ) from err
-    processor = load_processor(model_args.encoder, image_size, model_args.revision)
-    path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
-    train_raw = load_task_split(path, config, data_args.train_split, data_args)
-    test_raw = load_task_split(path, config, data_args.test_split, data_args)
-    if data_args.max_test_samples is not None:
-        test_raw = test_raw.select(range(min(len(test_raw), data_args.max_test_samples)))
-    if task == "super_resolution":
-        upscale_factor = int(train_raw.features["high_resolution"].shape[-1] // train_raw.features["pixel_values"].shape[-1])
-    prepare = dict(
-        regression_column=data_args.regression_column,
-        regression_log10=data_args.regression_log10,
-        upscale_factor=upscale_factor,
-        batch_size=data_args.preprocess_batch_size,
-        flux_per_pixel=data_args.flux_per_pixel,
-    )
-    full_train = prepare_split(train_raw, task, processor, image_size, **prepare)
-    test = prepare_split(test_raw, task, processor, image_size, **prepare)
-
-    classification = task in ("classification", "lens_finding")
-    train_idx, val_idx = train_validation_indices(
-        full_train.labels.numpy() if full_train.labels.ndim == 1 else np.zeros(len(full_train)),
-        data_args.validation_fraction,
-        data_args.data_seed,
-        stratify=classification,
-    )
-    train, validation = full_train.select(train_idx), full_train.select(val_idx)
-    if data_args.labels_per_class is not None:
-        if not classification:
-            raise ValueError("labels_per_class (few-label fine-tuning) needs a classification task")
-        train = few_label_subset(train, data_args.labels_per_class, data_args.data_seed)
-
-    target_mean, target_std = 0.0, 1.0
-    if task == "regression":
-        # Standardise targets (log10 m_a ~ -23) so a fresh head starts near the answer; metrics undo it.
-        target_mean = float(train.labels.mean())
-        target_std = float(train.labels.std()) if len(train) > 1 and float(train.labels.std()) > 0 else 1.0
-        for split in (train, validation, test):
-            split.labels = (split.labels - target_mean) / target_std
-
-    model = build_model(task, model_args, full_train.label_names, upscale_factor)
-    from .protocols import apply_head_init, check_head_init
-
-    check_head_init(model_args.head_init, "model.head_init")
-    if model_args.head_init != "random" and not classification:
-        raise ValueError(f"model.head_init={model_args.head_init} needs a classification task, not {task!r}; use random")
-    batch_size = training_args.per_device_eval_batch_size
-    from_probe = apply_head_init(
-        model, model_args.head_init, train, validation, batch_size, training_args.device, augment=data_args.augment
-    )
-    if task == "regression":
+    task = get_task(task)
+    check_head_init(head_init)
+    if head_init != "random" and not task.has_classes:
+        raise ValueError(f"head_init={head_init} (LP-FT) needs a task with classes, not {task.name!r}; use random")
+    set_seed(args.seed)
+    if task.target_kind == "scalar":
+        train, validation, test = standardise_targets(train, validation, test)
+    base_config = encoder if isinstance(encoder, LensViTConfig) else None
+    path = None if encoder is None or base_config is not None else str(encoder)
+    upscale_factor = int(train.labels.shape[-1] // train.pixel_values.shape[-1]) if task.target_kind == "image" else 2
+    model = build_model(task, path, label_names=train.label_names, upscale_factor=upscale_factor,
+                        base_config=base_config, **dict(model_options or {}))
+    if task.target_kind == "scalar":
         model.config.regression_target = {
-            "column": data_args.regression_column,
-            "transform": "log10" if data_args.regression_log10 else "identity",
-            "unit": "log10 eV" if data_args.regression_column == "axion_mass" and data_args.regression_log10 else None,
-            "mean": target_mean,
-            "std": target_std,
+            "column": task.target_column, "transform": "log10" if task.target_log10 else "identity",
+            "unit": task.target_unit, "mean": train.target_mean, "std": train.target_std,
             "note": "prediction = logit * std + mean",
         }
-    start = time.perf_counter()
-    trainer = train_model(
-        model,
-        train,
-        validation,
-        task,
-        training_args,
-        augment=data_args.augment,
-        target_mean=target_mean,
-        target_std=target_std,
-        initial_candidate=from_probe,
+    from_probe = apply_head_init(
+        model, head_init, train, validation, args.per_device_eval_batch_size, args.device, augment=augment
     )
+    start = time.perf_counter()
+    trainer = train_model(model, train, validation, task, args, augment=augment, quiet=quiet,
+                          initial_candidate=from_probe)
     runtime = time.perf_counter() - start
-    model = trainer.model
-    predictions = predict(model, test, batch_size=training_args.per_device_eval_batch_size)
-    metrics = evaluate_predictions(task, predictions, test, target_mean, target_std)
-    baseline = None
-    if task == "super_resolution":
-        baseline = bicubic_baseline_metrics(test.pixel_values.numpy(), test.labels.numpy())
+    predictions = predict(trainer.model, test, batch_size=args.per_device_eval_batch_size)
+    result = task.metrics(predictions, test)
+    result.update(validation=best_validation_metrics(trainer), train_runtime_s=runtime,
+                  outputs=task.outputs(predictions, test))
+    return trainer.model, result
 
-    model_dir = output_dir / "model"
-    model.config.finetuning = {
-        "task": task, "dataset": path, "config": config, "encoder": model_args.encoder,
-        "recipe": str(recipe_path_or_dict) if isinstance(recipe_path_or_dict, (str, os.PathLike)) else None,
-        "num_train": len(train), "max_steps": training_args.max_steps,
-        "batch_size": training_args.per_device_train_batch_size, "learning_rate": training_args.learning_rate,
-        "head_init": model_args.head_init,
-    }
-    save_finetuned_model(model, processor, model_dir, metrics, repo_id=model_args.repo_id)
-    if trainer.args.load_best_model_at_end or training_args.save_strategy != "no":
-        remove_checkpoints(output_dir)
-    result = {
-        "task": task,
-        "dataset": path,
-        "config": config,
-        "encoder": model_args.encoder,
-        "metrics": metrics,
-        "validation_metrics": best_validation_metrics(trainer),
-        "baseline_metrics": baseline,
-        "num_train": len(train),
-        "num_validation": len(validation),
-        "num_test": len(test),
-        "image_size": image_size,
-        "train_runtime_s": runtime,
-        "output_dir": str(output_dir),
-        "model_dir": str(model_dir),
-        "recipe": raw,
-    }
-    results_path = output_dir / "results.json"
-    result["results_path"] = str(results_path)
-    results_path.write_text(json.dumps(_json_ready(result), indent=2, default=str) + "\n")
-    _print_summary(result)
+
+def finetune_seed(job: Mapping[str, Any]) -> dict:
+    """One seed of a benchmark fine-tune cell (in this process or a pool worker): `finetune_task` in a scratch
+    folder that is removed afterwards. `job` holds task, encoder, train, validation, test, output_dir, seed,
+    training (TrainingArguments fields), augment and head_init."""
+    job = dict(job)
+    output_dir, seed = job.pop("output_dir"), job.pop("seed")
+    args = training_arguments(job["task"], job.pop("training"), output_dir, seed, len(job["validation"]) > 0)
+    try:
+        _, result = finetune_task(args=args, **job)
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
     return result
 
 
-HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
-CARD_METRICS = {  # task -> (metric key, card title) reported in the card's model-index
-    "classification": (("accuracy", "Accuracy"), ("roc_auc", "Macro ROC AUC")),
-    "lens_finding": (("accuracy", "Accuracy"), ("roc_auc", "Macro ROC AUC")),
-    "regression": (("mae", "MAE (dex)"), ("rmse", "RMSE (dex)")),
-    "super_resolution": (("psnr", "PSNR (dB)"), ("ssim", "SSIM")),
-}
-CARD_TASK_TYPES = {"super_resolution": "image-to-image"}
-
-
-def is_hub_repo_id(name: str | None) -> bool:
-    """True for an `ORG/NAME` that is not a local path (only those are valid card metadata)."""
-    return bool(name) and bool(HUB_REPO_ID.fullmatch(str(name))) and not Path(str(name)).exists()
-
-
-def finetuned_card_results(model, metrics: Mapping[str, Any]) -> dict:
-    """The test metrics of a fine-tuned model in the card results schema (`lensfm_hf.hub.cards`)."""
-    info = dict(getattr(model.config, "finetuning", None) or {})
-    task, dataset, config = info.get("task", "classification"), info.get("dataset"), info.get("config")
-    dataset_type = dataset if is_hub_repo_id(dataset) else "lensfm/deeplense-sims"
-    entries = []
-    for key, title in CARD_METRICS.get(task, ()):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            entries.append({
-                "task_type": CARD_TASK_TYPES.get(task, "image-classification"),
-                "dataset_name": f"{config} (lensfm simulation)" if dataset_type != dataset else str(dataset),
-                "dataset_type": dataset_type,
-                "dataset_config": config,
-                "dataset_split": "test",
-                "metric_type": key,
-                "metric_name": f"{title} (fine-tuned, 1 seed)",
-                "metric_value": round(float(value), 4),
-            })
-    return {"results": entries}
-
-
-def save_finetuned_model(model, processor, model_dir, metrics=None, repo_id: str | None = None):
-    """Save a fine-tuned model hub-ready, as the pretrained encoders are (`lensfm_hf.hub.save_for_hub`): weights,
-    `config.json` with the full `auto_map` and `id2label`, the processor, the remote-code files and a card with the
-    test metrics, so the folder loads with `pipeline(...)` / `Auto*.from_pretrained(..., trust_remote_code=True)`
-    where lensfm_hf is not installed. Returns the folder."""
-    from ..hub.cards import render_model_card
-    from ..hub.export import save_for_hub
-
-    model_dir = Path(model_dir)
-    info = dict(getattr(model.config, "finetuning", None) or {})
-    encoder = info.get("encoder")
-    model.config.architectures = [type(model).__name__]  # save_pretrained sets it too late for the card's pipeline tag
-    card = render_model_card(
-        model.config,
-        repo_id=repo_id or str(model_dir),
-        results=finetuned_card_results(model, metrics or {}) if metrics else None,
-        base_model=encoder if is_hub_repo_id(encoder) else None,
-        extra_context={"num_parameters": model.num_parameters(), "finetuning": info},
-    )
-    return save_for_hub(model, processor, model_dir, card=card)
-
-
-def _print_summary(result: dict) -> None:
-    scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
-    line = ", ".join(f"{k}={v:.4f}" for k, v in scalars.items())
-    print(f"[lensfm finetune] {result['task']} on {result['config']} test: {line}")
-    if result.get("baseline_metrics"):
-        base = ", ".join(f"{k}={v:.4f}" for k, v in result["baseline_metrics"].items())
-        print(f"[lensfm finetune] bicubic baseline: {base}")
-    print(f"[lensfm finetune] model saved to {result['model_dir']}; results in {result['results_path']}")
-
-
 __all__ = [
-    "FinetuneDataArguments",
-    "FinetuneModelArguments",
-    "LensTensorDataset",
-    "TensorSplit",
+    "best_validation_metrics",
     "build_model",
-    "collate_batch",
-    "encoder_config",
-    "evaluate_predictions",
-    "few_label_indices",
-    "few_label_subset",
-    "load_processor",
-    "parse_finetune_recipe",
+    "finalize_training_section",
+    "finetune_seed",
+    "finetune_task",
     "predict",
-    "prepare_split",
-    "random_d4",
-    "resolve_dataset",
-    "run_finetune",
-    "save_finetuned_model",
+    "remove_checkpoints",
     "train_model",
-    "train_validation_indices",
+    "training_arguments",
+    "training_defaults",
 ]

@@ -1,0 +1,386 @@
+"""Benchmark cells: one (encoder, task, dataset config, protocol, label budget) over every seed, cached on disk.
+
+A cell's identity is the hash of everything that decides its numbers (encoder fingerprint, dataset identity,
+processor, task, protocol settings, seeds), so a rerun computes only what changed. Each seed cuts its own seeded
+validation split from train; probes select their strength and fine-tunes their checkpoint on it; the test split
+only reports. Seed 0's test predictions are kept (`.npz`) for the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
+
+from ...data.loading import load_lensing_dataset
+from ...files import atomic_write
+from ...pretraining import method_display_name
+from ..finetune import finetune_seed
+from ..metrics import mean_std
+from ..probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
+from ..records import json_ready, settings_key, write_json
+from ..splits import TensorSplit, few_label_indices, prepare_split, task_rows, train_validation_indices
+from ..tasks import PROTOCOL_TITLES, Task
+from .encoders import device_of, spec_encoder
+from .recipe import BenchmarkRecipe, Evaluation
+
+logger = logging.getLogger(__name__)
+
+# Bump when the meaning of a cached cell changes (protocol code, metric definitions).
+CELL_FORMAT_VERSION = 2
+
+
+@dataclass
+class TaskData:
+    """One evaluation's data prepared for one processor: the task, its config, full train and test splits."""
+
+    task: Task
+    config: str
+    train: TensorSplit
+    test: TensorSplit
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.train.label_names or [])
+
+
+class SplitCache:
+    """Prepared `TaskData` per (task, config, processor settings, image size): methods sharing a processor share it."""
+
+    def __init__(self, recipe: BenchmarkRecipe, data_path: str):
+        self.recipe, self.data_path, self._cache = recipe, data_path, {}
+
+    def get(self, evaluation: Evaluation, processor, image_size: int) -> TaskData:
+        task, config = evaluation.task, evaluation.config
+        key = (task.name, config, json.dumps(processor.to_dict(), sort_keys=True, default=str), image_size)
+        if key not in self._cache:
+            batch = self.recipe.data.preprocess_batch_size
+            splits = []
+            for name in ("train", "test"):
+                rows = task_rows(load_lensing_dataset(self.data_path, config, split=name), task,
+                                 f"{self.data_path}/{config} ({name})")
+                if name == "test" and self.recipe.data.max_test_samples is not None:
+                    rows = rows.select(range(min(len(rows), self.recipe.data.max_test_samples)))
+                splits.append(prepare_split(rows, task, processor, image_size, batch_size=batch))
+            self._cache[key] = TaskData(task, config, *splits)
+        return self._cache[key]
+
+
+# ----------------------------------------------------------------------------- cache files
+
+
+def cell_path(root: Path, method: str, evaluation: Evaluation, protocol: str, budget, key: str) -> Path:
+    name = protocol if budget in (None, "all") else f"{protocol}_{budget}"
+    return root / "cells" / method / evaluation.task.name / evaluation.config / f"{name}-{key[:12]}.json"
+
+
+def read_cell(path: Path, key: str, root: Path) -> dict | None:
+    """The cached cell at `path`, or None when there is none or it cannot be used (then it is recomputed).
+
+    A cell that does not parse, belongs to other settings, or whose outputs file is missing or unreadable
+    (a kill mid-write, a full disk, an edit) is reported with its path rather than failing the method.
+    """
+    if not path.is_file():
+        return None
+    try:
+        cell = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(cell, dict) or cell.get("key") != key or not isinstance(cell.get("metrics"), dict):
+            raise ValueError("not a cell of these settings")
+        if cell.get("outputs_file"):
+            with np.load(root / cell["outputs_file"]) as arrays:
+                lengths = {name: len(arrays[name]) for name in arrays.files}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"{cell['outputs_file']} holds arrays of different lengths {lengths}")
+    except Exception as err:  # any unreadable cache entry is recomputed, never fatal
+        logger.warning("cached cell %s is unreadable (%s: %s): recomputing it.", path, type(err).__name__, err)
+        return None
+    return cell
+
+
+def summarise_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{metric: {"mean", "std", "per_seed"}} over the scalar metrics every seed reported."""
+    names = [k for k, v in per_seed[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = {}
+    for name in names:
+        values = [float(result[name]) for result in per_seed if name in result]
+        mean, std = mean_std(values)
+        out[name] = {"mean": mean, "std": std, "per_seed": values}
+    return out
+
+
+# ----------------------------------------------------------------------------- computing a cell
+
+
+def seed_indices(data: TaskData, fraction: float, seed: int, budget) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into `data.train` for one seed: the seeded validation cut (stratified by class),
+    and for a label budget `budget` per class to train and at most as many per class to select."""
+    classes = data.task.has_classes
+    labels = data.train.labels.numpy() if classes else np.zeros(len(data.train))
+    train, validation = train_validation_indices(labels, fraction, seed, stratify=classes)
+    if budget in (None, "all"):
+        return train, validation
+    train = train[few_label_indices(labels[train], int(budget), seed)]
+    counts = [int((labels[validation] == c).sum()) for c in np.unique(labels[validation])]
+    per_class = min(int(budget), *counts) if counts else 0
+    if per_class >= 1:
+        validation = validation[few_label_indices(labels[validation], per_class, seed)]
+    return train, validation
+
+
+def features_of(spec, data: TaskData, seed: int, cache: dict, batch_size: int, device) -> tuple:
+    """(train features, test features) of an encoder; a pretrained encoder's are extracted once per evaluation, a
+    random-init encoder's once per seed (each seed draws a new random encoder)."""
+    key = (spec["name"], data.task.name, data.config, seed if spec["random"] else None)
+    if key not in cache:
+        encoder = spec_encoder(spec, seed).to(device)
+        cache[key] = (extract_features(encoder, data.train, batch_size=batch_size)[0],
+                      extract_features(encoder, data.test, batch_size=batch_size)[0])
+    return cache[key]
+
+
+def probe_seed(protocol: str, data: TaskData, train_f, test_f, train_idx, val_idx, recipe: BenchmarkRecipe) -> dict:
+    """One seed of a frozen probe: kNN or a linear probe for classes (their log-probabilities go through the task's
+    metrics), ridge regression for a scalar."""
+    args, device, task = recipe.protocols, device_of(recipe), data.task
+    tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    labels = data.train.labels
+    extra: dict[str, Any] = {}
+    if task.target_kind == "scalar":
+        targets = data.train.physical_targets()
+        fit = ridge_probe(train_f[tr], targets[train_idx], train_f[va], targets[val_idx], test_f,
+                          alphas=args.ridge_alphas)
+        predictions, extra = fit["predictions"], {"alpha": fit["alpha"], "validation": fit["validation"]}
+    elif protocol == "knn":
+        probabilities = knn_probabilities(train_f[tr].to(device), labels[tr], test_f.to(device),
+                                          len(data.label_names), k=args.knn_k, temperature=args.knn_temperature)
+        predictions = probabilities.clamp(min=1e-12).log().numpy()
+    else:
+        probe = fit_linear_probe(train_f[tr].to(device), labels[tr], train_f[va].to(device), labels[va],
+                                 weight_decays=args.linear_weight_decays, max_iter=args.linear_max_iter,
+                                 label_names=data.label_names, selection_metric=task.selection_metric)
+        predictions = probe.probabilities(test_f).clamp(min=1e-12).log().numpy()
+        extra = {"weight_decay": probe.weight_decay, "validation": probe.validation}
+    result = task.metrics(predictions, data.test)
+    result.update(extra, outputs=task.outputs(predictions, data.test))
+    return result
+
+
+def compute_cell(protocol: str, budget, data: TaskData, spec: Mapping[str, Any], recipe: BenchmarkRecipe,
+                 feature_cache: dict, work_dir: Path, pool=None) -> tuple[list[dict], dict | None]:
+    """Run one protocol (at one label budget) for every seed; returns per-seed results and seed 0's outputs.
+
+    Fine-tunes of the seeds run in `pool` (a process pool, see `benchmark.workers`) when given.
+    """
+    task, seeds = data.task, list(recipe.benchmark.seeds)
+    device = device_of(recipe)
+    outputs, jobs, num_train = {}, {}, {}
+    for seed in seeds:
+        train_idx, val_idx = seed_indices(data, recipe.data.validation_fraction, seed, budget)
+        num_train[seed] = len(train_idx)
+        if protocol in ("knn", "linear"):
+            train_f, test_f = features_of(spec, data, seed, feature_cache, recipe.protocols.feature_batch_size, device)
+            outputs[seed] = probe_seed(protocol, data, train_f, test_f, train_idx, val_idx, recipe)
+            continue
+        jobs[seed] = dict(
+            task=task, encoder=spec["config"] if spec["random"] else spec["encoder_dir"],
+            train=data.train.select(train_idx), validation=data.train.select(val_idx), test=data.test,
+            output_dir=work_dir / f"seed-{seed}", seed=seed, training=recipe.training_for(task, protocol),
+            augment=recipe.protocols.augment,
+            head_init=recipe.protocols.finetune_head_init if task.has_classes else "random",
+        )
+    if jobs:
+        done = pool.map(finetune_seed, jobs.values()) if pool is not None else map(finetune_seed, jobs.values())
+        outputs.update(zip(jobs, done, strict=True))
+    results, first_outputs = [], None
+    for seed in seeds:
+        result = outputs[seed]
+        arrays = result.pop("outputs", None)
+        if first_outputs is None and arrays:
+            first_outputs = arrays
+        result["num_train"] = num_train[seed]
+        results.append(json_ready(result))
+    return results, first_outputs
+
+
+def _start_worker(num_threads: int | None) -> None:
+    """Pool worker set-up: the run's thread count and quiet transformers, as in the main process."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def worker_pool(recipe: BenchmarkRecipe):
+    """A spawn-started process pool for `benchmark.workers` > 1, else None."""
+    if recipe.benchmark.workers <= 1:
+        return None
+    return ProcessPoolExecutor(
+        max_workers=recipe.benchmark.workers,
+        mp_context=multiprocessing.get_context("spawn"),  # fork would copy torch's thread pools and locks
+        initializer=_start_worker,
+        initargs=(recipe.benchmark.num_threads,),
+    )
+
+
+# ----------------------------------------------------------------------------- the cells of one encoder
+
+
+def _manifest_class_counts(path: str, config: str) -> list[int] | None:
+    manifest = Path(path) / config / "manifest.json"
+    if not manifest.is_file():
+        return None
+    info = json.loads(manifest.read_text())
+    counts = ((info.get("splits") or {}).get("train") or {}).get("class_counts")
+    if not counts:
+        return None
+    return [int(counts[name]) for name in info.get("class_names", counts)]
+
+
+def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[int] | None) -> list[tuple[str, Any]]:
+    """(protocol, label budget) pairs of one evaluation: the recipe's protocols that fit the task; few-label
+    budgets larger than the train part allows are dropped."""
+    plan = []
+    available = int(min(class_counts) * (1 - recipe.data.validation_fraction)) if class_counts else 0
+    for protocol in recipe.benchmark.protocols:
+        if protocol not in task.protocols:
+            continue
+        if protocol != "few_label":
+            plan.append((protocol, "all"))
+            if not (protocol in ("knn", "linear") and recipe.protocols.probe_label_budgets and task.has_classes):
+                continue
+        for budget in recipe.protocols.few_label_budgets:
+            if budget <= available:
+                plan.append((protocol, int(budget)))
+            else:
+                logger.warning("few-label budget %d > %d training images per class: skipped", budget, available)
+    return plan
+
+
+def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str) -> dict[str, Any]:
+    """The settings that decide a cell's numbers besides data and encoder (part of its cache key)."""
+    args = recipe.protocols
+    if protocol == "knn":
+        return {"k": args.knn_k, "temperature": args.knn_temperature}
+    if protocol == "linear":
+        if task.target_kind == "scalar":
+            return {"ridge_alphas": list(args.ridge_alphas)}
+        return {"weight_decays": list(args.linear_weight_decays), "max_iter": args.linear_max_iter}
+    settings = {"training": recipe.training_for(task, protocol), "augment": args.augment}
+    if args.finetune_head_init != "random" and task.has_classes:
+        settings["head_init"] = args.finetune_head_init
+    return settings
+
+
+def _dataset_identity(path: str, config: str) -> Any:
+    manifest = Path(path) / config / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("identity", str(manifest))
+    return {"path": str(path), "config": config}
+
+
+def _print_cell(cell: Mapping[str, Any], task: Task) -> None:
+    budget = "" if cell["label_budget"] == "all" else f" ({cell['label_budget']}/class)"
+    values = []
+    for key, title in task.reported_metrics[:2]:
+        stat = cell["metrics"].get(key, {})
+        values.append(f"{title} {stat.get('mean', float('nan')):.3f}±{stat.get('std', float('nan')):.3f}")
+    print(f"[lensfm benchmark] {cell['method']:>12} {task.name}/{cell['finetuning_set']} {cell['protocol']}{budget}: "
+          f"{', '.join(values)} ({cell['runtime_s']:.1f}s)", flush=True)
+
+
+def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: SplitCache, data_path: str,
+                     processor, counters: dict[str, int], pool=None) -> list[dict]:
+    """Every (evaluation, protocol, budget) cell of one encoder, computed or read from the cache."""
+    method, root = spec["name"], recipe.root
+    image_size = spec["config"].image_size
+    feature_cache: dict = {}
+    cells = []
+    for evaluation in recipe.evaluations:
+        task, config = evaluation.task, evaluation.config
+        counts = _manifest_class_counts(data_path, config) if task.has_classes else None
+        if task.has_classes and counts is None:
+            counts = np.bincount(splits.get(evaluation, processor, image_size).train.labels.numpy()).tolist()
+        for protocol, budget in protocol_plan(recipe, task, counts):
+            settings = {
+                "version": CELL_FORMAT_VERSION, "method": method, "encoder": spec["fingerprint"],
+                "pretraining_set": spec["pretraining_set"], "task": task.name,
+                "target": {"column": task.target_column, "class": task.target_class, "log10": task.target_log10},
+                "finetuning_set": config, "dataset": _dataset_identity(data_path, config),
+                "processor": processor.to_dict(), "protocol": protocol, "label_budget": budget,
+                "seeds": list(recipe.benchmark.seeds), "validation_fraction": recipe.data.validation_fraction,
+                "max_test_samples": recipe.data.max_test_samples,
+                "protocol_settings": protocol_settings(recipe, task, protocol),
+            }
+            key = settings_key(settings)
+            path = cell_path(root, method, evaluation, protocol, budget, key)
+            cached = read_cell(path, key, root)
+            if cached is not None:
+                cells.append(cached)
+                counters["cached"] += 1
+                continue
+            data = splits.get(evaluation, processor, image_size)
+            start = time.perf_counter()
+            work_dir = root / "runs" / method / task.name / config / f"{protocol}_{budget}"
+            budget_text = f", {budget} labels/class" if budget not in (None, "all") else ""
+            print(f"[lensfm benchmark] {method} on {task.name}/{config}: {protocol}{budget_text}, seeds "
+                  f"{', '.join(str(seed) for seed in recipe.benchmark.seeds)} ...", flush=True)
+            per_seed, arrays = compute_cell(protocol, budget, data, spec, recipe, feature_cache, work_dir, pool)
+            counters["computed"] += 1
+            cell = {
+                "method": method,
+                "method_name": method_display_name(method),
+                "pretraining_set": spec["pretraining_set"],
+                "task": task.name,
+                "finetuning_set": config,
+                "protocol": protocol,
+                "protocol_name": PROTOCOL_TITLES[protocol],
+                "label_budget": budget,
+                "labels_per_class": float(budget) if budget not in (None, "all") else (
+                    float(np.mean(np.bincount(data.train.labels.numpy())) * (1 - recipe.data.validation_fraction))
+                    if task.has_classes else None),
+                "num_train": per_seed[0].get("num_train"),
+                "label_names": data.label_names,
+                "seeds": list(recipe.benchmark.seeds),
+                "metrics": summarise_seeds(per_seed),
+                "confusion_matrix": per_seed[0].get("confusion_matrix"),
+                "per_seed": [{k: v for k, v in r.items() if k != "confusion_matrix"} for r in per_seed],
+                "encoder_dir": spec.get("encoder_dir"),
+                "runtime_s": time.perf_counter() - start,
+                "key": key,
+                "settings": settings,
+            }
+            # The .npz first and the cell last, each atomically: a cell on disk always has its outputs.
+            if arrays:
+                with atomic_write(path.with_suffix(".npz"), "wb") as handle:
+                    np.savez_compressed(handle, **{name: np.asarray(value) for name, value in arrays.items()})
+                cell["outputs_file"] = str(path.with_suffix(".npz").relative_to(root))
+            write_json(path, cell)
+            cells.append(json.loads(path.read_text()))
+            _print_cell(cells[-1], task)
+    return cells
+
+
+__all__ = [
+    "CELL_FORMAT_VERSION",
+    "SplitCache",
+    "TaskData",
+    "cell_path",
+    "compute_cell",
+    "evaluate_encoder",
+    "protocol_plan",
+    "protocol_settings",
+    "read_cell",
+    "seed_indices",
+    "summarise_seeds",
+    "worker_pool",
+]

@@ -1,0 +1,183 @@
+"""The benchmark's encoders: the simulated data, one pretrained encoder per method (reused when finished), the
+random-init baseline, and what is measured of each encoder itself (representation health, physics recovery)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForPreTraining
+
+from ...data.build import simulate_dataset
+from ...models import LensViTConfig, LensViTModel
+from ...pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
+from ..health import encoder_health, warn_if_collapsed
+from ..pretrain import run_pretraining
+from ..probes import load_encoder
+from ..records import settings_key
+from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
+from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_recipe_path
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
+
+
+def device_of(recipe: BenchmarkRecipe) -> torch.device:
+    """`benchmark.device`, or cuda when present, else cpu."""
+    if recipe.benchmark.device:
+        return torch.device(recipe.benchmark.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare_benchmark_data(recipe: BenchmarkRecipe) -> str:
+    """The dataset folder / hub id holding the pretraining config and every evaluation's config (simulated once
+    into `<root>/data`, then reused)."""
+    data = recipe.data
+    if data.dataset is not None:
+        return data.dataset
+    folder = recipe.root / "data"
+    device = data.simulation_device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("simulation_device=%s but no CUDA device is available: simulating on the CPU.", device)
+        device = "cpu"
+    plan = [(data.pretrain_config, data.pretrain_train_per_class, 0)]
+    for config in dict.fromkeys(evaluation.config for evaluation in recipe.evaluations):
+        plan.append((config, data.finetune_train_per_class, data.finetune_test_per_class))
+    for config, train_per_class, test_per_class in plan:
+        simulate_dataset(folder, config=config, train_per_class=train_per_class, test_per_class=test_per_class,
+                         seed=data.seed, device=device)
+    return str(folder)
+
+
+def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
+    """Dotted overrides given to `run_pretraining`: the shared backbone, the data, the output folder, the preset's."""
+    out = {
+        "model.preset": recipe.model.preset,
+        "model.image_size": recipe.model.image_size,
+        "model.patch_size": recipe.model.patch_size,
+        "model.method_config.patch_embedding_type": recipe.model.patch_embedding_type,
+        "model.method_config.position_embedding_type": recipe.model.position_embedding_type,
+        "training.output_dir": str(recipe.root / "pretrain" / method),
+    }
+    if recipe.pretrain.data_source == "stream":
+        out["data.source"] = f"stream:{recipe.data.pretrain_config}"
+    else:
+        out.update({"data.source": data_path, "data.config": recipe.data.pretrain_config, "data.in_memory": True})
+    out.update(recipe.pretrain.overrides or {})
+    out.update((recipe.pretrain.method_overrides or {}).get(method) or {})
+    return out
+
+
+def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
+    """Pretrain `method` unless `<root>/pretrain/<method>/encoder` already holds a finished encoder."""
+    encoder_dir = recipe.root / "pretrain" / method / "encoder"
+    if encoder_ready(encoder_dir):
+        return {"encoder_dir": str(encoder_dir), "reused": True}
+    if encoder_dir.exists():
+        logger.warning("%s has no completion marker %s (or it no longer matches the weights): pretraining %s again.",
+                       encoder_dir, encoder_marker(encoder_dir).name, method)
+    encoder_marker(encoder_dir).unlink(missing_ok=True)
+    recipe_path = pretrain_recipe_path(recipe, method)
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"no pretraining recipe {recipe_path} for method {method!r}")
+    start = time.perf_counter()
+    result = run_pretraining(str(recipe_path), overrides=pretrain_overrides(recipe, method, data_path))
+    exported = Path(result.get("encoder_dir", encoder_dir))
+    mark_encoder_ready(exported, method=method, global_step=result.get("global_step"))  # last: the export is whole
+    return {
+        "encoder_dir": str(exported),
+        "reused": False,
+        "recipe": str(recipe_path),
+        "runtime_s": time.perf_counter() - start,
+        "global_step": result.get("global_step"),
+        "train_loss": result.get("train_loss"),
+    }
+
+
+def architecture_of(config: LensViTConfig) -> LensViTConfig:
+    """A copy of `config` with the architecture only (no pretraining record, auto_map or head)."""
+    return LensViTConfig(**{k: v for k, v in config.to_dict().items() if k not in ARCHITECTURE_ONLY})
+
+
+def random_encoder(config: LensViTConfig, seed: int) -> LensViTModel:
+    """A randomly initialised encoder of `config`'s architecture (seeded): the random-init baseline."""
+    torch.manual_seed(seed)
+    return LensViTModel(architecture_of(config)).eval()
+
+
+def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the cells need of each encoder: name, folder (None for the random init), config, fingerprint, and the
+    set it was pretrained on. The random-init baseline takes exactly the pretrained encoders' architecture."""
+    specs = []
+    for method, info in encoders.items():
+        specs.append({
+            "name": method, "random": False, "encoder_dir": info["encoder_dir"],
+            "config": LensViTConfig.from_pretrained(info["encoder_dir"]),
+            "fingerprint": file_fingerprint(info["encoder_dir"]), "pretraining_set": recipe.data.pretrain_config,
+        })
+    if RANDOM_INIT not in recipe.benchmark.baselines:
+        return specs
+    if specs:
+        # The shared backbone: a method without per-method overrides (e.g. MAE's mean pooling) if there is one.
+        plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(s["name"])]
+        reference = (plain or specs)[0]["config"]
+    else:
+        reference = LensViTConfig.from_preset(
+            recipe.model.preset, image_size=recipe.model.image_size, patch_size=recipe.model.patch_size,
+            patch_embedding_type=recipe.model.patch_embedding_type,
+            position_embedding_type=recipe.model.position_embedding_type,
+        )
+    config = architecture_of(reference)
+    specs.append({"name": RANDOM_INIT, "random": True, "encoder_dir": None, "config": config,
+                  "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"})
+    return specs
+
+
+def spec_encoder(spec: Mapping[str, Any], seed: int) -> LensViTModel:
+    """The encoder of a spec in eval mode: loaded, or drawn with `seed` for the random init."""
+    return random_encoder(spec["config"], seed) if spec["random"] else load_encoder(spec["encoder_dir"])
+
+
+def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], images: torch.Tensor, where: str) -> dict:
+    """Representation health of one encoder on `images` (the same test images for every encoder; seed 0 for the
+    random init), with the teacher entropy its pretraining logged (DINO, iBOT)."""
+    seed = recipe.benchmark.seeds[0] if recipe.benchmark.seeds else 0
+    logged = {} if spec["random"] else (spec["config"].pretraining or {}).get("health") or {}
+    health = encoder_health(
+        spec_encoder(spec, seed).to(device_of(recipe)), images,
+        teacher_entropy=logged.get("teacher_entropy"), teacher_entropy_max=logged.get("teacher_entropy_max"),
+    ).to_dict()
+    health["images"] = f"{where}, {len(images)} images"
+    warn_if_collapsed(health, spec["name"])
+    return health
+
+
+def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | None:
+    """For a physics-informed encoder: how well its physics branch recovers the simulator's truth (source position,
+    θ_E, arcsec) on fresh held-out images (`ijepa_physics.measure_parameter_recovery`); None for other methods."""
+    state = Path(spec["encoder_dir"] or "") / "pretraining"
+    if spec["random"] or not (state / "config.json").is_file():
+        return None
+    model = AutoModelForPreTraining.from_pretrained(str(state))
+    if not isinstance(model, LensPhysicsIJEPAForPreTraining):
+        return None
+    return measure_parameter_recovery(model, per_class=per_class)
+
+
+__all__ = [
+    "architecture_of",
+    "benchmark_health",
+    "device_of",
+    "encoder_specs",
+    "ensure_encoder",
+    "physics_recovery",
+    "prepare_benchmark_data",
+    "pretrain_overrides",
+    "random_encoder",
+    "spec_encoder",
+]

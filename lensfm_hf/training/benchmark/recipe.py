@@ -1,0 +1,252 @@
+"""The benchmark recipe: its YAML sections as dataclasses, parsed and checked before anything runs.
+
+Methods default to every registered pretraining method and evaluations to every registered task on its benchmark
+configs, so a new method or task enters the table without editing a preset.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...pretraining import PRETRAINING_METHODS
+from ..lpft import check_head_init
+from ..probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
+from ..recipes import load_recipe
+from ..tasks import PROTOCOLS, TASKS, Task, get_task
+from .markers import encoder_ready
+
+RANDOM_INIT = "random_init"
+DATASET_TITLES = {"model1": "DeepLenseSim Model 1", "model2": "DeepLenseSim Model 2", "model3": "DeepLenseSim Model 3",
+                  "lens_finding": "lens finding (Euclid-like)", "super_resolution": "super-resolution (Model 1-like)"}
+
+
+@dataclass
+class BenchmarkArguments:
+    """`benchmark:` section: what to run and where the results go (`<results_dir>/<preset>/`)."""
+
+    preset: str = "quick"
+    results_dir: str = "results"
+    methods: list[str] = field(default_factory=lambda: list(PRETRAINING_METHODS),
+                               metadata={"help": "pretraining methods; default: every registered one"})
+    baselines: list[str] = field(default_factory=lambda: [RANDOM_INIT])
+    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS),
+                                 metadata={"help": "protocols to run; each task runs those of them that fit it"})
+    tasks: list[str] = field(
+        default_factory=lambda: list(TASKS),
+        metadata={"help": "downstream tasks, as TASK (on its benchmark configs) or TASK:CONFIG; default: every "
+                  "registered task"},
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str | None = field(default=None, metadata={"help": "cuda / cpu for features and probes; default: cuda if present"})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch CPU threads for the run (restored after); 1 suits micro models on small CPUs, where "
+                  "thread synchronisation costs more than the tiny matrix products gain"},
+    )
+    workers: int = field(
+        default=1,
+        metadata={"help": "processes that fine-tune the seeds of a cell side by side, each with num_threads threads "
+                  "(CPU runs; results are identical to workers=1); 1 runs every seed in this process. Workers are "
+                  "spawned, so a script calling run_benchmark needs the usual `if __name__ == '__main__':` guard"},
+    )
+    continue_on_error: bool = field(default=True, metadata={"help": "a method whose pretraining fails is reported, not fatal"})
+    write_cards: bool = True
+    plots: bool = True
+
+
+@dataclass
+class BenchmarkDataArguments:
+    """`data:` section. `dataset` null simulates every config once into `<results>/<preset>/data`."""
+
+    dataset: str | None = field(default=None, metadata={"help": "folder / hub id holding every config; null simulates"})
+    seed: int = 0
+    simulation_device: str = "cpu"
+    pretrain_config: str = "model2"
+    pretrain_train_per_class: int = 1000
+    finetune_train_per_class: int = 1000
+    finetune_test_per_class: int = 200
+    validation_fraction: float = field(default=0.1, metadata={"help": "seeded share of train used for selection"})
+    max_test_samples: int | None = None
+    preprocess_batch_size: int = 512
+
+
+@dataclass
+class BenchmarkPretrainArguments:
+    """`pretrain:` section: recipe `<recipe_dir>/<method><recipe_suffix>.yaml` per method, plus overrides for all."""
+
+    recipe_dir: str = "recipes/pretrain"
+    recipe_suffix: str = ""
+    data_source: str = field(default="dataset", metadata={"help": "dataset (the simulated folder) or stream"})
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "dotted key: value for every method"})
+    method_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "method: {dotted key: value}"})
+
+
+@dataclass
+class BenchmarkModelArguments:
+    """`model:` section: the backbone every method pretrains (same ViT, patch and resolution for a fair table)."""
+
+    preset: str = "micro"
+    image_size: int = 64
+    patch_size: int = 8
+    # Measured in docs/ablation/backbone.md: a convolutional stem and learned positions let a randomly initialised
+    # encoder tell lensing images apart (RankMe 3.6 against 1.3, between-image share of patch features 0.38
+    # against 0.06, linear-probe AUC on Model 3 0.67 against 0.56), where the linear patchify + sin-cos backbone
+    # drowns the content in a common mode and DINO collapses on it.
+    patch_embedding_type: str = field(default="conv", metadata={"help": "linear | conv (convolutional stem)"})
+    position_embedding_type: str = field(default="learned", metadata={"help": "learned | sincos"})
+
+
+@dataclass
+class BenchmarkProtocolArguments:
+    """`protocols:` section: settings of kNN, the linear and ridge probes and (few-label) fine-tuning."""
+
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    linear_weight_decays: list[float] = field(default_factory=lambda: list(DEFAULT_WEIGHT_DECAYS))
+    linear_max_iter: int = 100
+    ridge_alphas: list[float] = field(default_factory=lambda: list(DEFAULT_RIDGE_ALPHAS),
+                                      metadata={"help": "ridge strengths of the linear probe of scalar targets"})
+    feature_batch_size: int = 256
+    augment: bool = True
+    finetune_head_init: str = field(
+        default="random",
+        metadata={"help": "random (a new head, the usual protocol) or linear_probe (LP-FT: the head starts from a "
+                  "linear probe of the encoder, Kumar et al. 2022; tasks with classes only)"},
+    )
+    finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of the full fine-tune"})
+    task_finetune: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "task: {TrainingArguments fields} over `finetune` for that task"}
+    )
+    few_label_budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])
+    probe_label_budgets: bool = field(
+        default=False,
+        metadata={"help": "also run kNN and the linear probe at each few_label_budgets (labels per class), on the "
+                  "same per-seed subsets as the few-label fine-tune"},
+    )
+    few_label: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of few-label runs (default: finetune's)"})
+
+
+SECTIONS = {
+    "benchmark": BenchmarkArguments,
+    "data": BenchmarkDataArguments,
+    "pretrain": BenchmarkPretrainArguments,
+    "model": BenchmarkModelArguments,
+    "protocols": BenchmarkProtocolArguments,
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One downstream task on one dataset config: a block of rows in the task's tables."""
+
+    task: Task
+    config: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.task.title}, {DATASET_TITLES.get(self.config, self.config)}"
+
+
+@dataclass
+class BenchmarkRecipe:
+    benchmark: BenchmarkArguments
+    data: BenchmarkDataArguments
+    pretrain: BenchmarkPretrainArguments
+    model: BenchmarkModelArguments
+    protocols: BenchmarkProtocolArguments
+    raw: dict[str, Any]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.benchmark.results_dir) / self.benchmark.preset
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        """(task, config) pairs in recipe order: `TASK:CONFIG` entries, or every benchmark config of a `TASK`."""
+        out = []
+        for entry in self.benchmark.tasks:
+            name, _, config = str(entry).partition(":")
+            task = get_task(name)
+            for each in ([config] if config else task.benchmark_configs):
+                if Evaluation(task, each) not in out:
+                    out.append(Evaluation(task, each))
+        return out
+
+    def training_for(self, task: Task, protocol: str) -> dict[str, Any]:
+        """TrainingArguments fields of a fine-tune cell: `finetune`, then `few_label`, then the task's own."""
+        training = dict(self.protocols.finetune or {})
+        if protocol == "few_label":
+            training.update(self.protocols.few_label or {})
+        training.update((self.protocols.task_finetune or {}).get(task.name) or {})
+        return training
+
+
+def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
+    """Parse a benchmark preset (YAML path or dict) plus `key=value` overrides (e.g. `seeds=[0]`)."""
+    defaults = {}
+    if isinstance(recipe, (str, os.PathLike)):
+        defaults = {"benchmark": {"preset": Path(recipe).stem}}
+    parsed, raw = load_recipe(recipe, SECTIONS, overrides, defaults=defaults)
+    result = BenchmarkRecipe(raw=raw, **parsed)
+    unknown = [p for p in result.benchmark.protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown} in benchmark.protocols; choose from {PROTOCOLS}")
+    result.evaluations  # noqa: B018 -- unknown tasks fail here, before anything runs
+    unknown = [name for name in (result.protocols.task_finetune or {}) if name not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} in protocols.task_finetune; registered tasks: {', '.join(TASKS)}")
+    check_methods(result)
+    if not result.benchmark.seeds:
+        raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
+    check_head_init(result.protocols.finetune_head_init, "protocols.finetune_head_init")
+    return result
+
+
+def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
+    """`<recipe_dir>/<method><recipe_suffix>.yaml`; a relative recipe_dir also resolves against the source checkout,
+    so presets run from any directory."""
+    recipe_path = Path(recipe.pretrain.recipe_dir) / f"{method}{recipe.pretrain.recipe_suffix}.yaml"
+    if not recipe_path.is_file() and not recipe_path.is_absolute():
+        recipe_path = Path(__file__).resolve().parents[3] / recipe_path
+    return recipe_path
+
+
+def check_methods(recipe: BenchmarkRecipe) -> None:
+    """Refuse unknown methods and baselines, and methods without a pretraining recipe, before anything runs (a typo
+    used to fail late, exit 0 and overwrite the results with a smaller table)."""
+    known = tuple(PRETRAINING_METHODS)
+    unknown = [m for m in recipe.benchmark.methods if m not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown method(s) {', '.join(map(repr, unknown))} in benchmark.methods; known methods: "
+            f"{', '.join(known)} (e.g. benchmark.methods=[{','.join(known[:2])}])."
+        )
+    unknown = [b for b in recipe.benchmark.baselines if b != RANDOM_INIT]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; the known baseline is {RANDOM_INIT!r}.")
+    missing = [str(pretrain_recipe_path(recipe, m)) for m in recipe.benchmark.methods
+               if not pretrain_recipe_path(recipe, m).is_file() and not encoder_ready(recipe.root / "pretrain" / m / "encoder")]
+    if missing:
+        raise ValueError(
+            f"no pretraining recipe {', '.join(missing)}; set pretrain.recipe_dir (and pretrain.recipe_suffix) to the "
+            "folder holding <method>.yaml."
+        )
+
+
+__all__ = [
+    "BenchmarkArguments",
+    "BenchmarkDataArguments",
+    "BenchmarkModelArguments",
+    "BenchmarkPretrainArguments",
+    "BenchmarkProtocolArguments",
+    "BenchmarkRecipe",
+    "DATASET_TITLES",
+    "Evaluation",
+    "RANDOM_INIT",
+    "check_methods",
+    "load_benchmark_recipe",
+    "pretrain_recipe_path",
+]
