@@ -12,19 +12,9 @@ import math
 
 import torch
 from transformers import TrainerCallback
+from transformers.modeling_utils import unwrap_model
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap_model(model):
-    """The bare model under DDP / FSDP (`.module`) and `torch.compile` (`._orig_mod`) wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 class SelfSupervisedCallback(TrainerCallback):
@@ -56,7 +46,7 @@ class SelfSupervisedCallback(TrainerCallback):
             set_progress(state.global_step, state.max_steps)
 
 
-__all__ = ["SelfSupervisedCallback", "unwrap_model"]
+__all__ = ["SelfSupervisedCallback"]
 
 
 @torch.no_grad()

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer, TrainingArguments
+from transformers.modeling_utils import unwrap_model
 
 from ..models import LensImageProcessor, LensViTConfig
-from .callbacks import SelfSupervisedCallback, unwrap_model
+from .callbacks import SelfSupervisedCallback
 from .health import encoder_health, warn_if_collapsed
 from .recipes import _suggest, _yaml_float, load_recipe
 

@@ -1,17 +1,60 @@
-"""The classifier's BatchNorm statistics: recomputed exactly for the weights being evaluated, and what that buys."""
+"""Trainer callbacks: the SSL schedule/teacher calls, and the classifier's BatchNorm statistics recomputed exactly for
+the weights being evaluated (what that buys in fine-tuning: test_finetune_batchnorm.py)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from lensfm_hf.models import LensViTConfig, LensViTForImageClassification
-from lensfm_hf.simulation import simulate
-from lensfm_hf.training.callbacks import recompute_batchnorm_statistics
-from lensfm_hf.training.finetune import FinetuneModelArguments, TensorSplit, build_model, train_model
-from lensfm_hf.training.protocols import finetune_classifier
+from lensfm_hf.training.callbacks import (
+    PreciseBatchNormCallback,
+    SelfSupervisedCallback,
+    recompute_batchnorm_statistics,
+)
 
-NAMES = ["no_sub", "cdm", "axion"]
+
+class _Pretraining(torch.nn.Module):
+    """Records the calls a pretraining model receives from SelfSupervisedCallback."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 2)
+        self.progress, self.updates = [], 0
+
+    def set_progress(self, step, max_steps):
+        self.progress.append((step, max_steps))
+
+    def update_teacher(self):
+        assert not torch.is_grad_enabled(), "the EMA update runs without autograd"
+        self.updates += 1
+
+
+def test_self_supervised_callback_drives_the_bare_model_under_a_wrapper():
+    model = _Pretraining()
+    wrapped = torch.compile(model)  # compiles lazily: never called here, only unwrapped
+    callback, state = SelfSupervisedCallback(), SimpleNamespace(global_step=0, max_steps=10)
+    callback.on_train_begin(None, state, None, model=wrapped)
+    state.global_step = 3
+    callback.on_step_begin(None, state, None, model=wrapped)
+    callback.on_optimizer_step(None, state, None, model=wrapped)
+    assert model.progress == [(0, 10), (3, 10)] and model.updates == 1
+    callback.on_optimizer_step(None, state, None, model=torch.nn.Linear(2, 2))  # no teacher: nothing to call
+
+
+def test_precise_batchnorm_callback_recomputes_before_evaluation_and_saving():
+    model = _classifier()
+    images = torch.rand(8, 1, 16, 16)
+    callback = PreciseBatchNormCallback(images, batch_size=4)
+    norm = model.classifier_norm
+    control = SimpleNamespace(should_evaluate=False, should_save=False, should_training_stop=False)
+    callback.on_step_end(None, None, control, model=model)
+    assert int(norm.num_batches_tracked) == 0, "no evaluation, no save: nothing to do"
+    control.should_save = True
+    callback.on_step_end(None, None, control, model=model)
+    torch.testing.assert_close(norm.running_mean, _pooled(model, images).mean(0))
 
 
 def _classifier(**kwargs) -> LensViTForImageClassification:
@@ -49,70 +92,3 @@ def test_max_images_takes_a_seeded_subset():
     first = model.classifier_norm.running_mean.clone()
     recompute_batchnorm_statistics(model, images, max_images=10, seed=3)
     assert torch.equal(first, model.classifier_norm.running_mean)
-
-
-def test_trained_model_carries_the_statistics_of_its_final_weights(tmp_path):
-    from transformers import TrainingArguments
-
-    generator = torch.Generator().manual_seed(0)
-    train = TensorSplit(torch.rand(24, 1, 16, 16, generator=generator), torch.arange(24) % 3, NAMES)
-    validation = TensorSplit(torch.rand(9, 1, 16, 16, generator=generator), torch.arange(9) % 3, NAMES)
-    model = build_model("classification", FinetuneModelArguments(preset="micro", image_size=16, patch_size=8), NAMES)
-    args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3, eval_strategy="steps",
-        eval_steps=3, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, remove_unused_columns=False,
-    )
-    trainer = train_model(model, train, validation, "classification", args, quiet=True)
-    norm = trainer.model.classifier_norm
-    # Recomputed after training (24 images in eval-size batches of 8), not 6 momentum updates.
-    assert int(norm.num_batches_tracked) == 3
-    torch.testing.assert_close(norm.running_mean, _pooled(trainer.model, train.pixel_values).mean(0))
-
-
-def _model3(per_class: int, seed: int) -> TensorSplit:
-    images = torch.cat([simulate("model3", name, per_class, seed=seed)["pixel_values"] for name in NAMES])
-    low, high = images.amin((1, 2, 3), keepdim=True), images.amax((1, 2, 3), keepdim=True)
-    labels = torch.arange(len(NAMES)).repeat_interleave(per_class)
-    return TensorSplit((images - low) / (high - low), labels, NAMES)
-
-
-@pytest.mark.slow  # end to end, tens of seconds: run with -m slow
-def test_batchnorm_head_lets_a_vit_learn_model3_where_a_plain_head_stays_at_chance(tmp_path):
-    """The regression this head fixes: a linear head on pooled ViT features stayed at chance (0.333) on Model 3."""
-    train, validation, test = _model3(80, 0), _model3(20, 2), _model3(50, 1)
-    training = dict(max_steps=150, eval_steps=50, per_device_train_batch_size=32, learning_rate=2e-3, warmup_steps=2)
-    results = {}
-    for norm in ("batchnorm", "none"):
-        config = LensViTConfig.from_preset("micro", image_size=64, patch_size=8, classifier_norm=norm)
-        results[norm] = finetune_classifier(
-            config, train, validation, test, output_dir=tmp_path / norm, seed=0, training=training
-        )
-    assert results["batchnorm"]["roc_auc"] > 0.7, results["batchnorm"]["roc_auc"]
-    assert results["batchnorm"]["accuracy"] > results["none"]["accuracy"] + 0.15
-
-
-def test_initial_candidate_is_kept_when_training_only_makes_it_worse(tmp_path):
-    from transformers import TrainingArguments
-
-    from lensfm_hf.training.finetune import best_validation_metrics
-    from lensfm_hf.training.protocols import initialize_head_with_linear_probe
-
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(36) % 3
-    images = torch.rand(36, 1, 16, 16, generator=generator) * 0.2 + labels.view(-1, 1, 1, 1) / 3  # separable
-    train, validation = TensorSplit(images[:24], labels[:24], NAMES), TensorSplit(images[24:], labels[24:], NAMES)
-    model = build_model("classification", FinetuneModelArguments(preset="micro", image_size=16, patch_size=8), NAMES)
-    probe = initialize_head_with_linear_probe(model, train, validation)
-    initial = {key: value.clone() for key, value in model.state_dict().items()}
-    args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=5.0, warmup_steps=0,
-        eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1, load_best_model_at_end=True,
-        metric_for_best_model="roc_auc", report_to="none", disable_tqdm=True, use_cpu=True,
-        remove_unused_columns=False,
-    )
-    trainer = train_model(model, train, validation, "classification", args, quiet=True, initial_candidate=True)
-    assert probe.validation["roc_auc"] == pytest.approx(1.0)
-    assert trainer.state.best_global_step == 0  # a learning rate of 5 wrecks the encoder; the probe start wins
-    for key, value in trainer.model.state_dict().items():
-        assert torch.equal(value, initial[key]), key
-    assert best_validation_metrics(trainer)["roc_auc"] == pytest.approx(1.0)
