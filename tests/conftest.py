@@ -1,4 +1,5 @@
-"""Shared test fixtures: a local fake Hugging Face Hub (tests/hub/fake_hub.py) for push/pull tests.
+"""Shared test fixtures: the fake simulator (tests/fake_simulation.py) behind `lensfm_hf.data`, and a local fake
+Hugging Face Hub (tests/hub/fake_hub.py) for push/pull tests.
 
 HF libraries read HF_ENDPOINT when first imported, so run Hub clients in a subprocess with
 `fake_hub_env` (see `fake_hub.run_client`); the server itself lives in the test process.
@@ -26,6 +27,24 @@ if "fake_hub" not in sys.modules:
     sys.modules["fake_hub"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["fake_hub"])
 from fake_hub import FakeHub, client_env  # noqa: E402
+from fake_simulation import FAKE_RECIPES, fake_sim_api  # noqa: E402
+
+
+@pytest.fixture
+def fake_recipes() -> dict:
+    """The recipes `fake_sim` serves: tiny images by default; a test folder overrides this fixture for others."""
+    return FAKE_RECIPES
+
+
+@pytest.fixture
+def fake_sim(monkeypatch, fake_recipes):
+    """Route `lensfm_hf.data.build` to the fake simulator; `.calls` logs every simulate call."""
+    # Here, not at the top: collecting a test that needs no data (tests/test_architecture.py) stays quick.
+    from lensfm_hf.data import build
+
+    api = fake_sim_api([], fake_recipes)
+    monkeypatch.setattr(build, "_simulation_api", lambda: api)
+    return api
 
 
 @pytest.fixture

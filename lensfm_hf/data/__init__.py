@@ -6,8 +6,9 @@ README.md; `load_lensing_dataset` and `iter_torch_batches` read them back for tr
 
 from .build import lensing_features, shard_seed, simulate_dataset, write_shard
 from .card import render_dataset_card, write_dataset_card, write_example_images
-from .importer import CorruptFileError, ImportStats, UnsafePickleError, import_deeplensesim, read_npy
+from .importer import ImportStats, import_deeplensesim
 from .loading import available_configs, dataset_to_tensors, iter_torch_batches, load_lensing_dataset
+from .npy import CorruptFileError, UnsafePickleError, read_npy
 
 __all__ = [
     "CorruptFileError",

@@ -9,7 +9,6 @@ A build holds an exclusive lock on its config (`build_lock`), so two processes n
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -18,12 +17,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock; builds there are not locked
-    fcntl = None
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from datasets import Array3D, ClassLabel, Features, Value
@@ -32,14 +26,23 @@ from tqdm.auto import tqdm
 
 from .. import simulation
 from .card import write_dataset_card, write_example_images
-from .manifest import MANIFEST_NAME, SPLITS, TMP_PREFIX, fsync_file, read_manifest, temp_path, to_json, write_manifest
+from .folder import (
+    MANIFEST_NAME,
+    SPLITS,
+    TMP_PREFIX,
+    build_lock,
+    config_lock_name,
+    file_sha256,
+    fsync_file,
+    read_manifest,
+    temp_path,
+    to_json,
+    write_manifest,
+)
 
 # Row groups are the unit a streaming reader or the Hub viewer fetches; ~4 MiB keeps both responsive
 # (256 rows of 64×64 float32, 46 rows of Model I's 150×150).
 _ROW_GROUP_BYTES = 4 << 20
-# Hidden working folder inside an output folder: per-config lock files and import staging folders.
-# Both are removed when a build ends, so an uploaded folder carries none of them.
-WORK_DIR_NAME = ".lensfm"
 _SHARD_HASHES = "shard_sha256"  # manifest key: {shard file name: SHA-256 hex digest of its bytes}
 
 
@@ -117,84 +120,6 @@ def interleave_order(class_sizes: Sequence[int]) -> list[tuple[int, int]]:
     keys = [((i + 0.5) / n, c, i) for c, n in enumerate(class_sizes) for i in range(n)]
     keys.sort()
     return [(c, i) for _, c, i in keys]
-
-
-# ----------------------------------------------------------------------------- locks and atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames inside `path` durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False, what: str | None = None) -> Iterator[Path]:
-    """Hold an exclusive `flock` on `out_dir/.lensfm/<name>.lock` for the duration of the block.
-
-    Simulating or importing a config holds its lock for the whole build, so a second process
-    building the same config into the same folder fails at once (`wait=False`) with a message naming
-    the holder's pid, instead of interleaving shards. The lock file is removed on exit; a process that
-    locked a file unlinked under it retries on the new one, so removal never lets two holders in.
-    `what` names the guarded thing in that message (default: `name`).
-    """
-    work = Path(out_dir) / WORK_DIR_NAME
-    lock_path = work / f"{name}.lock"
-    if fcntl is None:  # pragma: no cover
-        yield lock_path
-        return
-    for _ in range(1000):  # each retry means another process removed the file in between
-        work.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise RuntimeError(
-                f"{what or name} in {out_dir} is being built by another process (pid {holder}, lock file "
-                f"{lock_path}); wait for it to finish, or write to another folder. If no such process runs, "
-                "delete the lock file"
-            ) from None
-        try:
-            same_file = os.path.samestat(os.fstat(fd), os.stat(lock_path))
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            break
-        os.close(fd)
-    else:  # pragma: no cover - needs a thousand lock holders in a row
-        raise RuntimeError(f"could not take the lock {lock_path}: it keeps being replaced by other processes")
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield lock_path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)  # while still holding it: see the retry above
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            work.rmdir()  # only when empty: other configs' locks and staging folders keep it
 
 
 # ----------------------------------------------------------------------------- shard writing
@@ -482,14 +407,6 @@ def simulate_dataset(
         write_manifest(config_dir, manifest)
         finalize_folder(out, config)
     return out
-
-
-def config_lock_name(config: str) -> str:
-    """Name of the `build_lock` that every build of `config` (simulation or import) holds.
-
-    The suffix keeps a config named like the folder-wide "card" lock from sharing its file.
-    """
-    return f"{config}.config"
 
 
 def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:

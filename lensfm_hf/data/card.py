@@ -19,7 +19,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..hub.cards import card_template
-from .manifest import MANIFEST_NAME, SPLITS, read_manifest
+from .folder import MANIFEST_NAME, SPLITS, read_manifest
 
 TEMPLATE_NAME = "dataset_card.md"
 EXAMPLES_DIR = "images"

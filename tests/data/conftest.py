@@ -1,36 +1,20 @@
-"""Fixtures for the data tests: the fake simulator patched in, and a private datasets cache.
+"""Fixtures for the data tests: the shared fake simulator (tests/fake_simulation.py) at DeepLenseSim's image sizes,
+and a private datasets cache.
 
 The fake keeps these tests independent of the physics (and fast); `test_data_real_simulator.py`
-runs the same round trip against `lensfm_hf.simulation` when it is importable.
+runs the same round trip against `lensfm_hf.simulation`.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from fake_simulation import FAKE_RECIPES, fake_simulate
+from fake_simulation import DEEPLENSE_RECIPES
 
 
 @pytest.fixture
-def fake_sim(monkeypatch):
-    """Replace the simulator behind `lensfm_hf.data` with `fake_simulate`; `.calls` logs each call."""
-    from lensfm_hf.data import build
-
-    calls = []
-
-    def simulate(recipe, class_name, num_images, seed, device="cpu", engine="torch"):
-        calls.append((recipe.name, class_name, num_images, seed))
-        return fake_simulate(recipe, class_name, num_images, seed, device=device, engine=engine)
-
-    api = SimpleNamespace(
-        RECIPE_NAMES=tuple(FAKE_RECIPES),
-        get_recipe=lambda name: FAKE_RECIPES[name],
-        simulate=simulate,
-        calls=calls,
-    )
-    monkeypatch.setattr(build, "_simulation_api", lambda: api)
-    return api
+def fake_recipes() -> dict:
+    """`fake_sim` serves 64x64 Model II/III images here: the importer reads DeepLenseSim-sized releases."""
+    return DEEPLENSE_RECIPES
 
 
 @pytest.fixture

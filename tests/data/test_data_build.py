@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_simulation import FAKE_RECIPES, fake_simulate
+from fake_simulation import DEEPLENSE_RECIPES, fake_simulate
 from datasets import Array3D, ClassLabel, Value
 from huggingface_hub import DatasetCard
 
@@ -38,7 +38,7 @@ def test_plan_is_class_balanced_and_bounded():
 
 def test_round_trip_through_load_dataset(tmp_path, fake_sim, hf_cache):
     out = simulate_dataset(tmp_path / "ds", "model2", train_per_class=3, test_per_class=2, seed=7, shard_size=4)
-    recipe = FAKE_RECIPES["model2"]
+    recipe = DEEPLENSE_RECIPES["model2"]
     ds = load_lensing_dataset(out, "model2", cache_dir=hf_cache)
     assert set(ds) == {"train", "test"}
     features = ds["train"].features

@@ -37,7 +37,8 @@ from test_data_importer import make_release
 
 import lensfm_hf.data as data_package
 from lensfm_hf.data import CorruptFileError, import_deeplensesim, read_npy, simulate_dataset
-from lensfm_hf.data import build
+from lensfm_hf.data import build, npy
+from lensfm_hf.data.folder import WORK_DIR_NAME, read_manifest, write_manifest
 from lensfm_hf.data.importer import read_deeplensesim_image
 
 SHAPE = (64, 64)
@@ -115,10 +116,11 @@ def test_numpy_written_axion_files_are_read_exactly(tmp_path, layout):
 
 _CRASH_PROBE = """
 import sys, types
-package = types.ModuleType("lensfm_hf")  # skip the package __init__ (transformers): only the reader is needed
-package.__path__ = [sys.argv[1]]
-sys.modules["lensfm_hf"] = package
-from lensfm_hf.data.importer import read_deeplensesim_image
+for name, folder in (("lensfm_hf", sys.argv[1]), ("lensfm_hf.data", sys.argv[1] + "/data")):
+    package = types.ModuleType(name)  # skip the package __init__s (transformers, datasets): only the reader is needed
+    package.__path__ = [folder]
+    sys.modules[name] = package
+from lensfm_hf.data.npy import read_deeplensesim_image
 try:
     result = read_deeplensesim_image(sys.argv[2], (64, 64))
     print("RETURNED", type(result).__name__, flush=True)
@@ -187,11 +189,9 @@ def test_small_file_with_huge_shape_allocates_nothing(tmp_path, kind):
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
-    from lensfm_hf.data import importer
-
     path = tmp_path / "cdm_sim_big.npy"
     np.save(path, np.zeros(SHAPE))
-    monkeypatch.setattr(importer, "MAX_NPY_BYTES", 1024)
+    monkeypatch.setattr(npy, "MAX_NPY_BYTES", 1024)
     with pytest.raises(CorruptFileError, match=r"cdm_sim_big\.npy.*above the 1024-byte cap"):
         read_npy(path)
 
@@ -302,15 +302,16 @@ def test_second_build_of_the_same_config_is_refused(tmp_path, fake_sim):
         holder.stdin.close()
         holder.wait()
     simulate_dataset(out, "model2", train_per_class=1, test_per_class=0, seed=8)
-    assert not (out / build.WORK_DIR_NAME).exists()  # no lock files left to upload
+    assert not (out / WORK_DIR_NAME).exists()  # no lock files left to upload
 
 
 _LOCK_HOLDER = """
 import sys, types
-package = types.ModuleType("lensfm_hf")
-package.__path__ = [sys.argv[1]]
-sys.modules["lensfm_hf"] = package
-from lensfm_hf.data.build import build_lock, config_lock_name
+for name, folder in (("lensfm_hf", sys.argv[1]), ("lensfm_hf.data", sys.argv[1] + "/data")):
+    package = types.ModuleType(name)  # skip the package __init__s: holding a lock needs only data/folder.py
+    package.__path__ = [folder]
+    sys.modules[name] = package
+from lensfm_hf.data.folder import build_lock, config_lock_name
 with build_lock(sys.argv[2], config_lock_name("model2")):
     print("locked", flush=True)
     sys.stdin.read()  # hold the lock until the test closes our stdin
@@ -353,9 +354,9 @@ def test_resume_redoes_shards_without_a_recorded_hash(tmp_path, fake_sim):
     kwargs = dict(config="model2", train_per_class=2, test_per_class=1, seed=1, shard_size=3)
     out = simulate_dataset(tmp_path / "ds", **kwargs)
     reference = _shard_bytes(out / "model2")
-    manifest = build.read_manifest(out / "model2")
+    manifest = read_manifest(out / "model2")
     del manifest["shard_sha256"]["test-00000-of-00001.parquet"]
-    build.write_manifest(out / "model2", manifest)
+    write_manifest(out / "model2", manifest)
     fake_sim.calls.clear()
     with pytest.warns(UserWarning, match=r"test-00000-of-00001\.parquet has no recorded SHA-256"):
         simulate_dataset(tmp_path / "ds", **kwargs)
@@ -397,7 +398,7 @@ def test_failed_reimport_keeps_the_previous_import(tmp_path, fake_sim, hf_cache,
             import_deeplensesim(tmp_path / "release", config="model2", out_dir=out, shard_size=4, **extra)
     assert _shard_bytes(out / "model2") == shards
     assert (out / "model2" / "manifest.json").read_text() == manifest
-    assert not (out / build.WORK_DIR_NAME).exists()  # the staging folder is gone
+    assert not (out / WORK_DIR_NAME).exists()  # the staging folder is gone
     from lensfm_hf.data import load_lensing_dataset
 
     assert load_lensing_dataset(out, "model2", split="train", cache_dir=hf_cache).num_rows == 6
@@ -411,7 +412,7 @@ def test_failed_overwrite_import_keeps_the_simulated_config(tmp_path, fake_sim):
     with pytest.raises(ValueError, match="cdm_sim_evil.npy"):
         import_deeplensesim(tmp_path / "release", config="model2", out_dir=out, overwrite=True)
     assert _shard_bytes(out / "model2") == shards
-    assert build.read_manifest(out / "model2")["source"] == "simulation"
+    assert read_manifest(out / "model2")["source"] == "simulation"
 
 
 def test_import_killed_while_swapping_is_restored(tmp_path, fake_sim):
@@ -420,14 +421,14 @@ def test_import_killed_while_swapping_is_restored(tmp_path, fake_sim):
     out = tmp_path / "out"
     import_deeplensesim(tmp_path / "release", config="model2", out_dir=out)
     shards = _shard_bytes(out / "model2")
-    aside = out / build.WORK_DIR_NAME / "replaced.model2.4242-0badcafe"
+    aside = out / WORK_DIR_NAME / "replaced.model2.4242-0badcafe"
     aside.parent.mkdir()
     os.replace(out / "model2", aside)  # the state a kill between the two renames leaves
     _make_failing(tmp_path / "release", "unsafe_pickle")
     with pytest.warns(UserWarning, match="restoring"), pytest.raises(ValueError):
         import_deeplensesim(tmp_path / "release", config="model2", out_dir=out)
     assert _shard_bytes(out / "model2") == shards
-    assert not (out / build.WORK_DIR_NAME).exists()
+    assert not (out / WORK_DIR_NAME).exists()
 
 
 def test_stack_global_names_are_checked_too(tmp_path):
