@@ -209,3 +209,21 @@ register_task(Task(
     target_column="high_resolution",
     baseline="bicubic",
 ))
+
+register_task(Task(
+    name="lens_finding",
+    title="Lens finding",
+    target_kind="class",
+    head_class=LensViTForImageClassification,
+    loss="cross-entropy",
+    problem_type="single_label_classification",
+    default_config="lens_finding",
+    benchmark_configs=("lens_finding",),
+    metrics=functools.partial(class_metrics, tpr_at_fpr=(0.01,)),  # the rate a survey's candidate list can afford
+    reported_metrics=(("roc_auc", "ROC AUC"), ("tpr_at_fpr_0.01", "TPR at FPR 10⁻²")),
+    selection_metric="roc_auc",
+    greater_is_better=True,
+    card_task_type="image-classification",
+    protocols=("knn", "linear", "finetune"),
+    plots=("roc",),
+))
