@@ -8,7 +8,6 @@ Relative imports are resolved; `from pkg import name` counts as an import of `pk
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
