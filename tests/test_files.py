@@ -1,0 +1,30 @@
+"""files.py: atomic_write replaces a file whole or leaves it as it was."""
+
+import pytest
+
+from lensfm_hf.files import atomic_write
+
+
+def test_atomic_write_round_trip_text_and_bytes(tmp_path):
+    with atomic_write(tmp_path / "sub" / "a.txt") as handle:
+        handle.write("é\n")
+    assert (tmp_path / "sub" / "a.txt").read_text(encoding="utf-8") == "é\n"
+    with atomic_write(tmp_path / "b.bin", "wb") as handle:
+        handle.write(b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_write(path) as handle:
+            handle.write("new")
+            raise RuntimeError("boom")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_bad_mode_raises(tmp_path):
+    with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
+        with atomic_write(tmp_path / "a", "a"):
+            pass
