@@ -4,574 +4,50 @@
 (a dataset folder / hub repo, or the on-the-fly simulator `stream:<config>`), trains, and writes
 `<output_dir>/encoder` (hub-ready LensViT) with the full pretraining state in `encoder/pretraining/`.
 Runs unchanged under `torchrun` / `accelerate launch`: `python -m lensfm_hf.training.pretrain RECIPE k=v ...`.
+The recipe lives in `pretrain_recipe`, the data feeding in `pretrain_data`, resumption in `pretrain_checkpoints`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import datetime
-import inspect
+import importlib.metadata
 import json
 import logging
 import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
-from transformers import Trainer, TrainingArguments
+import transformers
+from torch.utils.data import DataLoader
+from transformers import Trainer, set_seed
 from transformers.modeling_utils import unwrap_model
 
-from ..models import LensImageProcessor, LensViTConfig
+from ..hub.export import save_for_hub
+from ..models import LensImageProcessor
+from ..pretraining.components import rank
 from .callbacks import SelfSupervisedCallback
 from .health import encoder_health, warn_if_collapsed
-from .recipes import _suggest, _yaml_float, load_recipe
+from .pretrain_checkpoints import checkpoint_step, resolve_checkpoint
+from .pretrain_data import BatchIterable, StreamBatches, TensorBatches, build_datasets, build_health_images, make_processor
+from .pretrain_recipe import (
+    PRETRAINING_SUBDIR,
+    STREAM_PREFIX,
+    PretrainDataArguments,
+    PretrainingArguments,
+    PretrainingRecipe,
+    PretrainModelArguments,
+    build_pretraining_model,
+    load_pretraining_recipe,
+)
 
 logger = logging.getLogger(__name__)
 
-STREAM_PREFIX = "stream:"
 ENCODER_DIR = "encoder"
-PRETRAINING_SUBDIR = "pretraining"
-
-
-# ----------------------------------------------------------------------------- recipe sections
-
-
-@dataclass
-class PretrainModelArguments:
-    """`model:` section. The backbone is a LensViT preset; `method_config` sets any field of the method's
-    config (method fields such as `mask_ratio`, or backbone fields such as `drop_path_rate`)."""
-
-    method: str | None = field(
-        default=None, metadata={"help": "mae | simclr | moco | dino | ibot | ijepa (see lensfm_hf.pretraining)"}
-    )
-    preset: str = field(default="small", metadata={"help": "LensViT size: micro | tiny | small | base"})
-    image_size: int = field(default=64, metadata={"help": "model input side in pixels (images are resized to it)"})
-    patch_size: int = field(default=8, metadata={"help": "patch side in pixels; divides image_size"})
-    method_config: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "overrides of the method config fields, e.g. {mask_ratio: 0.6}"}
-    )
-    init_from: str | None = field(
-        default=None,
-        metadata={"help": "a saved pretraining state (<run>/encoder/pretraining, or <run>/encoder) to continue from "
-                  "instead of a fresh init; its saved config then replaces preset/image_size/patch_size/method_config, "
-                  "and schedules restart with this run's steps (for an exact resume use training.resume_from_checkpoint)"},
-    )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "sdpa | eager | flash_attention_2 ...; None: transformers' default (sdpa)"}
-    )
-
-
-@dataclass
-class PretrainDataArguments:
-    """`data:` section. `source` is a dataset folder or hub repo id (with `config` and `split`), or
-    `stream:<config>` for images simulated on the fly on the training device."""
-
-    source: str = field(default="stream:model2", metadata={"help": "dataset folder / hub repo id, or stream:<config>"})
-    config: str = field(default="model2", metadata={"help": "dataset config (ignored for stream sources)"})
-    split: str = field(default="train")
-    max_train_images: int | None = field(default=None, metadata={"help": "use only the first N training images"})
-    eval_split: str = field(default="test", metadata={"help": "split holding the evaluation images (datasets)"})
-    num_eval_images: int = field(
-        default=0, metadata={"help": "images in the held-out set whose loss is reported (0: no evaluation)"}
-    )
-    num_health_images: int = field(
-        default=256,
-        metadata={"help": "held-out images on which representation health (RankMe, embedding std, between-image "
-                  "share) is logged at every logging step and recorded in the exported encoder (0: off)"},
-    )
-    in_memory: bool = field(
-        default=False,
-        metadata={"help": "load and preprocess the whole split once, keep it on the training device and draw "
-                  "random batches there (fast GPU path; needs the split to fit in memory)"},
-    )
-    stream_device: str = field(
-        default="auto", metadata={"help": "device the simulator runs on; auto: the training device"}
-    )
-    stream_compile: bool = field(
-        default=False, metadata={"help": "torch.compile the simulator's renderer (5-10x on GPUs; compiles at start)"}
-    )
-    stream_workers: int = field(
-        default=0, metadata={"help": "DataLoader workers simulating in parallel (CPU streams only)"}
-    )
-    stretch: str = field(default="none", metadata={"help": "LensImageProcessor stretch: none | asinh | log"})
-    stretch_scale: float = 1.0
-    normalization: str = field(default="minmax", metadata={"help": "minmax | standard | none"})
-    image_mean: float = 0.0
-    image_std: float = 1.0
-
-    @property
-    def is_stream(self) -> bool:
-        return self.source.startswith(STREAM_PREFIX)
-
-    @property
-    def dataset_config(self) -> str:
-        """The simulation / dataset config the images come from (e.g. `model2`)."""
-        return self.source[len(STREAM_PREFIX):] if self.is_stream else self.config
-
-
-@dataclass
-class PretrainingArguments(TrainingArguments):
-    """`training:` section: `transformers.TrainingArguments` with defaults for self-supervised pretraining."""
-
-    output_dir: str | None = field(
-        default=None, metadata={"help": "run folder; default outputs/pretrain/<recipe file name>"}
-    )
-    remove_unused_columns: bool = field(default=False, metadata={"help": "SSL inputs are only pixel_values"})
-    label_names: list[str] | None = field(default_factory=list, metadata={"help": "SSL models take no labels"})
-    prediction_loss_only: bool = field(default=True)
-    report_to: None | str | list[str] = field(default="none")
-    learning_rate: float = field(default=5e-4)
-    weight_decay: float = field(default=0.05)
-    lr_scheduler_type: str = field(default="cosine")
-    logging_steps: float = field(default=10)
-    logging_nan_inf_filter: bool = field(
-        default=False,
-        metadata={"help": "True: skip NaN/Inf losses in the logged mean; it reads the loss every step, a GPU sync "
-                  "that stalls small fast models, and hides a diverging SSL run"},
-    )
-    save_total_limit: int | None = field(default=2)
-    seed: int = field(default=0)
-
-
-RECIPE_SECTIONS = {"model": PretrainModelArguments, "data": PretrainDataArguments, "training": PretrainingArguments}
-
-
-@dataclass
-class PretrainingRecipe:
-    """A parsed recipe: the three sections plus the raw mapping they came from (after overrides)."""
-
-    model: PretrainModelArguments
-    data: PretrainDataArguments
-    training: PretrainingArguments
-    raw: dict[str, Any]
-    name: str
-
-    def resolved(self) -> dict[str, Any]:
-        """The recipe as a JSON-able dict: every model/data field; the training fields the recipe set, plus
-        those any two runs need to be compared by (steps, batch, schedule, precision, seed)."""
-        training = self.training.to_dict()
-        keep = ["max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-                "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "optim",
-                "bf16", "seed", "world_size"]
-        keys = list(dict.fromkeys([*self.raw.get("training", {}), *keep]))
-        changed = {key: training[key] for key in keys if key in training}
-        changed["world_size"] = self.training.world_size
-        for key in ("push_to_hub_token", "hub_token"):
-            changed.pop(key, None)
-        recipe = {
-            "name": self.name,
-            "model": dataclasses.asdict(self.model),
-            "data": dataclasses.asdict(self.data),
-            "training": changed,
-        }
-        return json.loads(json.dumps(recipe, default=str))
-
-
-def load_pretraining_recipe(
-    recipe: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None
-) -> PretrainingRecipe:
-    """Parse a pretraining recipe (YAML path or dict with sections model/data/training) plus `key=value` overrides.
-
-    Raises ValueError for unknown sections or keys (with suggestions), a missing/unknown method, or a
-    stream source without `max_steps`.
-    """
-    name = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else "recipe"
-    if isinstance(recipe, Mapping) and isinstance(recipe.get("model"), Mapping) and recipe["model"].get("method"):
-        name = str(recipe["model"]["method"])
-    parsed, raw = load_recipe(
-        recipe, RECIPE_SECTIONS, overrides, defaults={"training": {"output_dir": f"outputs/pretrain/{name}"}},
-        before_parse=_before_parse,
-    )
-    result = PretrainingRecipe(model=parsed["model"], data=parsed["data"], training=parsed["training"], raw=raw, name=name)
-    if not result.model.method:
-        raise ValueError("the recipe names no method: set model.method (mae, simclr, moco, dino, ibot or ijepa).")
-    if result.data.is_stream and result.training.max_steps <= 0:
-        raise ValueError(
-            f"data.source={result.data.source!r} is an endless stream: set training.max_steps (e.g. max_steps=1000)."
-        )
-    if result.data.is_stream and not result.data.dataset_config:
-        raise ValueError("a stream source names its simulation config: stream:model2, stream:model1, ...")
-    return result
-
-
-def _before_parse(raw: dict[str, Any]) -> None:
-    training = raw.get("training") or {}
-    # `resume_from_checkpoint: true` is the usual HF spelling, but TrainingArguments types the field as a str.
-    if training.get("resume_from_checkpoint") is True:
-        training["resume_from_checkpoint"] = "last"
-    elif training.get("resume_from_checkpoint") is False:
-        training["resume_from_checkpoint"] = None
-    _portable_device(raw)
-
-
-def _portable_device(raw: dict[str, Any]) -> None:
-    """Make GPU recipes run unchanged on a machine without CUDA.
-
-    bf16: TrainingArguments refuses it without a GPU (unless use_cpu), and CPU bf16 autocast is slow: train in
-    float32. use_cpu: without it, transformers 5.x under torchrun on a CPU-only machine leaves accelerate's
-    distributed type at NO, so the Trainer never wraps the model in DDP and every rank trains on its own.
-    """
-    training = raw.get("training") or {}
-    if torch.cuda.is_available() or (torch.backends.mps.is_available() and not training.get("use_cpu")):
-        return
-    if training.get("bf16") is True and not training.get("use_cpu"):
-        logger.warning("bf16 requested but no CUDA device is available: training in float32.")
-        training["bf16"] = False
-    training.setdefault("use_cpu", True)
-
-
-# ----------------------------------------------------------------------------- model
-
-
-def _pretraining_api():
-    """The method zoo, imported late (tests and tools may substitute it)."""
-    from .. import pretraining
-
-    return pretraining
-
-
-def get_method_classes(method: str):
-    """(ConfigClass, ModelClass) of a pretraining method, with an error listing the known methods."""
-    api = _pretraining_api()
-    methods = tuple(getattr(api, "PRETRAINING_METHODS", ()))
-    if methods and method not in methods:
-        raise ValueError(f"unknown pretraining method {method!r}{_suggest(method, methods)}; choose one of {', '.join(methods)}.")
-    return api.get_pretraining_classes(method)
-
-
-def _config_fields(config_class) -> set[str]:
-    names = set()
-    for cls in (config_class, LensViTConfig):
-        for klass in inspect.getmro(cls):
-            if "__init__" in vars(klass):
-                params = inspect.signature(klass.__init__).parameters.values()
-                names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-        if dataclasses.is_dataclass(cls):
-            names |= {f.name for f in dataclasses.fields(cls)}
-    return names
-
-
-def build_pretraining_model(model_args: PretrainModelArguments):
-    """A fresh `<Method>ForPreTraining` from the `model:` section, or the state saved at `init_from`."""
-    config_class, model_class = get_method_classes(model_args.method)
-    if model_args.init_from:
-        from transformers import AutoModelForPreTraining
-
-        path = Path(model_args.init_from)
-        if path.is_dir() and (path / PRETRAINING_SUBDIR / "config.json").is_file():
-            path = path / PRETRAINING_SUBDIR  # an exported encoder folder: its pretraining/ subfolder
-        kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-        model = AutoModelForPreTraining.from_pretrained(str(path), **kwargs)
-        if not isinstance(model, model_class):
-            raise ValueError(
-                f"model.init_from={model_args.init_from!r} holds a {type(model).__name__}, not the "
-                f"{model_class.__name__} of method {model_args.method!r}."
-            )
-        return model
-    overrides = {key: _yaml_float(value) for key, value in (model_args.method_config or {}).items()}
-    known = _config_fields(config_class)
-    unknown = sorted(set(overrides) - known)
-    if unknown and not _accepts_any_field(config_class, model_args, unknown):
-        hints = "; ".join(f"{key!r}{_suggest(key, sorted(known))}" for key in unknown)
-        raise ValueError(f"unknown model.method_config key(s) for {model_args.method!r}: {hints}.")
-    config = config_class.from_preset(
-        model_args.preset, image_size=model_args.image_size, patch_size=model_args.patch_size, **overrides
-    )
-    if model_args.attn_implementation:
-        config._attn_implementation = model_args.attn_implementation
-    return model_class(config)
-
-
-def _accepts_any_field(config_class, model_args, keys) -> bool:
-    """True when a default config of this class already has attributes named `keys` (fields set in `__init__`
-    bodies of configs whose signatures take **kwargs)."""
-    try:
-        probe = config_class.from_preset(model_args.preset, image_size=model_args.image_size, patch_size=model_args.patch_size)
-    except Exception:
-        return False
-    return all(key in probe.to_dict() for key in keys)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def make_processor(data_args: PretrainDataArguments, image_size: int) -> LensImageProcessor:
-    return LensImageProcessor(
-        stretch=data_args.stretch,
-        stretch_scale=data_args.stretch_scale,
-        normalization=data_args.normalization,
-        image_mean=data_args.image_mean,
-        image_std=data_args.image_std,
-        size=image_size,
-    )
-
-
-def process_on_device(processor: LensImageProcessor, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The processor's stretch, normalisation and resize on a (B, 1, H, W) tensor, on whatever device it lives
-    (the processor's `__call__` goes through the CPU; this keeps simulated GPU batches on the GPU)."""
-    batch = pixel_values.float()
-    if processor.nan_to_num:
-        batch = torch.nan_to_num(batch, nan=0.0)
-    batch = LensImageProcessor.apply_stretch(batch, processor.stretch, processor.stretch_scale)
-    batch = LensImageProcessor.apply_normalization(
-        batch,
-        {"normalization": processor.normalization, "image_mean": processor.image_mean, "image_std": processor.image_std},
-    )
-    if processor.size is not None and tuple(batch.shape[-2:]) != (processor.size, processor.size):
-        batch = torch.nn.functional.interpolate(batch, size=(processor.size,) * 2, mode="bilinear", align_corners=False)
-    return batch.contiguous()
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class BatchIterable(IterableDataset):
-    """Marker base: an iterable that yields whole batches {"pixel_values": (B, 1, H, W)}, already per rank.
-
-    `PretrainingTrainer` feeds these through a `DataLoader(batch_size=None)` without accelerate's sharding
-    or dispatching, since each rank draws its own batches.
-    """
-
-    data_device: str | torch.device = "cpu"
-
-
-class StreamBatches(BatchIterable):
-    """Endless class-balanced batches of freshly simulated images, processed on the simulation device (no labels: SSL).
-
-    Batch `i` of the run (counted per rank from the first step) is simulated from a seed derived from (seed, rank,
-    i) alone, so a run resumed at batch `i` (`start_batch`) sees exactly the images an uninterrupted run would,
-    whichever DataLoader worker draws it: worker `w` of `W` simulates batches start + w, start + w + W, ..., the
-    order in which the DataLoader collects them. (`simulation.LensingStream` seeds per worker instead, so its
-    batches depend on where a run started.)
-    """
-
-    def __init__(
-        self,
-        config_name: str,
-        batch_size: int,
-        processor: LensImageProcessor,
-        device: str,
-        seed: int,
-        compile: bool = False,
-        start_batch: int = 0,
-    ):
-        self.config_name = config_name
-        self.compile = compile
-        self.batch_size = batch_size
-        self.processor = processor
-        self.device = device
-        self.data_device = device
-        self.seed = seed
-        self.start_batch = start_batch
-        # Read here, in the training process: a DataLoader worker may not see the process group.
-        self.rank = _rank_and_world()[0]
-
-    def batch(self, index: int) -> dict[str, torch.Tensor]:
-        """Batch `index` of this rank's stream (a pure function of seed, rank and index)."""
-        from ..simulation import derive_seed, get_recipe, simulate
-
-        recipe = get_recipe(self.config_name)
-        seed = derive_seed("pretraining-stream", self.seed, self.rank, index)
-        classes = recipe.class_names
-        per_class, remainder = divmod(self.batch_size, len(classes))
-        counts = [per_class] * len(classes)
-        for k in range(remainder):  # rotate the remainder so classes stay balanced over batches
-            counts[(index * remainder + k) % len(classes)] += 1
-        parts = [
-            simulate(recipe, name, count, seed=seed, device=self.device, compile=self.compile)["pixel_values"]
-            for name, count in zip(classes, counts, strict=True)
-            if count
-        ]
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        order = torch.randperm(self.batch_size, generator=generator, device=self.device)
-        return {"pixel_values": process_on_device(self.processor, torch.cat(parts)[order])}
-
-    def __iter__(self):
-        worker = torch.utils.data.get_worker_info()
-        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        index = self.start_batch + worker_id
-        while True:
-            yield self.batch(index)
-            index += num_workers
-
-
-class TensorBatches(BatchIterable):
-    """Random batches drawn from an image tensor kept on one device, endlessly, epoch after epoch.
-
-    Every rank walks the same seeded permutation per epoch and takes its own slice of each global batch,
-    so ranks never see the same image within an epoch. `start_batch` skips that many batches (resumption)
-    without drawing them.
-    """
-
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, start_batch: int = 0):
-        self.images = images
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_batch = start_batch
-        self.data_device = images.device
-
-    def batches_per_epoch(self, world_size: int) -> int:
-        return max(1, len(self.images) // (self.batch_size * world_size))
-
-    def __iter__(self):
-        rank, world = _rank_and_world()
-        per_epoch = self.batches_per_epoch(world)
-        global_batch = self.batch_size * world
-        position = self.start_batch
-        device = self.images.device
-        while True:
-            epoch, index = divmod(position, per_epoch)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.images), generator=generator)
-            if len(self.images) < global_batch:  # tiny sets: sample with replacement rather than stop
-                order = torch.randint(len(self.images), (global_batch * per_epoch,), generator=generator)
-            for batch_index in range(index, per_epoch):
-                start = batch_index * global_batch + rank * self.batch_size
-                take = order[start : start + self.batch_size].to(device)
-                yield {"pixel_values": self.images.index_select(0, take)}
-            position = (epoch + 1) * per_epoch
-
-
-class ProcessedImages(torch.utils.data.Dataset):
-    """A map-style view of a lensing `datasets.Dataset` that returns processed `pixel_values` only.
-
-    `__getitems__` fetches a whole batch with one `.with_format("torch")` slice and one processor call,
-    which is several times faster than the processor on single rows (the DataLoader then collates).
-    """
-
-    def __init__(self, dataset, processor: LensImageProcessor):
-        self.dataset = dataset.with_format("torch", columns=["pixel_values"])
-        self.processor = processor
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices) -> list[dict[str, torch.Tensor]]:
-        pixels = self.dataset[list(indices)]["pixel_values"]
-        batch = process_on_device(self.processor, pixels)
-        return [{"pixel_values": image} for image in batch]
-
-
-class ImageTensorDataset(torch.utils.data.Dataset):
-    """Map-style dataset over an already-processed (N, 1, H, W) tensor."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.images[index]}
-
-
-def _load_split(data_args: PretrainDataArguments, split: str):
-    from ..data.loading import load_lensing_dataset
-
-    try:
-        dataset = load_lensing_dataset(data_args.source, data_args.config, split=split)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(
-            f"data.source={data_args.source!r} ({data_args.config}/{split}): {err} Use a dataset folder written by "
-            "`lensfm simulate`, a hub dataset repo id, or stream:<config> for the on-the-fly simulator."
-        ) from err
-    if "pixel_values" not in dataset.column_names:
-        raise ValueError(
-            f"{data_args.source} ({data_args.config}/{split}) has no pixel_values column; columns: {dataset.column_names}."
-        )
-    return dataset
-
-
-def _tensor_of(dataset, processor: LensImageProcessor, chunk: int = 4096) -> torch.Tensor:
-    formatted = dataset.with_format("torch", columns=["pixel_values"])
-    parts = [process_on_device(processor, formatted[i : i + chunk]["pixel_values"]) for i in range(0, len(formatted), chunk)]
-    return torch.cat(parts) if parts else torch.empty(0)
-
-
-def _stream_device(data_args: PretrainDataArguments, args: TrainingArguments) -> str:
-    if data_args.stream_device != "auto":
-        return data_args.stream_device
-    return str(args.device)
-
-
-def _simulated_eval_images(data_args, args, processor, seed: int, count: int | None = None) -> torch.Tensor:
-    """`count` (default `num_eval_images`) images simulated once (on the stream device) with a seed no training
-    stream uses; kept on the CPU."""
-    from ..simulation import LensingStream
-
-    count = data_args.num_eval_images if count is None else count
-    batch_size = min(512, count)
-    num_batches = math.ceil(count / batch_size)
-    stream = LensingStream(
-        data_args.dataset_config, batch_size=batch_size, device=_stream_device(data_args, args), seed=seed,
-        num_batches=num_batches,
-    )
-    images = [process_on_device(processor, batch["pixel_values"]).cpu() for batch in stream]
-    return torch.cat(images)[:count]
-
-
-def build_health_images(data_args: PretrainDataArguments, args: TrainingArguments, processor) -> torch.Tensor | None:
-    """`num_health_images` held-out processed images (CPU) for representation health, or None when off."""
-    count = data_args.num_health_images
-    if count <= 0:
-        return None
-    if data_args.is_stream:
-        return _simulated_eval_images(data_args, args, processor, seed=args.seed + 2_000_003, count=max(count, 2))
-    try:
-        held_out = _load_split(data_args, data_args.eval_split)
-    except ValueError:  # a dataset with a train split only: health is then measured on training images
-        logger.info("no %r split for representation health: using %r images.", data_args.eval_split, data_args.split)
-        held_out = _load_split(data_args, data_args.split)
-    held_out = held_out.shuffle(seed=args.seed + 1).select(range(min(count, len(held_out))))
-    return _tensor_of(held_out, processor)
-
-
-def build_datasets(data_args: PretrainDataArguments, args: TrainingArguments, processor, resume_step: int = 0):
-    """(train_dataset, eval_dataset or None) for the Trainer; see the `data:` section for the options."""
-    batches_done = resume_step * args.gradient_accumulation_steps
-    rank, _ = _rank_and_world()
-    if data_args.is_stream:
-        # A resumed stream continues at the batch where the checkpoint stopped, with the images an uninterrupted
-        # run would have drawn there.
-        train = StreamBatches(
-            data_args.dataset_config,
-            batch_size=args.per_device_train_batch_size,
-            processor=processor,
-            device=_stream_device(data_args, args),
-            seed=args.seed,
-            compile=data_args.stream_compile,
-            start_batch=batches_done,
-        )
-        evaluation = None
-        if data_args.num_eval_images > 0:
-            evaluation = ImageTensorDataset(_simulated_eval_images(data_args, args, processor, seed=args.seed + 1_000_003))
-        return train, evaluation
-
-    dataset = _load_split(data_args, data_args.split)
-    if data_args.max_train_images is not None:
-        dataset = dataset.select(range(min(data_args.max_train_images, len(dataset))))
-    if data_args.in_memory:
-        images = _tensor_of(dataset, processor).to(args.device)
-        train = TensorBatches(images, args.per_device_train_batch_size, seed=args.seed, start_batch=batches_done)
-    else:
-        train = ProcessedImages(dataset, processor)
-    evaluation = None
-    if data_args.num_eval_images > 0:
-        held_out = _load_split(data_args, data_args.eval_split)
-        held_out = held_out.shuffle(seed=args.seed).select(range(min(data_args.num_eval_images, len(held_out))))
-        evaluation = ImageTensorDataset(_tensor_of(held_out, processor))
-    return train, evaluation
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -663,15 +139,14 @@ class PretrainingTrainer(Trainer):
 
 
 def _package_version() -> str:
-    from .. import __version__
-
-    return __version__
+    try:
+        return importlib.metadata.version("lensfm-hf")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never pip-installed
+        return "unknown"
 
 
 def pretraining_info(recipe: PretrainingRecipe, global_step: int, world_size: int = 1) -> dict[str, Any]:
     """What `config.pretraining` of an exported encoder records: method, recipe, data, steps, versions, date."""
-    import transformers
-
     data = recipe.data
     return {
         "method": recipe.model.method,
@@ -699,8 +174,6 @@ def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, 
     EMA teacher) plus the processor; `AutoModelForPreTraining.from_pretrained` on it continues training.
     Returns `out_dir`.
     """
-    from ..hub.export import save_for_hub
-
     model = unwrap_model(model)
     out_dir = Path(out_dir)
     info = json.loads(json.dumps(dict(recipe_info), default=str))
@@ -718,76 +191,6 @@ def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, 
 # ----------------------------------------------------------------------------- run
 
 
-def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
-    """Why a `checkpoint-N` folder cannot be resumed from (None: it looks complete).
-
-    A kill while the Trainer saves leaves a folder without `trainer_state.json` (written near the end), with a cut
-    `model.safetensors`, or with a cut torch pickle (`optimizer.pt`, ...: zip archives whose directory is at the end).
-    """
-    import zipfile
-
-    from safetensors import safe_open
-
-    folder = Path(checkpoint)
-    try:
-        step = json.loads((folder / "trainer_state.json").read_text())["global_step"]
-        if not isinstance(step, int):
-            raise ValueError(f"global_step is {step!r}")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"trainer_state.json is missing or unreadable ({type(err).__name__}: {err})"
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        return "it holds no *.safetensors weights"
-    for path in weights:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                handle.keys()
-        except Exception as err:  # safetensors raises its own error types for a cut header or buffer
-            return f"{path.name} is unreadable ({type(err).__name__}: {err})"
-    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
-        if not zipfile.is_zipfile(path):
-            return f"{path.name} is cut or not a torch archive"
-    return None
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` that `checkpoint_problem` accepts; skipped ones are warned about."""
-    if not os.path.isdir(output_dir):
-        return None
-    candidates = []
-    for path in Path(output_dir).iterdir():
-        suffix = path.name[len("checkpoint-"):]
-        if path.is_dir() and path.name.startswith("checkpoint-") and suffix.isdigit():
-            candidates.append((int(suffix), path))
-    for _, path in sorted(candidates, reverse=True):
-        problem = checkpoint_problem(path)
-        if problem is None:
-            return str(path)
-        logger.warning("skipping the half-written checkpoint %s (%s); falling back to the previous one.", path, problem)
-    return None
-
-
-def _resolve_checkpoint(resume, output_dir: str) -> str | None:
-    if resume in (None, False, "", "false", "False", "none", "None"):
-        return None
-    if resume in (True, "true", "True", "last", "latest"):
-        last = last_complete_checkpoint(output_dir)
-        if last is None:
-            logger.warning("resume_from_checkpoint=%r but %s holds no complete checkpoint: starting fresh.",
-                           resume, output_dir)
-        return last
-    if not os.path.isdir(str(resume)):
-        raise FileNotFoundError(f"training.resume_from_checkpoint={resume!r} is not a checkpoint folder.")
-    return str(resume)
-
-
-def _checkpoint_step(checkpoint: str | None) -> int:
-    if checkpoint is None:
-        return 0
-    state = Path(checkpoint) / "trainer_state.json"
-    return int(json.loads(state.read_text())["global_step"]) if state.is_file() else 0
-
-
 def run_pretraining(
     recipe: str | os.PathLike | Mapping[str, Any],
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
@@ -799,14 +202,12 @@ def run_pretraining(
     "metrics" (Trainer's train metrics, plus eval_loss with an eval set), "log_history"}.
     `callbacks`: extra `TrainerCallback`s (monitoring, tests).
     """
-    from transformers import set_seed
-
     recipe = load_pretraining_recipe(recipe, overrides)
     args = recipe.training
     if not torch.cuda.is_available():
         args.dataloader_pin_memory = False  # pinning without a GPU only warns
-    checkpoint = _resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    resume_step = _checkpoint_step(checkpoint)
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    resume_step = checkpoint_step(checkpoint)
     if recipe.data.is_stream or recipe.data.in_memory:
         args.ignore_data_skip = True  # the BatchIterables start at the resumed position themselves
 
@@ -863,35 +264,39 @@ def run_pretraining(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m lensfm_hf.training.pretrain RECIPE [key=value ...]`, also under torchrun / accelerate launch."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m lensfm_hf.training.pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/pretrain/dino.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value or section.key=value, e.g. max_steps=10")
     options = parser.parse_args(argv)
     result = run_pretraining(options.recipe, options.overrides)
-    rank, _ = _rank_and_world()
-    if rank == 0:
+    if rank() == 0:
         summary = {k: result[k] for k in ("method", "global_step", "train_loss", "encoder_dir")}
         print(json.dumps(summary, default=str))
     return 0
 
 
+# The pretraining API as other code imports it (`lensfm_hf.training.pretrain.<name>`): defined here or in the
+# pretrain_* modules this one is split into.
 __all__ = [
-    "PretrainModelArguments",
+    "ENCODER_DIR",
+    "PRETRAINING_SUBDIR",
+    "STREAM_PREFIX",
+    "BatchIterable",
     "PretrainDataArguments",
+    "PretrainModelArguments",
     "PretrainingArguments",
     "PretrainingRecipe",
     "PretrainingTrainer",
-    "load_pretraining_recipe",
-    "build_pretraining_model",
+    "StreamBatches",
+    "TensorBatches",
     "build_datasets",
-    "make_processor",
-    "process_on_device",
+    "build_pretraining_model",
     "export_encoder",
+    "load_pretraining_recipe",
+    "main",
+    "make_processor",
     "pretraining_info",
     "run_pretraining",
-    "main",
 ]
 
 

@@ -31,7 +31,7 @@ def _digest(tensors) -> str:
 def run_one(out_dir: str, index: int, recipe: dict) -> None:
     from transformers import TrainerCallback
 
-    from lensfm_hf.training import pretrain
+    from lensfm_hf.training import pretrain, pretrain_data
 
     record = {}
 
@@ -56,9 +56,9 @@ def run_one(out_dir: str, index: int, recipe: dict) -> None:
 
     result = pretrain.run_pretraining(recipe, callbacks=[Checksums()])
     parsed = pretrain.load_pretraining_recipe(recipe)
-    processor = pretrain.make_processor(parsed.data, parsed.model.image_size)
-    train, _ = pretrain.build_datasets(parsed.data, parsed.training, processor)
-    if isinstance(train, pretrain.BatchIterable):  # per-rank sources (map datasets are sharded by accelerate)
+    processor = pretrain_data.make_processor(parsed.data, parsed.model.image_size)
+    train, _ = pretrain_data.build_datasets(parsed.data, parsed.training, processor)
+    if isinstance(train, pretrain_data.BatchIterable):  # per-rank sources (map datasets are sharded by accelerate)
         first = next(iter(train))
         record["first_batch"] = _digest([("pixel_values", first["pixel_values"])])
     record["losses"] = [e["loss"] for e in result["log_history"] if "loss" in e]

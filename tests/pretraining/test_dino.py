@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lensfm_hf.pretraining import get_pretraining_classes
-from lensfm_hf.pretraining.dino import entropy, koleo_loss, sinkhorn_knopp, teacher_distribution
+from lensfm_hf.pretraining.dino import entropy, koleo_loss, sinkhorn_knopp
 
 
 def test_sinkhorn_knopp_rows_are_distributions_and_prototypes_share_the_batch():

@@ -1,4 +1,4 @@
-"""Pretraining Trainer glue: recipes, a short training run, diagnostics, resumption, export and reload.
+"""Pretraining Trainer glue (`training/pretrain.py`): a short training run, diagnostics, resumption, export and reload.
 
 Tiny configs on the CPU (micro LensViT, 32 px, a few steps on a ring dataset written by `tiny_data`), with the
 real methods of `lensfm_hf.pretraining`; I-JEPA is the EMA-teacher method (the cheapest one on a CPU).
@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForPreTraining, TrainerCallback
 
-from tiny_data import write_tiny_dataset
+from lensfm_hf.training import pretrain_checkpoints
+from lensfm_hf.training.pretrain import run_pretraining
 
-from lensfm_hf.training import pretrain
-from lensfm_hf.training.pretrain import load_pretraining_recipe, run_pretraining
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pretraining"))  # tiny_data, shared with the DDP test
+from tiny_data import write_tiny_dataset  # noqa: E402
 
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "pretrain").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "pretrain").glob("*.yaml"))  # the CLI test
 EMA_METHOD = "ijepa"
 TEACHER_WORDS = ("teacher", "momentum", "target", "ema")
-
-
 
 
 @pytest.fixture(scope="module")
@@ -64,101 +63,6 @@ def trained(methods, dataset_dir, tmp_path_factory):
     recipe = _recipe(dataset_dir, out, max_steps=14)
     recipe["data"]["num_eval_images"] = 16
     return run_pretraining(recipe)
-
-
-# ----------------------------------------------------------------------------- recipes
-
-
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
-def test_shipped_recipes_parse(path, methods):
-    recipe = load_pretraining_recipe(path)
-    assert recipe.model.method in methods.PRETRAINING_METHODS
-    assert recipe.training.max_steps > 0
-    assert recipe.training.label_names == [] and recipe.training.remove_unused_columns is False
-    if path.stem.endswith("_tiny"):
-        assert recipe.model.preset == "micro" and not recipe.training.bf16
-    else:
-        assert recipe.model.image_size == 64 and recipe.model.patch_size == 8
-        gpu = yaml.safe_load(path.read_text())["training"]
-        assert gpu["bf16"] is True and gpu["optim"] == "adamw_torch_fused"
-        assert recipe.training.per_device_train_batch_size >= 256
-        assert recipe.training.bf16 == torch.cuda.is_available()  # float32 where there is no GPU
-
-
-def test_every_method_has_a_gpu_and_a_cpu_recipe(methods):
-    stems = {path.stem for path in RECIPES}
-    for method in methods.PRETRAINING_METHODS:
-        assert {method, f"{method}_tiny"} <= stems, f"recipes/pretrain lacks {method}.yaml or {method}_tiny.yaml"
-
-
-def test_overrides_are_typed_and_routed():
-    recipe = load_pretraining_recipe(
-        RECIPES[0],
-        ["max_steps=7", "learning_rate=1e-3", "training.seed=3", "data.source=stream:model3",
-         "model.method_config.mask_ratio=0.6", "preset=micro", "bf16=false"],
-    )
-    assert recipe.training.max_steps == 7 and recipe.training.seed == 3
-    assert recipe.training.learning_rate == pytest.approx(1e-3) and isinstance(recipe.training.learning_rate, float)
-    assert recipe.data.dataset_config == "model3" and recipe.data.is_stream
-    assert recipe.model.method_config["mask_ratio"] == 0.6 and recipe.model.preset == "micro"
-    assert recipe.training.bf16 is False
-    assert recipe.training.output_dir.endswith(RECIPES[0].stem)  # default output folder named after the recipe
-    assert recipe.resolved()["training"]["max_steps"] == 7
-
-
-@pytest.mark.parametrize(
-    "recipe, overrides, match",
-    [
-        ({"model": {"method": "mae"}, "trainig": {}}, None, r"unknown recipe section.*'trainig'.*did you mean 'training'"),
-        ({"model": {"method": "mae", "mask_ration": 0.7}}, None, r"section 'model'.*'mask_ration'"),
-        ({"model": {"method": "mae"}, "training": {"max_step": 3}}, None, r"section 'training'.*did you mean 'max_steps'"),
-        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["max_stepz=3"], r"no recipe section has a field 'max_stepz'"),
-        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["nonsense"], r"not KEY=VALUE"),
-        ({"model": {}, "training": {"max_steps": 3}}, None, r"names no method"),
-        ({"model": {"method": "mae"}}, None, r"endless stream: set training.max_steps"),
-        ({"model": "mae"}, None, r"section 'model' must be a mapping"),
-        ({"model": {"method": "mae"}, "training": {"max_steps": 3}}, ["seed=abc"], r"training.seed expects int, got 'abc'"),
-    ],
-)
-def test_bad_recipes_raise_clear_errors(recipe, overrides, match):
-    with pytest.raises(ValueError, match=match):
-        load_pretraining_recipe(recipe, overrides)
-
-
-def test_unknown_method_and_method_config_keys(methods, dataset_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown pretraining method 'dinno'.*did you mean 'dino'"):
-        run_pretraining(_recipe(dataset_dir, tmp_path, method="dinno", max_steps=1))
-    bad = _recipe(dataset_dir, tmp_path, max_steps=1)
-    bad["model"]["method_config"] = {"hidden_sise": 32}
-    with pytest.raises(ValueError, match=r"method_config key.*'hidden_sise'.*did you mean 'hidden_size'"):
-        run_pretraining(bad)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def test_tensor_batches_shard_ranks_and_resume(monkeypatch):
-    images = torch.arange(40, dtype=torch.float32).reshape(40, 1, 1, 1)
-
-    def draw(rank, start=0, count=7):
-        monkeypatch.setattr(pretrain, "_rank_and_world", lambda: (rank, 2))
-        batches = iter(pretrain.TensorBatches(images, batch_size=4, seed=1, start_batch=start))
-        return [next(batches)["pixel_values"].flatten().int().tolist() for _ in range(count)]
-
-    rank0, rank1 = draw(0), draw(1)
-    epoch = [i for batch in rank0[:5] + rank1[:5] for i in batch]  # 40 // (4 * 2) = 5 batches per epoch
-    assert sorted(epoch) == list(range(40)), "an epoch covers every image once, split between the ranks"
-    assert rank0[5:] != rank0[:2], "the next epoch is reshuffled"
-    assert draw(0, start=3, count=4) == rank0[3:7], "resuming at batch 3 continues the same sequence"
-
-
-def test_process_on_device_matches_processor():
-    from lensfm_hf.models import LensImageProcessor
-
-    images = torch.rand(3, 1, 16, 16) * 5
-    processor = LensImageProcessor(stretch="asinh", stretch_scale=0.5, normalization="minmax", size=8)
-    expected = processor(images)["pixel_values"]
-    torch.testing.assert_close(pretrain.process_on_device(processor, images), expected)
 
 
 # ----------------------------------------------------------------------------- training
@@ -326,27 +230,6 @@ def test_in_memory_resume_is_exact(in_memory_straight, dataset_dir, tmp_path):
     _assert_identical(_weights(out / "checkpoint-4"), _weights(in_memory_straight / "checkpoint-4"))
 
 
-def test_stream_batches_depend_only_on_seed_rank_and_index():
-    from lensfm_hf.models import LensImageProcessor
-
-    def stream(start=0, workers=0):
-        batches = pretrain.StreamBatches("model2", batch_size=4, processor=LensImageProcessor(size=16), device="cpu",
-                                         seed=3, start_batch=start)
-        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers)
-        taken = []
-        for batch in loader:
-            taken.append(batch["pixel_values"])
-            if len(taken) == 5 - start:
-                return taken
-
-    straight = stream()
-    assert not torch.equal(straight[0], straight[1])
-    for got, expected in zip(stream(start=3), straight[3:], strict=True):
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    for got, expected in zip(stream(start=1, workers=2), straight[1:], strict=True):  # whichever worker draws it
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
-
-
 def test_stream_resume_is_exact(methods, tmp_path):
     def recipe(out):
         return {
@@ -363,21 +246,12 @@ def test_stream_resume_is_exact(methods, tmp_path):
     _assert_identical(_weights(tmp_path / "interrupted" / "checkpoint-4"), _weights(tmp_path / "straight" / "checkpoint-4"))
 
 
-def test_resume_true_is_the_hf_spelling_of_last(dataset_dir, tmp_path):
-    recipe = _recipe(dataset_dir, tmp_path)
-    assert load_pretraining_recipe(recipe, ["training.resume_from_checkpoint=true"]).training.resume_from_checkpoint == "last"
-    recipe["training"]["resume_from_checkpoint"] = True  # as YAML `true` parses
-    assert load_pretraining_recipe(recipe).training.resume_from_checkpoint == "last"
-    recipe["training"]["resume_from_checkpoint"] = False
-    assert load_pretraining_recipe(recipe).training.resume_from_checkpoint is None
-
-
 def test_last_skips_half_written_checkpoints(in_memory_straight, dataset_dir, tmp_path, caplog):
     import shutil
 
     out = tmp_path / "killed"
     shutil.copytree(in_memory_straight, out)
-    assert pretrain.last_complete_checkpoint(out) == str(out / "checkpoint-4")
+    assert pretrain_checkpoints.last_complete_checkpoint(out) == str(out / "checkpoint-4")
 
     (out / "checkpoint-6").mkdir()  # killed right after the folder was made
     shutil.copytree(out / "checkpoint-4", out / "checkpoint-8")
@@ -388,8 +262,8 @@ def test_last_skips_half_written_checkpoints(in_memory_straight, dataset_dir, tm
     optimizer.write_bytes(optimizer.read_bytes()[:-100])  # killed while writing the optimizer state
     (out / "checkpoint-4" / "trainer_state.json").unlink()  # killed before the trainer state
 
-    with caplog.at_level("WARNING", logger="lensfm_hf.training.pretrain"):
-        assert pretrain.last_complete_checkpoint(out) == str(out / "checkpoint-2")
+    with caplog.at_level("WARNING", logger="lensfm_hf.training.pretrain_checkpoints"):
+        assert pretrain_checkpoints.last_complete_checkpoint(out) == str(out / "checkpoint-2")
     for name in ("checkpoint-10", "checkpoint-8", "checkpoint-6", "checkpoint-4"):
         assert str(out / name) in caplog.text
     assert "optimizer.pt" in caplog.text and "model.safetensors" in caplog.text and "trainer_state.json" in caplog.text
