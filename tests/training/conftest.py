@@ -1,32 +1,21 @@
-"""Fixtures for the training tests: the fake simulator (training_fakes.py) behind `lensfm_hf.data`, a tiny encoder.
+"""Fixtures for the training tests: a tiny encoder, a fake-simulated dataset folder, small prepared splits.
 
-The fake keeps the fine-tuning tests independent of the physics and fast; the mini benchmark test uses the real
-simulator.
+The fake simulator (tests/fake_simulation.py, fixture `fake_sim` in tests/conftest.py) keeps the fine-tuning tests
+independent of the physics and fast; the benchmark's end-to-end test uses the real simulator.
 """
 
 from __future__ import annotations
 
 import pytest
-from training_fakes import fake_sim_api
+import torch
+from fake_simulation import FAKE_RECIPES, fake_sim_api
 
-
-
-
-@pytest.fixture
-def fake_sim(monkeypatch):
-    """Route `lensfm_hf.data.build` to the fake simulator; `.calls` logs every simulate call."""
-    from lensfm_hf.data import build
-
-    api = fake_sim_api([])
-    monkeypatch.setattr(build, "_simulation_api", lambda: api)
-    return api
+NAMES = ["no_sub", "cdm", "axion"]
 
 
 @pytest.fixture
 def tiny_encoder_dir(tmp_path):
     """A randomly initialised micro LensViT encoder (16 px, patch 8) saved with its processor."""
-    import torch
-
     from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTModel
 
     torch.manual_seed(0)
@@ -34,3 +23,33 @@ def tiny_encoder_dir(tmp_path):
     LensViTModel(LensViTConfig.from_preset("micro", image_size=16, patch_size=8)).save_pretrained(folder)
     LensImageProcessor(size=16).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory) -> str:
+    """Every fake config (model1 at 24 px, model3, lens_finding, super_resolution at 16 px) simulated once into one
+    repo-shaped folder: 12 train and 4 test images per class."""
+    from lensfm_hf.data import build
+
+    folder = tmp_path_factory.mktemp("fake-sims")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "_simulation_api", lambda: fake_sim_api([]))
+        for config in FAKE_RECIPES:
+            build.simulate_dataset(folder, config=config, train_per_class=12, test_per_class=4, seed=0)
+    return str(folder)
+
+
+def separable_split(n: int = 60, size: int = 16, seed: int = 0):
+    """A `TensorSplit` of `n` images whose class (of 3) sets their brightness: easy to learn."""
+    from lensfm_hf.training.splits import TensorSplit
+
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    images = torch.rand(n, 1, size, size, generator=generator) + labels.view(-1, 1, 1, 1).float()
+    return TensorSplit(images / 3, labels, list(NAMES))
+
+
+@pytest.fixture
+def make_split():
+    """`separable_split(n, size, seed)` for tests that need several class splits."""
+    return separable_split
