@@ -1,9 +1,9 @@
-"""Protocols with features and models on a CUDA device (marked `gpu`: `python -m pytest -m gpu`)."""
+"""Probes and LP-FT fine-tuning with features and models on a CUDA device (marked `gpu`: `python -m pytest -m gpu`)."""
 
 import pytest
 import torch
 
-from lensfm_hf.training.protocols import knn_evaluate, linear_probe
+from lensfm_hf.training.probes import knn_evaluate, linear_probe, ridge_probe
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -21,10 +21,19 @@ def test_knn_and_linear_probe_take_gpu_features():
         assert result["accuracy"] > 0.9 and result["probabilities"].shape == (15, 3)
 
 
+def test_ridge_probe_takes_features_extracted_on_the_gpu():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(120, 8, generator=generator)
+    targets = (features @ torch.linspace(-1, 1, 8)).numpy() - 23.0
+    features = features.cuda().cpu()  # what extract_features hands back: CPU float32
+    result = ridge_probe(features[:80], targets[:80], features[80:100], targets[80:100], features[100:])
+    assert abs(result["predictions"] - targets[100:]).mean() < 0.05
+
+
 def test_lp_ft_fine_tune_in_bf16_on_the_gpu(tmp_path):
     from lensfm_hf.models import LensViTConfig
-    from lensfm_hf.training.finetune import TensorSplit
-    from lensfm_hf.training.protocols import finetune_classifier
+    from lensfm_hf.training.finetune import finetune_task, training_arguments
+    from lensfm_hf.training.splits import TensorSplit
 
     generator = torch.Generator().manual_seed(0)
 
@@ -35,8 +44,7 @@ def test_lp_ft_fine_tune_in_bf16_on_the_gpu(tmp_path):
 
     config = LensViTConfig.from_preset("micro", image_size=16, patch_size=8)
     training = {"max_steps": 6, "eval_steps": 3, "per_device_train_batch_size": 16, "learning_rate": 1e-3, "bf16": True}
-    result = finetune_classifier(
-        config, split(48), split(15), split(15), output_dir=tmp_path / "run", training=training,
-        head_init="linear_probe",
-    )
+    args = training_arguments("classification", training, tmp_path / "run", seed=0, has_validation=True)
+    _, result = finetune_task("classification", config, split(48), split(15), split(15), args,
+                              head_init="linear_probe")
     assert result["roc_auc"] > 0.9 and result["validation"]["roc_auc"] > 0.9
