@@ -1,7 +1,8 @@
-"""Fixtures for the training tests: a tiny encoder, a fake-simulated dataset folder, small prepared splits.
+"""Fixtures for the training tests: a tiny encoder and a fake-simulated dataset folder.
 
 The fake simulator (tests/fake_simulation.py, fixture `fake_sim` in tests/conftest.py) keeps the fine-tuning tests
-independent of the physics and fast; the benchmark's end-to-end test uses the real simulator.
+independent of the physics and fast; the benchmark's end-to-end test uses the real simulator. Small prepared
+splits: split_fakes.py.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 from fake_simulation import FAKE_RECIPES, fake_sim_api
-
-NAMES = ["no_sub", "cdm", "axion"]
 
 
 @pytest.fixture
@@ -37,19 +36,3 @@ def dataset_dir(tmp_path_factory) -> str:
         for config in FAKE_RECIPES:
             build.simulate_dataset(folder, config=config, train_per_class=12, test_per_class=4, seed=0)
     return str(folder)
-
-
-def separable_split(n: int = 60, size: int = 16, seed: int = 0):
-    """A `TensorSplit` of `n` images whose class (of 3) sets their brightness: easy to learn."""
-    from lensfm_hf.training.splits import TensorSplit
-
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    images = torch.rand(n, 1, size, size, generator=generator) + labels.view(-1, 1, 1, 1).float()
-    return TensorSplit(images / 3, labels, list(NAMES))
-
-
-@pytest.fixture
-def make_split():
-    """`separable_split(n, size, seed)` for tests that need several class splits."""
-    return separable_split

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import NAMES, separable_split
+from split_fakes import NAMES, separable_split
 
 from lensfm_hf.models import LensViTConfig, LensViTForImageClassification, LensViTForImageSuperResolution
 from lensfm_hf.training.finetune import (

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import NAMES, separable_split
+from split_fakes import NAMES, separable_split
 
 from lensfm_hf.models import LensViTConfig, LensViTForImageClassification
 from lensfm_hf.training.finetune import build_model

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import NAMES, separable_split
+from split_fakes import NAMES, separable_split
 
 from lensfm_hf.models import LensViTConfig, LensViTForImageClassification, LensViTModel
 from lensfm_hf.training.probes import (

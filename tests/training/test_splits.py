@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import NAMES, separable_split
+from split_fakes import NAMES, separable_split
 
 from lensfm_hf.data.loading import load_lensing_dataset
 from lensfm_hf.models import LensImageProcessor
