@@ -1,0 +1,88 @@
+"""The benchmark's encoders: pretraining overrides, reuse of finished exports, the random-init baseline's
+architecture and seeding, and physics recovery for physics-informed encoders only."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import torch
+
+from lensfm_hf.models import LensViTConfig, LensViTModel
+from lensfm_hf.training import benchmark
+from lensfm_hf.training.benchmark import ensure_encoder, load_benchmark_recipe, pretrain_overrides, random_encoder
+from lensfm_hf.training.benchmark.encoders import encoder_specs, physics_recovery
+
+
+def test_pretrain_overrides_share_the_backbone_and_take_the_presets(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "pretrain.method_overrides={mae: {model.pooling: mean}}"])
+    mae = pretrain_overrides(recipe, "mae", "/data")
+    assert mae["model.image_size"] == 32 and mae["model.patch_size"] == 8 and mae["model.preset"] == "micro"
+    assert mae["data.source"] == "/data" and mae["data.config"] == "model2"
+    assert mae["training.output_dir"] == str(tmp_path / "mini" / "pretrain" / "mae")
+    assert mae["training.max_steps"] == 3 and mae["model.pooling"] == "mean"
+    assert "model.pooling" not in pretrain_overrides(recipe, "simclr", "/data")
+
+
+def test_random_encoder_is_seeded_and_keeps_only_the_architecture():
+    config = LensViTConfig.from_preset("micro", image_size=16, patch_size=8, pretraining={"method": "mae"})
+    a, b, c = random_encoder(config, 0), random_encoder(config, 0), random_encoder(config, 1)
+    assert not a.training and not a.config.pretraining
+    for (name, x), (_, y), (_, z) in zip(a.state_dict().items(), b.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert any(not torch.equal(x, z) for x, z in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_the_random_init_baseline_takes_the_pretrained_encoders_architecture(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, mini.overrides(tmp_path))
+    folder = tmp_path / "encoder"
+    LensViTModel(LensViTConfig.from_preset("micro", image_size=32, patch_size=8, hidden_size=48,
+                                           pretraining={"method": "mae"})).save_pretrained(folder)
+    specs = encoder_specs(recipe, {"mae": {"encoder_dir": str(folder)}})
+    assert [s["name"] for s in specs] == ["mae", "random_init"]
+    assert specs[1]["random"] and specs[1]["pretraining_set"] == "none" and specs[1]["encoder_dir"] is None
+    assert specs[1]["config"].hidden_size == 48 and not specs[1]["config"].pretraining
+    alone = encoder_specs(recipe, {})  # no method finished: the recipe's backbone
+    assert alone[0]["config"].image_size == 32 and alone[0]["config"].patch_embedding_type == "conv"
+
+
+def test_a_cut_or_unmarked_encoder_export_is_pretrained_again(mini, tmp_path, monkeypatch):
+    recipe = load_benchmark_recipe(mini.path, mini.overrides(tmp_path))
+    encoder = tmp_path / "mini" / "pretrain" / "mae" / "encoder"
+    reference = tmp_path / "reference"
+    torch.manual_seed(0)
+    LensViTModel(LensViTConfig.from_preset("micro", image_size=32, patch_size=8)).save_pretrained(reference)
+    shutil.copytree(reference, encoder)  # an export without its marker: cut by a kill
+    calls = []
+
+    def pretraining(recipe_path, overrides):
+        calls.append(overrides["training.output_dir"])
+        shutil.rmtree(encoder)
+        shutil.copytree(reference, encoder)
+        return {"encoder_dir": str(encoder), "global_step": 3}
+
+    monkeypatch.setattr(benchmark.encoders, "run_pretraining", pretraining)
+    info = ensure_encoder(recipe, "mae", "unused")
+    assert calls == [str(tmp_path / "mini" / "pretrain" / "mae")] and not info["reused"]
+    assert benchmark.encoder_ready(encoder)  # marked once the export returned
+    assert ensure_encoder(recipe, "mae", "unused")["reused"] and len(calls) == 1
+    weights = encoder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert not ensure_encoder(recipe, "mae", "unused")["reused"] and len(calls) == 2
+
+
+def test_physics_recovery_is_measured_for_physics_encoders_only(tmp_path):
+    from lensfm_hf.pretraining import get_pretraining_classes
+    from lensfm_hf.training.pretrain import export_encoder
+
+    config_class, model_class = get_pretraining_classes("ijepa_physics")
+    model = model_class(config_class.from_preset("micro", image_size=32, patch_size=8, num_hidden_layers=1,
+                                                 predictor_num_hidden_layers=1))
+    encoder_dir = export_encoder(model, tmp_path / "encoder", {"method": "ijepa_physics"})
+    spec = {"name": "ijepa_physics", "random": False, "encoder_dir": str(encoder_dir)}
+    recovery = physics_recovery(spec, per_class=2)
+    assert recovery["num_images"] == 6
+    assert math.isfinite(recovery["source_position_error_arcsec"])
+    assert "source position error" in benchmark.report.recovery_lines({"ijepa_physics": recovery})[0]
+    assert physics_recovery({"name": "random_init", "random": True, "encoder_dir": None,
+                             "config": LensViTConfig()}) is None

@@ -1,0 +1,90 @@
+"""The benchmark recipe: evaluations from `TASK` and `TASK:CONFIG`, and every mistake refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from lensfm_hf.training import benchmark
+from lensfm_hf.training.benchmark import BenchmarkProtocolArguments, Evaluation, load_benchmark_recipe
+from lensfm_hf.training.tasks import TASKS
+
+
+def _pairs(recipe):
+    return [(e.task.name, e.config) for e in recipe.evaluations]
+
+
+def test_evaluations_expand_tasks_and_task_configs(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, mini.overrides(tmp_path))
+    assert _pairs(recipe) == [("classification", "model3"), ("regression", "model3"),
+                              ("super_resolution", "super_resolution")]
+    both = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path),
+                                             "benchmark.tasks=[classification,lens_finding:lens_finding,classification:model3]"])
+    # a TASK runs on each of its benchmark configs; a repeated pair runs once
+    assert _pairs(both) == [("classification", "model1"), ("classification", "model3"), ("lens_finding", "lens_finding")]
+    assert both.evaluations[0].title == "Substructure classification, DeepLenseSim Model 1"
+    assert Evaluation(TASKS["regression"], "model3") in recipe.evaluations
+
+
+def test_every_registered_task_is_evaluated_by_default(mini, tmp_path):
+    recipe = load_benchmark_recipe({"benchmark": {"methods": ["mae"], "results_dir": str(tmp_path)},
+                                    "pretrain": {"recipe_dir": str(mini.repo / "recipes" / "pretrain")}})
+    assert _pairs(recipe) == [(task.name, config) for task in TASKS.values() for config in task.benchmark_configs]
+
+
+def test_unknown_tasks_and_protocols_are_refused_with_the_known_ones(mini, tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'segmentation'; choose one of classification, regression"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.tasks=[segmentation:model3]"])
+    with pytest.raises(ValueError, match=r"unknown protocol\(s\) \['ridge'\] in benchmark.protocols"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.protocols=[knn,ridge]"])
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['regresion'\] in protocols.task_finetune"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "protocols.task_finetune={regresion: {max_steps: 2}}"])
+    with pytest.raises(ValueError, match="benchmark.seeds is empty"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.seeds=[]"])
+    with pytest.raises(ValueError, match="unknown baseline"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.baselines=[random]"])
+
+
+def test_training_of_a_cell_takes_the_tasks_own_settings_last(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, [
+        *mini.overrides(tmp_path), "protocols.few_label={max_steps: 7, learning_rate: 0.01}",
+        "protocols.task_finetune={super_resolution: {max_steps: 9}}",
+    ])
+    assert recipe.training_for(TASKS["classification"], "finetune")["max_steps"] == 4
+    few = recipe.training_for(TASKS["classification"], "few_label")
+    assert few["max_steps"] == 7 and few["learning_rate"] == 0.01 and few["eval_steps"] == 2
+    sr = recipe.training_for(TASKS["super_resolution"], "finetune")
+    assert sr["max_steps"] == 9 and sr["learning_rate"] == 1e-3
+
+
+def test_head_init_option_is_checked_and_keys_only_lp_ft_cells(mini):
+    recipe_path = mini.repo / "recipes" / "benchmark" / "quick.yaml"
+    lp_ft = load_benchmark_recipe(recipe_path)  # the quick preset fine-tunes with LP-FT
+    random_head = load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=random"])
+    assert BenchmarkProtocolArguments().finetune_head_init == "random"  # the usual protocol by default
+    classification = TASKS["classification"]
+    assert "head_init" not in benchmark.cells.protocol_settings(random_head, classification, "finetune")
+    assert benchmark.cells.protocol_settings(lp_ft, classification, "finetune")["head_init"] == "linear_probe"
+    # tasks without classes fine-tune a new head whatever the option: their cells do not depend on it
+    assert "head_init" not in benchmark.cells.protocol_settings(lp_ft, TASKS["regression"], "finetune")
+    with pytest.raises(ValueError, match="finetune_head_init must be"):
+        load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=probe"])
+
+
+def test_an_unknown_method_is_refused_before_anything_runs(mini, tmp_path, monkeypatch, capsys):
+    from lensfm_hf.cli import main
+
+    previous = tmp_path / "mini" / "results.md"
+    previous.parent.mkdir()
+    previous.write_text("the previous table\n")
+
+    def no_data(recipe):
+        raise AssertionError("nothing may run before the methods are checked")
+
+    monkeypatch.setattr(benchmark.run, "prepare_benchmark_data", no_data)
+    code = main(["benchmark", str(mini.path), *mini.overrides(tmp_path), "benchmark.methods=[mae,byol]"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'byol'" in err and "known methods: mae, simclr, moco, dino, ibot, ijepa, ijepa_physics" in err
+    assert len(err.strip().splitlines()) == 1
+    assert previous.read_text() == "the previous table\n"
+    assert [p.name for p in tmp_path.rglob("*")] == ["mini", "results.md"]

@@ -1,0 +1,99 @@
+"""The benchmark's report from hand-made cells: tables per task and metric (a bicubic row for super-resolution),
+the detailed table, failures, and card results from each task's reported metrics and card type."""
+
+from __future__ import annotations
+
+from lensfm_hf.training.benchmark import card_results, detailed_table, markdown_table
+from lensfm_hf.training.benchmark.report import failures_section, task_sections
+from lensfm_hf.training.tasks import TASKS
+
+
+def _stat(*values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+    return {"mean": mean, "std": std, "per_seed": list(values)}
+
+
+def _cell(method, task, dataset, protocol, metrics, budget="all"):
+    return {"method": method, "method_name": method.upper(), "pretraining_set": "model2", "task": task,
+            "finetuning_set": dataset, "protocol": protocol, "label_budget": budget, "seeds": [0, 1],
+            "metrics": {k: _stat(*v) for k, v in metrics.items()}, "label_names": ["no_sub", "cdm", "axion"]}
+
+
+CELLS = [
+    _cell("mae", "classification", "model3", "knn", {"roc_auc": (0.8, 0.82), "accuracy": (0.6, 0.62)}),
+    _cell("mae", "classification", "model3", "finetune", {"roc_auc": (0.9, 0.92), "accuracy": (0.7, 0.72)}),
+    _cell("mae", "regression", "model3", "linear", {"mae": (0.3, 0.5), "bias": (-0.1, 0.1), "r2": (0.4, 0.6),
+                                                    "rmse": (0.5, 0.6)}),
+    _cell("mae", "super_resolution", "super_resolution", "finetune",
+          {"psnr": (41.0, 42.0), "ssim": (0.95, 0.97), "bicubic_psnr": (40.0, 40.0), "bicubic_ssim": (0.9, 0.9)}),
+    _cell("simclr", "super_resolution", "super_resolution", "finetune",
+          {"psnr": (43.0, 43.0), "ssim": (0.98, 0.98), "bicubic_psnr": (40.0, 40.0), "bicubic_ssim": (0.9, 0.9)}),
+]
+
+
+def test_markdown_table_formats_mean_and_std():
+    cell = {
+        "method": "dino", "pretraining_set": "model2", "finetuning_set": "model1", "protocol": "few_label",
+        "label_budget": 100, "metrics": {"roc_auc": {"mean": 0.91234, "std": 0.0123, "per_seed": [0.9, 0.91, 0.925]}},
+    }
+    table = markdown_table([cell], "roc_auc")
+    assert "| DINO | model2 | model1 | 0.912 ± 0.012 |" in table and "Fine-tune 100/class" in table
+    one_seed = {**cell, "metrics": {"roc_auc": {"mean": 0.5, "std": float("nan"), "per_seed": [0.5]}}}
+    assert "| DINO | model2 | model1 | 0.500 |" in markdown_table([one_seed], "roc_auc")
+
+
+def test_one_section_per_task_with_a_table_per_reported_metric_and_a_bicubic_row():
+    text = "\n".join(task_sections(CELLS))
+    for name in ("classification", "regression", "super_resolution"):
+        assert text.count(f"#### {TASKS[name].title}") == 1
+    assert "#### Lens finding" not in text  # no cells, no section
+    assert "#### Axion-mass regression (target: axion_mass, log10 eV)" in text
+    for title in ("**Macro ROC AUC**", "**Accuracy**", "**MAE (dex)**", "**Bias (dex)**", "**R²**", "**PSNR (dB)**",
+                  "**SSIM**"):
+        assert text.count(title) == 1, title
+    assert "| MAE | model2 | model3 | 0.400 ± 0.141 |" in text  # the regression MAE table, linear probe column
+    assert "| Bicubic (no model) | – | super_resolution | 40.000 ± 0.000 |" in text
+    assert "| Bicubic (no model) | – | super_resolution | 0.900 ± 0.000 |" in text
+    classification = text.split("#### Axion")[0]
+    assert "Bicubic" not in classification  # only the task with a baseline has the row
+    assert "| MAE | model2 | model3 | 0.810 ± 0.014 | 0.910 ± 0.014 |" in classification
+
+
+def test_detailed_table_lists_each_cells_task_metrics():
+    table = detailed_table(CELLS)
+    lines = [line for line in table.splitlines() if line.startswith("| MAE |") or line.startswith("| SimCLR |")]
+    assert len(lines) == len(CELLS)
+    regression = next(line for line in lines if "| regression |" in line)
+    assert "mae 0.400 ± 0.141" in regression and "r2 0.500" in regression and "rmse" not in regression
+    sr = next(line for line in lines if "| super_resolution |" in line)
+    assert "psnr" in sr and "bicubic_psnr 40.000" in sr
+    order = [line.split(" | ")[1] for line in lines]
+    assert order == sorted(order, key=list(TASKS).index)  # in registry order
+
+
+def test_card_results_use_each_tasks_metrics_and_card_type():
+    results = card_results("mae", CELLS, "lensfm/deeplense-sims")
+    assert results["model_name"] == "lensfm-mae"
+    entries = {(e["task_name"], e["protocol"], e["metric_type"]): e for e in results["results"]}
+    assert set(entries) == {
+        ("Substructure classification", "knn", "roc_auc"), ("Substructure classification", "knn", "accuracy"),
+        ("Substructure classification", "finetune", "roc_auc"), ("Substructure classification", "finetune", "accuracy"),
+        ("Axion-mass regression", "linear", "mae"), ("Axion-mass regression", "linear", "bias"),
+        ("Axion-mass regression", "linear", "r2"),
+        ("2× super-resolution", "finetune", "psnr"), ("2× super-resolution", "finetune", "ssim"),
+    }  # rmse and the bicubic baseline are not the model's reported metrics; simclr's cells are not mae's
+    for (task_name, _, _), entry in entries.items():
+        task = next(t for t in TASKS.values() if t.title == task_name)
+        assert entry["task_type"] == task.card_task_type and entry["dataset_split"] == "test"
+    psnr = entries["2× super-resolution", "finetune", "psnr"]
+    assert psnr["metric_value"] == 41.5 and psnr["metric_name"] == "PSNR (dB) (full fine-tune, mean of 2 seeds)"
+    assert psnr["task_type"] == "image-to-image" and psnr["dataset_config"] == "super_resolution"
+    assert entries["Axion-mass regression", "linear", "mae"]["metric_name"] == "MAE (dex) (linear probe, mean of 2 seeds)"
+
+
+def test_failures_section_names_method_stage_and_error():
+    assert failures_section([]) == ""
+    text = failures_section([{"method": "simclr", "stage": "pretrain", "error": "RuntimeError: out\nof memory"}])
+    assert text.startswith("### Failed methods")
+    assert "- **SimCLR** (`simclr`), pretrain: RuntimeError: out of memory" in text
