@@ -9,9 +9,7 @@ its card and writes `results.json`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -129,35 +127,6 @@ def resolve_dataset(data_args: FinetuneDataArguments, output_dir: str | os.PathL
     except ValueError as err:  # the data layer names its keyword argument; a recipe user needs the recipe key
         raise ValueError(str(err).replace("pass overwrite=True", "set data.simulate_overwrite=true")) from err
     return str(folder), config
-
-
-def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:
-    """Raise a FileNotFoundError naming the recipe and the fix when `model.encoder` is a local path that holds no
-    exported encoder: missing, a pretraining run folder (whose `encoder/` holds the export), or another folder.
-    Hub ids (`ORG/NAME` that is not a local path) are left to `from_pretrained`."""
-    if encoder is None:
-        return
-    where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
-    path = Path(encoder)
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return
-        if (path / "encoder" / "config.json").is_file():
-            raise FileNotFoundError(
-                f"model.encoder={encoder}{where} is a pretraining run folder; pass its exported encoder: "
-                f"model.encoder={path / 'encoder'}"
-            )
-        raise FileNotFoundError(
-            f"model.encoder={encoder}{where} holds no config.json; pass the encoder/ folder a pretraining run wrote "
-            "(e.g. results/quick/pretrain/mae/encoder), a hub id, or null to train from scratch"
-        )
-    # a hub id is exactly ORG/NAME; anything else that is not a folder here is a path that does not exist
-    if encoder.startswith((".", "/", "~")) or not HUB_REPO_ID.fullmatch(encoder):
-        raise FileNotFoundError(
-            f"model.encoder={encoder}{where} does not exist; pass the encoder/ folder a pretraining run wrote "
-            "(e.g. results/quick/pretrain/mae/encoder; `lensfm pretrain` prints it), a hub id, or null to train "
-            "from scratch"
-        )
 
 
 def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:

@@ -134,6 +134,12 @@ def register_task(task: Task) -> Task:
     """Add `task` to `TASKS` (a name registered twice is an error: one record per task)."""
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is already registered")
+    for other in TASKS.values():
+        shared = set(task.benchmark_configs) & set(other.benchmark_configs)
+        if shared and task.card_task_type == other.card_task_type:
+            # The model-index groups results by task type and dataset config: the two tasks would merge in a card.
+            raise ValueError(f"task {task.name!r} shares card_task_type {task.card_task_type!r} and dataset "
+                             f"{sorted(shared)} with task {other.name!r}; give it its own card_task_type")
     TASKS[task.name] = task
     return task
 
@@ -181,7 +187,7 @@ register_task(Task(
     reported_metrics=(("mae", "MAE (dex)"), ("bias", "Bias (dex)"), ("r2", "R²")),
     selection_metric="mae",
     greater_is_better=False,
-    card_task_type="image-classification",  # the head is an image classifier with one output
+    card_task_type="other",  # no Hub task type for image regression; a model-index entry must not share one with classification on model3
     protocols=("linear", "finetune"),
     plots=("predicted_vs_true",),
     target_column="axion_mass",

@@ -14,14 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..hub.zoo import install_zoo_encoder, zoo_repo_id
+from ..pretraining import PRETRAINING_METHODS
+from ..resources import resolve_recipe
+from .benchmark.markers import encoder_ready
+from .pretrain import run_pretraining
+
 REUSED_PRESETS = ("study", "quick")
 
 
 def find_benchmark_encoder(method: str, results_dir: str | os.PathLike = "results",
                            presets: Sequence[str] = REUSED_PRESETS) -> tuple[Path, str] | None:
     """(encoder folder, preset) of the first preset in `presets` with a finished `method` encoder, or None."""
-    from .benchmark import encoder_ready
-
     for preset in presets:
         folder = Path(results_dir) / preset / "pretrain" / method / "encoder"
         if encoder_ready(folder):
@@ -46,11 +50,6 @@ def build_zoo(
     overrides: `key=value` overrides of the `<method>_tiny` recipes for methods that are pretrained here (output
     under `output_dir/<method>`). cache_dir: default `$HF_HUB_CACHE`.
     """
-    from ..hub.zoo import install_zoo_encoder, zoo_repo_id
-    from ..pretraining import PRETRAINING_METHODS
-    from ..resources import resolve_recipe
-    from .pretrain import run_pretraining
-
     methods = list(methods or PRETRAINING_METHODS)
     unknown = [m for m in methods if m not in PRETRAINING_METHODS]
     if unknown:

@@ -42,10 +42,18 @@ def test_a_name_registered_twice_is_refused(monkeypatch):
     monkeypatch.setattr(tasks, "TASKS", dict(TASKS))  # register into a copy: the registry stays as shipped
     with pytest.raises(ValueError, match="'classification' is already registered"):
         register_task(TASKS["classification"])
-    new = register_task(_task())
+    new = register_task(_task(benchmark_configs=("probe_set",)))
     assert tasks.TASKS["probe_task"] is new and "probe_task" not in TASKS
     with pytest.raises(ValueError, match="already registered"):
-        register_task(_task(title="another record, same name"))
+        register_task(_task(title="another record, same name", benchmark_configs=("probe_set",)))
+
+
+def test_two_tasks_that_would_merge_in_a_cards_model_index_are_refused(monkeypatch):
+    # The model-index groups results by task type and dataset: classification and regression both run on model3.
+    monkeypatch.setattr(tasks, "TASKS", dict(TASKS))
+    with pytest.raises(ValueError, match="shares card_task_type 'image-classification' and dataset"):
+        register_task(_task(benchmark_configs=("model3",)))
+    assert TASKS["regression"].card_task_type != TASKS["classification"].card_task_type
 
 
 @pytest.mark.parametrize("kind, protocols", [
