@@ -24,7 +24,6 @@ from transformers.utils import logging as hf_logging
 
 from ...data.loading import load_lensing_dataset
 from ...files import atomic_write
-from ...pretraining import method_display_name
 from ..finetune import finetune_seed
 from ..metrics import mean_std
 from ..probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
@@ -32,7 +31,7 @@ from ..records import json_ready, settings_key, write_json
 from ..splits import TensorSplit, few_label_indices, prepare_split, task_rows, train_validation_indices
 from ..tasks import PROTOCOL_TITLES, Task
 from .encoders import device_of, spec_encoder
-from .recipe import BenchmarkRecipe, Evaluation
+from .recipe import BenchmarkRecipe, Evaluation, method_title
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +337,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
             counters["computed"] += 1
             cell = {
                 "method": method,
-                "method_name": method_display_name(method),
+                "method_name": method_title(method),
                 "pretraining_set": spec["pretraining_set"],
                 "task": task.name,
                 "finetuning_set": config,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...pretraining import PRETRAINING_METHODS
+from ...pretraining import PRETRAINING_METHODS, method_display_name
 from ..lpft import check_head_init
 from ..probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
 from ..recipes import load_recipe
@@ -21,6 +21,11 @@ from .markers import encoder_ready
 RANDOM_INIT = "random_init"
 DATASET_TITLES = {"model1": "DeepLenseSim Model 1", "model2": "DeepLenseSim Model 2", "model3": "DeepLenseSim Model 3",
                   "lens_finding": "lens finding (Euclid-like)", "super_resolution": "super-resolution (Model 1-like)"}
+
+
+def method_title(method: str) -> str:
+    """The name tables, plots and cards give an encoder: the method's display name, or the baseline's."""
+    return "Random init" if method == RANDOM_INIT else method_display_name(method)
 
 
 @dataclass
@@ -248,5 +253,6 @@ __all__ = [
     "RANDOM_INIT",
     "check_methods",
     "load_benchmark_recipe",
+    "method_title",
     "pretrain_recipe_path",
 ]

@@ -16,11 +16,11 @@ from ...files import atomic_write
 from ...hub.cards import render_model_card
 from ...hub.zoo import zoo_repo_id
 from ...models import LensViTConfig
-from ...pretraining import PRETRAINING_METHODS, method_display_name
+from ...pretraining import PRETRAINING_METHODS
 from .. import plots
 from ..records import write_json
 from ..tasks import PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
-from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe
+from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe, method_title
 
 PROTOCOL_CARD_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "full fine-tune"}
 
@@ -60,10 +60,6 @@ def ordered_rows(cells) -> list[tuple[str, str, str]]:
     method_order = {m: i for i, m in enumerate([*PRETRAINING_METHODS, RANDOM_INIT])}
     rows = {(c["method"], c["pretraining_set"], c["finetuning_set"]) for c in cells}
     return sorted(rows, key=lambda r: (r[2], method_order.get(r[0], 99), r[0]))
-
-
-def method_title(method: str) -> str:
-    return "Random init" if method == RANDOM_INIT else method_display_name(method)
 
 
 def task_cells(cells: Sequence[Mapping[str, Any]], task_name: str) -> list[Mapping[str, Any]]:
@@ -240,7 +236,7 @@ def plot_roc(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path
         for cell in cells:
             arrays = _outputs(root, cell) if column_key(cell) == (protocol, budget) else None
             if arrays and "probabilities" in arrays:
-                curves[cell["method_name"]] = (arrays["probabilities"], arrays["labels"])
+                curves[method_title(cell["method"])] = (arrays["probabilities"], arrays["labels"])
         if curves:
             tag = protocol if budget == "all" else f"{protocol}_{budget}"
             out.append(plots.plot_roc_curves(
@@ -257,7 +253,7 @@ def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path)
     for cell in cells:
         if cell["protocol"] in ("finetune", "few_label") and "roc_auc" in cell["metrics"]:
             stat = cell["metrics"]["roc_auc"]
-            series.setdefault(cell["method_name"], []).append((cell["labels_per_class"], stat["mean"], stat["std"]))
+            series.setdefault(method_title(cell["method"]), []).append((cell["labels_per_class"], stat["mean"], stat["std"]))
             max_steps = ((cell.get("settings") or {}).get("protocol_settings", {}).get("training") or {}).get("max_steps")
             steps.setdefault("all labels" if cell["protocol"] == "finetune" else "few labels", max_steps)
     if not series:
@@ -268,7 +264,7 @@ def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path)
 
 
 def plot_confusion(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
-    matrices = {c["method_name"]: c["confusion_matrix"] for c in cells if c["protocol"] == "finetune" and c.get("confusion_matrix")}
+    matrices = {method_title(c["method"]): c["confusion_matrix"] for c in cells if c["protocol"] == "finetune" and c.get("confusion_matrix")}
     if not matrices:
         return []
     return [plots.plot_confusion_matrices(matrices, cells[0].get("label_names") or [],
@@ -284,7 +280,7 @@ def plot_predicted_vs_true(root: Path, task, dataset: str, cells, plot_dir: Path
         for cell in cells:
             arrays = _outputs(root, cell) if column_key(cell) == (protocol, budget) else None
             if arrays and "predicted" in arrays:
-                series[cell["method_name"]] = (arrays["true"], arrays["predicted"])
+                series[method_title(cell["method"])] = (arrays["true"], arrays["predicted"])
         if series:
             out.append(plots.plot_predicted_vs_true(
                 series, plot_dir / f"predicted_vs_true_{task.name}_{dataset}_{protocol}.png",
@@ -301,7 +297,7 @@ def plot_super_resolution_examples(root: Path, task, dataset: str, cells, plot_d
         arrays = _outputs(root, cell) if cell["protocol"] == "finetune" else None
         if arrays and "prediction" in arrays:
             low, truth = arrays["low_resolution"], arrays["truth"]
-            predictions[cell["method_name"]] = arrays["prediction"]
+            predictions[method_title(cell["method"])] = arrays["prediction"]
     if not predictions:
         return []
     return [plots.plot_super_resolution_examples(
