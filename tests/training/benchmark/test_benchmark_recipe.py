@@ -16,7 +16,7 @@ def _pairs(recipe):
 def test_evaluations_expand_tasks_and_task_configs(mini, tmp_path):
     recipe = load_benchmark_recipe(mini.path, mini.overrides(tmp_path))
     assert _pairs(recipe) == [("classification", "model3"), ("regression", "model3"),
-                              ("super_resolution", "super_resolution")]
+                              ("super_resolution", "super_resolution"), ("lens_finding", "lens_finding")]
     both = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path),
                                              "benchmark.tasks=[classification,lens_finding:lens_finding,classification:model3]"])
     # a TASK runs on each of its benchmark configs; a repeated pair runs once

@@ -12,7 +12,8 @@ import pytest
 from lensfm_hf.training.benchmark import run_benchmark, write_readme_table
 from lensfm_hf.training.tasks import TASKS
 
-MINI_TASKS = {"classification": "model3", "regression": "model3", "super_resolution": "super_resolution"}
+MINI_TASKS = {"classification": "model3", "regression": "model3", "super_resolution": "super_resolution",
+              "lens_finding": "lens_finding"}
 METHODS = ("mae", "simclr", "random_init")
 
 
@@ -25,7 +26,7 @@ def test_mini_preset_writes_a_cell_per_encoder_task_and_fitting_protocol(mini_ru
     got = {(c["method"], c["task"], c["protocol"]) for c in results["cells"]}
     expected = {(m, task, p) for m in METHODS for task in MINI_TASKS for p in ("knn", "linear", "finetune")
                 if p in TASKS[task].protocols}
-    assert got == expected and len(results["cells"]) == 18
+    assert got == expected and len(results["cells"]) == 27  # 3 encoders x (3 + 2 + 1 + 3) fitting protocols
     for cell in results["cells"]:
         task = TASKS[cell["task"]]
         assert cell["finetuning_set"] == MINI_TASKS[cell["task"]] and cell["label_budget"] == "all"
@@ -53,13 +54,15 @@ def test_mini_preset_writes_one_table_per_task_and_the_plots_tasks_name(mini_run
     assert "| Method | Pretraining set | Dataset | kNN | Linear probe | Fine-tune |" in table
     assert "| Method | Pretraining set | Dataset | Linear probe | Fine-tune |" in table  # regression: no kNN
     assert table.count("| Bicubic (no model) | – | super_resolution |") == 2  # PSNR and SSIM tables
-    assert "#### Lens finding" not in table  # not in the preset
+    assert "| Method | Pretraining set | Dataset | kNN | Linear probe | Fine-tune |" in table.split("#### Lens finding")[1]
     names = {p.split("/")[-1] for p in json.loads((root / "mini" / "results.json").read_text())["plots"]}
     assert names == {
         "roc_classification_model3_knn.png", "roc_classification_model3_linear.png",
         "roc_classification_model3_finetune.png", "label_efficiency_classification_model3.png",
         "confusion_classification_model3.png", "predicted_vs_true_regression_model3_linear.png",
         "predicted_vs_true_regression_model3_finetune.png", "examples_super_resolution_super_resolution.png",
+        "roc_lens_finding_lens_finding_knn.png", "roc_lens_finding_lens_finding_linear.png",
+        "roc_lens_finding_lens_finding_finetune.png",
     }
     for path in result["plots"]:
         assert (root / "mini" / "plots" / path.split("/")[-1]).stat().st_size > 1000
@@ -78,8 +81,8 @@ def test_cards_carry_every_tasks_results_in_model_index(mini_run):
         card = ModelCard.load(encoder / "README.md")
         expected = json.loads((encoder / "eval_results.json").read_text())["results"]
         got = card.data.eval_results
-        # classification: 3 protocols x 2 metrics; regression: 2 x 3; super-resolution: 1 x 2
-        assert len(got) == len(expected) == 6 + 6 + 2
+        # classification: 3 protocols x 2 metrics; regression: 2 x 3; super-resolution: 1 x 2; lens finding: 3 x 2
+        assert len(got) == len(expected) == 6 + 6 + 2 + 6
         pairs = {(r.dataset_config, r.metric_type, r.metric_name, round(r.metric_value, 4)) for r in got}
         assert pairs == {(e["dataset_config"], e["metric_type"], e["metric_name"], e["metric_value"]) for e in expected}
         by_task = {}
