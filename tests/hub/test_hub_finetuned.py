@@ -90,6 +90,7 @@ def test_finetuned_classifier_runs_in_a_pipeline_without_lensfm(tmp_path):
     assert [scores[name] for name in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
+@pytest.mark.slow  # a subprocess that imports transformers (~9 s each)
 def test_pipeline_asks_no_trust_question_with_lensfm_imported(tmp_path):
     folder = tmp_path / "model"
     finetuned_classifier(folder)
@@ -112,6 +113,7 @@ def python_blocks(card: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", card, flags=re.S)
 
 
+@pytest.mark.slow  # a subprocess that imports transformers (~9 s each)
 @pytest.mark.parametrize("kind", ["encoder", "classifier"])
 def test_every_code_block_of_a_generated_card_runs(tmp_path, kind):
     folder = tmp_path / kind

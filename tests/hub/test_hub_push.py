@@ -104,6 +104,7 @@ def test_push_then_pull_model_and_dataset(
     torch.testing.assert_close(torch.from_numpy(out["encoder_pooler"]), torch.from_numpy(ref["encoder_pooler"]))
 
 
+@pytest.mark.slow  # a CLI subprocess (~8 s), like test_cli_push_hub_unreachable which stays in the default run
 def test_cli_push_without_token_or_with_a_refused_one(exported, fake_hub_server, fake_hub_env, tmp_path):
     fake_hub_server.write_token = "hf_the_right_token"
     env = {k: v for k, v in fake_hub_env.items() if k != "HF_TOKEN"}
@@ -231,6 +232,7 @@ def test_push_folder_refuses_a_bad_timeout(exported):
             push_folder(exported / "encoder", "lensfm/x", token="t", timeout=bad)
 
 
+@pytest.mark.slow  # a CLI subprocess (~8 s), like test_cli_push_hub_unreachable which stays in the default run
 def test_cli_push_hub_that_never_answers(exported, fake_hub_env, tmp_path):
     # A server that completes the TCP handshake (the kernel does, from the listen backlog) but never reads
     # or answers: before the timeout, huggingface_hub's client waited forever.

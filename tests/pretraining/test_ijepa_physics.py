@@ -153,6 +153,7 @@ def test_loss_prefers_the_true_lens_to_an_image_independent_one():
         assert true_loss < 0.1 * constant_loss, pool_sizes
 
 
+@pytest.mark.slow  # ~25 s of training; test_loss_prefers_the_true_lens_to_an_image_independent_one is the fast guard
 def test_short_training_recovers_each_images_source_position():
     # Fails on an image-independent head (the old failure: spread 2e-5″, correlation ~0): after a short training
     # on tiny data the predicted source centres must follow the simulator's truth (never seen in training).
