@@ -20,6 +20,7 @@ from .models import (
     LensViTModel,
 )
 from .pipelines import register_pipelines
+from . import pretraining  # noqa: F401  (registers the pretraining zoo with AutoModelForPreTraining)
 from . import training  # noqa: F401  (lazy: `lensfm_hf.training.PreciseBatchNormCallback` as the model cards say)
 
 __version__ = "0.1.0"
@@ -43,11 +44,6 @@ def _register_auto_classes() -> None:
     LensViTForImageSuperResolution.register_for_auto_class("AutoModelForImageToImage")
     LensImageProcessor.register_for_auto_class("AutoImageProcessor")
     register_pipelines()
-    try:  # the pretraining zoo registers its own configs with AutoModelForPreTraining
-        from . import pretraining  # noqa: F401
-    except ModuleNotFoundError as err:  # only while the zoo is absent from a partial install
-        if err.name != f"{__name__}.pretraining":
-            raise
 
 
 _register_auto_classes()

@@ -353,8 +353,8 @@ def simulate_dataset(
     features = lensing_features(recipe)
     out = Path(out_dir)
     config_dir = out / config
-    # Prose (notes, description) may be reworded without changing a single image, so it is not identity.
-    recipe_dict = {k: v for k, v in to_json(recipe.to_dict()).items() if k not in ("notes", "description")}
+    # Prose (notes) may be reworded without changing a single image, so it is not identity.
+    recipe_dict = {k: v for k, v in to_json(recipe.to_dict()).items() if k != "notes"}
     identity = {
         "source": "simulation",
         "config": config,
@@ -428,7 +428,6 @@ def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:
         "pixel_scale": getattr(recipe, "pixel_scale", None),
         "recipe": to_json(recipe.to_dict()),
         "notes": str(getattr(recipe, "notes", "") or ""),
-        "description": str(getattr(recipe, "description", "") or ""),
         "features": features.to_dict(),
         "lensfm_version": _package_version(),
         "complete": False,

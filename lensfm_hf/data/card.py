@@ -24,7 +24,7 @@ from .folder import MANIFEST_NAME, SPLITS, read_manifest
 TEMPLATE_NAME = "dataset_card.md"
 EXAMPLES_DIR = "images"
 DEFAULT_PRETTY_NAME = "DeepLense strong-lensing simulations (lensfm)"
-# Shown when a recipe has no `description`; the recipe's own text wins.
+# One line per config for the card's config table.
 _DESCRIPTIONS = {
     "model1": "DeepLenseSim Model I: 150×150 images, 0.05″ pixels, Gaussian PSF, Poisson noise.",
     "model2": "DeepLenseSim Model II: Euclid-like 64×64 images, 0.101″ pixels.",
@@ -88,7 +88,6 @@ def _config_context(out: Path, name: str, manifest: dict) -> dict:
     recipe = dict(manifest.get("recipe", {}))
     notes = manifest.get("notes") or recipe.pop("notes", "") or ""
     recipe.pop("notes", None)
-    recipe.pop("description", None)
     parameters: list[tuple[str, str]] = []
     _flatten("", recipe, parameters)
     units = manifest.get("parameter_units", {})
@@ -105,7 +104,7 @@ def _config_context(out: Path, name: str, manifest: dict) -> dict:
     return {
         "name": name,
         "source": manifest.get("source", "simulation"),
-        "description": manifest.get("description") or _DESCRIPTIONS.get(name, ""),
+        "description": _DESCRIPTIONS.get(name, ""),
         "image_size": manifest.get("image_size"),
         "pixel_scale": manifest.get("pixel_scale"),
         "splits": {split: info.get("num_examples", 0) for split, info in splits.items()},

@@ -146,7 +146,7 @@ def import_deeplensesim(
     identity = {
         "source": "import",
         "config": config,
-        "recipe": {k: v for k, v in to_json(recipe.to_dict()).items() if k not in ("notes", "description")},
+        "recipe": {k: v for k, v in to_json(recipe.to_dict()).items() if k != "notes"},
         "source_name": root.resolve().name,
         "shard_size": int(shard_size),
         "test_fraction": float(test_fraction),
