@@ -11,7 +11,7 @@ from typing import Any
 
 from ..hub.cards import render_model_card
 from ..hub.export import save_for_hub
-from .tasks import get_task
+from .tasks import DEFAULT_TASK, get_task
 
 HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -24,7 +24,7 @@ def is_hub_repo_id(name: str | None) -> bool:
 def finetuned_card_results(model, metrics: Mapping[str, Any]) -> dict:
     """The test metrics of a fine-tuned model in the card results schema (`lensfm_hf.hub.cards`)."""
     info = dict(getattr(model.config, "finetuning", None) or {})
-    task = get_task(info.get("task", "classification"))
+    task = get_task(info.get("task", DEFAULT_TASK))
     dataset, config = info.get("dataset"), info.get("config")
     dataset_type = dataset if is_hub_repo_id(dataset) else "lensfm/deeplense-sims"
     entries = []

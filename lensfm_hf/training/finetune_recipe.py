@@ -25,7 +25,7 @@ from .lpft import check_head_init
 from .records import write_json
 from .recipes import apply_overrides, load_recipe, read_recipe
 from .splits import few_label_subset, load_processor, prepare_split, split_train_validation, task_rows
-from .tasks import TASKS, Task, get_task
+from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 @dataclass
 class FinetuneModelArguments:
@@ -52,7 +52,7 @@ class FinetuneModelArguments:
 class FinetuneDataArguments:
     """`data:` section: which task, which dataset, how the train split is cut into train/validation."""
 
-    task: str = field(default="classification", metadata={"help": f"a registered task: {', '.join(TASKS)}"})
+    task: str = field(default=DEFAULT_TASK, metadata={"help": f"a registered task: {', '.join(TASKS)}"})
     dataset: str | None = field(default=None, metadata={"help": "dataset folder or hub id; null simulates one"})
     config: str | None = field(default=None, metadata={"help": "dataset config; default per task (model3, lens_finding, ...)"})
     train_split: str = "train"
@@ -90,7 +90,7 @@ def parse_finetune_recipe(recipe: str | os.PathLike | Mapping[str, Any], overrid
     for name in sections:
         raw[name] = dict(raw.get(name) or {})
     raw = apply_overrides(raw, overrides, sections)
-    task = get_task(raw["data"].get("task", "classification"))
+    task = get_task(raw["data"].get("task", DEFAULT_TASK))
     stem = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else task.name
     for key, value in training_defaults(f"outputs/finetune/{stem}").items():
         raw["training"].setdefault(key, value)

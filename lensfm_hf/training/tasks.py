@@ -25,6 +25,8 @@ from .splits import TensorSplit
 TARGET_KINDS = ("class", "scalar", "image")
 PROTOCOLS = ("knn", "linear", "finetune", "few_label")
 PROTOCOL_TITLES = {"knn": "kNN", "linear": "Linear probe", "finetune": "Fine-tune", "few_label": "Few-label fine-tune"}
+# The task of a recipe or record that names none (cells and models saved before the registry were classification).
+DEFAULT_TASK = "classification"
 # The frozen probes each target kind supports (a linear probe of a scalar is ridge regression).
 FROZEN_PROBES = {"class": ("knn", "linear"), "scalar": ("linear",), "image": ()}
 

@@ -19,7 +19,7 @@ from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
 from .. import plots
 from ..records import write_json
-from ..tasks import PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
+from ..tasks import DEFAULT_TASK, PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
 from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe, method_title
 
 PROTOCOL_CARD_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "full fine-tune"}
@@ -64,7 +64,7 @@ def ordered_rows(cells) -> list[tuple[str, str, str]]:
 
 def task_cells(cells: Sequence[Mapping[str, Any]], task_name: str) -> list[Mapping[str, Any]]:
     """The cells of one task (cells written before tasks existed are classification cells)."""
-    return [c for c in cells if c.get("task", "classification") == task_name]
+    return [c for c in cells if c.get("task", DEFAULT_TASK) == task_name]
 
 
 def markdown_table(cells: Sequence[Mapping[str, Any]], metric: str = "roc_auc", baseline: str | None = None) -> str:
@@ -100,11 +100,11 @@ def detailed_table(cells: Sequence[Mapping[str, Any]]) -> str:
     rank = {col: i for i, col in enumerate(ordered_columns(cells))}
     row_rank = {row: i for i, row in enumerate(ordered_rows(cells))}
     task_rank = {name: i for i, name in enumerate(TASKS)}
-    ordered = sorted(cells, key=lambda c: (task_rank.get(c.get("task", "classification"), 99),
+    ordered = sorted(cells, key=lambda c: (task_rank.get(c.get("task", DEFAULT_TASK), 99),
                                            row_rank[(c["method"], c["pretraining_set"], c["finetuning_set"])],
                                            rank[column_key(c)]))
     for cell in ordered:
-        task = get_task(cell.get("task", "classification"))
+        task = get_task(cell.get("task", DEFAULT_TASK))
         metrics = cell["metrics"]
         keys = [key for key, _ in task.reported_metrics]
         keys += [f"roc_auc_{name}" for name in cell.get("label_names") or [] if task.has_classes]
@@ -336,7 +336,7 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
     for cell in cells:
         if cell["method"] != method:
             continue
-        task = get_task(cell.get("task", "classification"))
+        task = get_task(cell.get("task", DEFAULT_TASK))
         seeds = len(cell.get("seeds") or [])
         protocol = PROTOCOL_CARD_NAMES.get(cell["protocol"], f"fine-tune on {cell['label_budget']} labels/class")
         for metric, title in task.reported_metrics:
