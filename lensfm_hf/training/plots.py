@@ -86,10 +86,7 @@ def plot_roc_curves(
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
             ax.set_xlim(0, 1)
             ax.set_aspect("equal")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_predicted_vs_true(
@@ -129,10 +126,7 @@ def plot_predicted_vs_true(
         ax.set_aspect("equal")
         ax.set_title(f"{method}\nMAE {metrics['mae']:.3g}{unit_text}, bias {metrics['bias']:+.3g}{unit_text}", fontsize=8)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_super_resolution_examples(
@@ -181,10 +175,7 @@ def plot_super_resolution_examples(
             else:
                 label = f"truth ({image.shape[-2]}x{image.shape[-1]})"
             ax.set_title(label, fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_label_efficiency(
@@ -215,10 +206,7 @@ def plot_label_efficiency(
     ax.set(xlabel="labelled training images per class", ylabel=metric_label)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title, axis=ax)
 
 
 def plot_confusion_matrices(
@@ -249,16 +237,17 @@ def plot_confusion_matrices(
         ax.set_title(method, fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
-def _save(fig, path: str | Path) -> Path:
-    """Write the figure as PNG through `atomic_write`, so a reader never sees half a file; close it either way."""
+def _save(fig, path: str | Path, title: str = "", axis=None) -> Path:
+    """Title the figure (or its one `axis`), lay it out and write it as PNG through `atomic_write`, so a reader
+    never sees half a file; close it either way."""
     plt = _pyplot()
     path = Path(path)
+    if title:
+        (axis.set_title if axis is not None else fig.suptitle)(title, fontsize=10)
+    fig.tight_layout()
     try:
         with atomic_write(path, "wb") as handle:
             fig.savefig(handle, dpi=110, format="png")
