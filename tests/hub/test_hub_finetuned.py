@@ -7,7 +7,6 @@ import of lensfm_hf, as on a machine where it is not installed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from fake_hub import run_client
+from hub_env import offline_env
 
 from lensfm_hf import LensImageProcessor, LensViTConfig, LensViTForImageClassification, LensViTModel
 from lensfm_hf.hub import save_for_hub
@@ -31,16 +31,6 @@ def make_tiny_config(**overrides) -> LensViTConfig:
     sizes = dict(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=64)
     return LensViTConfig.from_preset("tiny", **{**sizes, **overrides})
-
-
-def offline_env(tmp_path) -> dict[str, str]:
-    """This process's environment without HF settings, plus a fresh HF_HOME and every offline switch: a client
-    that tried to reach the Hub would fail instead of waiting."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HUB_DISABLE_XET="1", HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")
-    env.pop("PYTHONPATH", None)
-    return env
 
 
 def finetuned_classifier(folder, metrics=None):
