@@ -1,16 +1,14 @@
-"""LensImageProcessor: accepted inputs, stretches, normalisations, resizing, bad input, save/load and pipelines."""
+"""LensImageProcessor: accepted inputs, stretches, normalisations, resizing, bad input and save/load."""
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoImageProcessor, pipeline
+from transformers import AutoImageProcessor
 
 import lensfm_hf  # noqa: F401
 from lensfm_hf.models import (
     LensImageProcessor,
     LensViTConfig,
-    LensViTForImageClassification,
-    LensViTModel,
     minmax_normalize,
 )
 
@@ -129,23 +127,6 @@ def test_save_and_load_with_auto_image_processor(tmp_path):
     assert isinstance(loaded, LensImageProcessor)
     assert loaded._options() == processor._options()
     torch.testing.assert_close(loaded(ring())["pixel_values"], processor(ring())["pixel_values"])
-
-
-def test_pipelines_accept_numpy_images():
-    config = LensViTConfig.from_preset("micro", image_size=32, patch_size=8, num_labels=3,
-                                       id2label={0: "no_sub", 1: "cdm", 2: "axion"})
-    torch.manual_seed(0)
-    processor = LensImageProcessor(size=32)
-    classifier = pipeline("image-classification", model=LensViTForImageClassification(config).eval(),
-                          image_processor=processor)
-    predictions = classifier(ring())
-    assert {p["label"] for p in predictions} == {"no_sub", "cdm", "axion"}
-    assert abs(sum(p["score"] for p in predictions) - 1) < 1e-5
-    encoder = LensViTModel(config).eval()
-    extractor = pipeline("image-feature-extraction", model=encoder, image_processor=processor)
-    features = extractor(ring(), pool=True, return_tensors=True)
-    expected = encoder(processor(ring())["pixel_values"]).pooler_output
-    torch.testing.assert_close(features, expected)
 
 
 # ---------------------------------------------------------------------------------- ordinary inputs (issue 11, 15)
