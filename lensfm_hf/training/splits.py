@@ -48,7 +48,7 @@ class TensorSplit:
         return np.asarray(values, dtype=np.float64) * self.target_std + self.target_mean
 
     def physical_targets(self) -> np.ndarray:
-        return self.to_physical(self.labels.double().numpy().reshape(len(self), -1).squeeze(-1))
+        return self.to_physical(self.labels.double().numpy().reshape(-1))  # (N,) scalars, also for N = 0
 
     def standardised(self, mean: float, std: float) -> "TensorSplit":
         """This split with scalar targets standardised by (mean, std), from physical units."""

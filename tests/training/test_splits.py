@@ -126,6 +126,9 @@ def test_standardise_targets_uses_train_statistics_for_every_split():
     assert test_s.physical_targets()[0] == pytest.approx(-22.5, abs=1e-6)
     constant, = standardise_targets(_scalar_split([-23.0, -23.0]))
     assert constant.target_std == 1.0 and constant.labels.abs().max() == 0  # no division by zero
+    # an empty validation split (validation_fraction 0) standardises to an empty split of the same shape
+    _, empty = standardise_targets(train, _scalar_split([]))
+    assert empty.labels.shape == (0, 1) and empty.physical_targets().shape == (0,)
 
 
 # ----------------------------------------------------------------------------- validation cuts and label subsets
