@@ -17,6 +17,12 @@ REDUCE, BUILD, NONE, NEWTRUE, NEWFALSE = b"R", b"b", b"N", b"\x88", b"\x89"
 EMPTY_LIST, APPEND, APPENDS = b"]", b"a", b"e"
 # numpy's flag set for object dtypes; the forged-pointer attack sets 0 instead.
 OBJECT_DTYPE_FLAGS = 63
+SHAPE = (64, 64)  # a DeepLenseSim Model II image
+
+
+def random_image(seed: int = 0) -> np.ndarray:
+    """A float64 image of `SHAPE`, as the files hold, seeded."""
+    return np.random.default_rng(seed).random(SHAPE)
 
 
 def op_global(module: str, name: str) -> bytes:

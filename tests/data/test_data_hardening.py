@@ -14,13 +14,14 @@ import threading
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hostile_pickles import (
+    SHAPE,
     op_float,
     op_global,
     op_str,
     op_value,
+    random_image,
     write_axion_file,
     write_npy,
 )
@@ -31,13 +32,6 @@ from lensfm_hf.data import CorruptFileError, import_deeplensesim, simulate_datas
 from lensfm_hf.data import build
 from lensfm_hf.data.folder import WORK_DIR_NAME, read_manifest, write_manifest
 from lensfm_hf.data.importer import read_deeplensesim_image
-
-SHAPE = (64, 64)
-
-
-def _image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random(SHAPE)
-
 
 def _shard_bytes(config_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(config_dir.glob("*.parquet"))}
@@ -58,7 +52,8 @@ def _shard_bytes(config_dir: Path) -> dict[str, bytes]:
 )
 def test_unusable_mass_is_skipped_with_the_file_named(tmp_path, fake_sim, mass_ops, reason):
     make_release(tmp_path / "release", per_class=(1, 1))
-    bad = write_axion_file(tmp_path / "release" / "Model_II" / "axion" / "axion_sim_badmass.npy", _image(), mass_ops)
+    bad = write_axion_file(tmp_path / "release" / "Model_II" / "axion" / "axion_sim_badmass.npy", random_image(),
+                           mass_ops)
     with pytest.raises(CorruptFileError, match=rf"axion_sim_badmass\.npy: .*{reason}"):
         read_deeplensesim_image(bad, SHAPE)
     with warnings.catch_warnings(record=True) as caught:
@@ -73,7 +68,8 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path, fake_sim, capsys):
     from lensfm_hf.cli import main
 
     make_release(tmp_path / "release", per_class=(1, 1))
-    write_axion_file(tmp_path / "release" / "Model_II" / "axion" / "axion_sim_badmass.npy", _image(), op_value(10**400))
+    write_axion_file(tmp_path / "release" / "Model_II" / "axion" / "axion_sim_badmass.npy", random_image(),
+                     op_value(10**400))
     args = ["import-deeplensesim", str(tmp_path / "release"), "--out", str(tmp_path / "out"), "--strict"]
     assert main(args) == 2
     err = capsys.readouterr().err  # also holds the progress bar

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile_pickles import (
+    SHAPE,
     APPEND,
     EMPTY_LIST,
     op_array,
@@ -29,6 +30,7 @@ from hostile_pickles import (
     op_object_array,
     op_scalar_mass,
     op_str,
+    random_image,
     write_axion_file,
     write_npy,
 )
@@ -36,13 +38,6 @@ from hostile_pickles import (
 import lensfm_hf.data as data_package
 from lensfm_hf.data import npy
 from lensfm_hf.data.npy import CorruptFileError, read_deeplensesim_image, read_npy
-
-SHAPE = (64, 64)
-
-
-def _image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random(SHAPE)
-
 
 # ----------------------------------------------------------------------------- accepted variants
 
@@ -82,7 +77,7 @@ def test_opcode_reader_accepts_every_numpy_variant(tmp_path, module, protocol, m
 )
 def test_numpy_written_axion_files_are_read_exactly(tmp_path, layout):
     """Files written by np.save(allow_pickle=True) in every layout a release may hold decode bit for bit."""
-    image = _image(3)
+    image = random_image(3)
     mass = np.float64(4.2e-23)
     if layout == "fortran_float64":
         image = np.asfortranarray(image)
@@ -136,7 +131,7 @@ def test_forged_object_dtype_flags_cannot_forge_pointers(tmp_path, forged):
     elif forged == "image_slot":
         opcodes = op_object_array([forged_array, op_scalar_mass(3e-23)])
     else:
-        opcodes = op_object_array([op_float_image(_image()), forged_array])
+        opcodes = op_object_array([op_float_image(random_image()), forged_array])
     path = write_npy(tmp_path / "axion_sim_forged.npy", opcodes)
     package_dir = str(Path(data_package.__file__).resolve().parents[1])
     result = subprocess.run(
@@ -168,7 +163,7 @@ def test_small_file_with_huge_shape_allocates_nothing(tmp_path, kind):
             np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (count,)})
             handle.write(b"\0" * 16)
     else:
-        path = write_npy(tmp_path / "axion_sim_huge.npy", op_object_array([op_float_image(_image()), _large_reconstruct(count)]))
+        path = write_npy(tmp_path / "axion_sim_huge.npy", op_object_array([op_float_image(random_image()), _large_reconstruct(count)]))
     assert path.stat().st_size < 40_000
     tracemalloc.start()
     try:
@@ -195,7 +190,7 @@ def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
 def test_deeply_nested_mass_is_a_clear_error(tmp_path, depth):
     """[[[[…]]]] as the mass: repr and float() of it used to raise RecursionError, with no file named."""
     nested = EMPTY_LIST * depth + APPEND * (depth - 1)
-    path = write_axion_file(tmp_path / "axion_sim_nested.npy", _image(), nested)
+    path = write_axion_file(tmp_path / "axion_sim_nested.npy", random_image(), nested)
     with pytest.raises(CorruptFileError, match=r"axion_sim_nested\.npy: ") as caught:
         read_deeplensesim_image(path, SHAPE)
     assert len(str(caught.value)) < 500
