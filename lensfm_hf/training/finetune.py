@@ -32,7 +32,14 @@ from .tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
 
+# Config keys that record a checkpoint's history or head rather than the encoder's architecture.
 ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
+
+
+def architecture_of(config: LensViTConfig, **changes) -> LensViTConfig:
+    """A fresh copy of `config`'s architecture (no pretraining record, auto_map or head), with `changes` applied."""
+    values = {k: v for k, v in config.to_dict().items() if k not in ARCHITECTURE_ONLY}
+    return LensViTConfig(**{**values, **changes})
 
 
 def training_defaults(output_dir: str) -> dict[str, Any]:
@@ -105,8 +112,7 @@ def build_model(
     if drop_path_rate is not None:
         head_kwargs["drop_path_rate"] = float(drop_path_rate)
     if encoder is None and base_config is not None:
-        values = {k: v for k, v in base_config.to_dict().items() if k not in ARCHITECTURE_ONLY}
-        model = task.head_class(LensViTConfig(**{**values, **head_kwargs}))
+        model = task.head_class(architecture_of(base_config, **head_kwargs))
     elif encoder is None:
         model = task.head_class(
             LensViTConfig.from_preset(preset, image_size=image_size, patch_size=patch_size, **head_kwargs)
@@ -294,6 +300,7 @@ def finetune_seed(job: Mapping[str, Any]) -> dict:
 
 
 __all__ = [
+    "architecture_of",
     "best_validation_metrics",
     "build_model",
     "finalize_training_section",

@@ -17,14 +17,13 @@ from typing import Any, Mapping
 from transformers import TrainingArguments
 
 from ..data.build import simulate_dataset
-from ..data.loading import load_lensing_dataset
 from ..models import LensViTConfig
 from .finetune import finalize_training_section, finetune_task, remove_checkpoints, training_defaults
 from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from .records import write_json
 from .recipes import apply_overrides, load_recipe, read_recipe
-from .splits import few_label_subset, load_processor, prepare_split, split_train_validation, task_rows
+from .splits import few_label_subset, load_processor, load_task_split, split_train_validation
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 @dataclass
@@ -192,14 +191,11 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     image_size = _encoder_image_size(model_args, recipe_path_or_dict)
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
     path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
-    splits = {}
-    for name in (data_args.train_split, data_args.test_split):
-        rows = task_rows(load_lensing_dataset(path, config, split=name), task, f"{path}/{config} ({name})")
-        if name == data_args.test_split and data_args.max_test_samples is not None:
-            rows = rows.select(range(min(len(rows), data_args.max_test_samples)))
-        splits[name] = prepare_split(rows, task, processor, image_size, batch_size=data_args.preprocess_batch_size,
-                                     flux_per_pixel=data_args.flux_per_pixel)
-    full_train, test = splits[data_args.train_split], splits[data_args.test_split]
+    full_train, test = (
+        load_task_split(path, config, name, task, processor, image_size, max_samples=max_samples,
+                        batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)
+        for name, max_samples in ((data_args.train_split, None), (data_args.test_split, data_args.max_test_samples))
+    )
     train, validation = split_train_validation(full_train, data_args.validation_fraction, data_args.data_seed)
     if data_args.labels_per_class is not None:
         train = few_label_subset(train, data_args.labels_per_class, data_args.data_seed)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.loading import iter_torch_batches
+from ..data.loading import iter_torch_batches, load_lensing_dataset
 from ..models import LensImageProcessor
 from ..pretraining.views import random_d4
 
@@ -205,6 +205,26 @@ def prepare_split(
     return TensorSplit(torch.cat(images), torch.cat(targets), label_names)
 
 
+def load_task_split(
+    path: str,
+    config: str,
+    split: str,
+    task,
+    processor: LensImageProcessor,
+    image_size: int,
+    *,
+    max_samples: int | None = None,
+    batch_size: int = 512,
+    flux_per_pixel: bool = True,
+) -> TensorSplit:
+    """One split of a dataset folder / hub id, kept to the task's rows (`task_rows`), cut to the first `max_samples`
+    when given, and prepared for the encoder (`prepare_split`)."""
+    rows = task_rows(load_lensing_dataset(path, config, split=split), task, f"{path}/{config} ({split})")
+    if max_samples is not None:
+        rows = rows.select(range(min(len(rows), max_samples)))
+    return prepare_split(rows, task, processor, image_size, batch_size=batch_size, flux_per_pixel=flux_per_pixel)
+
+
 # ----------------------------------------------------------------------------- validation cuts and label subsets
 
 
@@ -291,6 +311,7 @@ __all__ = [
     "few_label_subset",
     "few_label_validation",
     "load_processor",
+    "load_task_split",
     "prepare_split",
     "prepare_super_resolution",
     "split_train_validation",

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
-from ...data.loading import load_lensing_dataset
+from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
 from ..finetune import finetune_seed
 from ..metrics import mean_std
 from ..probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
 from ..records import json_ready, settings_key, write_json
-from ..splits import TensorSplit, few_label_indices, prepare_split, task_rows, train_validation_indices
+from ..splits import TensorSplit, few_label_indices, load_task_split, train_validation_indices
 from ..tasks import PROTOCOL_TITLES, Task
 from .encoders import device_of, spec_encoder
 from .recipe import BenchmarkRecipe, Evaluation, method_title
@@ -59,19 +59,19 @@ class SplitCache:
     def __init__(self, recipe: BenchmarkRecipe, data_path: str):
         self.recipe, self.data_path, self._cache = recipe, data_path, {}
 
-    def get(self, evaluation: Evaluation, processor, image_size: int) -> TaskData:
-        task, config = evaluation.task, evaluation.config
-        key = (task.name, config, json.dumps(processor.to_dict(), sort_keys=True, default=str), image_size)
+    def get(self, evaluation: Evaluation, processor) -> TaskData:
+        """The evaluation's splits prepared by `processor` (at its `size`, the encoder's image size)."""
+        task, config, image_size = evaluation.task, evaluation.config, processor.size
+        key = (task.name, config, json.dumps(processor.to_dict(), sort_keys=True, default=str))
         if key not in self._cache:
-            batch = self.recipe.data.preprocess_batch_size
-            splits = []
-            for name in ("train", "test"):
-                rows = task_rows(load_lensing_dataset(self.data_path, config, split=name), task,
-                                 f"{self.data_path}/{config} ({name})")
-                if name == "test" and self.recipe.data.max_test_samples is not None:
-                    rows = rows.select(range(min(len(rows), self.recipe.data.max_test_samples)))
-                splits.append(prepare_split(rows, task, processor, image_size, batch_size=batch))
-            self._cache[key] = TaskData(task, config, *splits)
+            data = self.recipe.data
+            train, test = (
+                load_task_split(self.data_path, config, name, task, processor, image_size,
+                                max_samples=data.max_test_samples if name == "test" else None,
+                                batch_size=data.preprocess_batch_size)
+                for name in ("train", "test")
+            )
+            self._cache[key] = TaskData(task, config, train, test)
         return self._cache[key]
 
 
@@ -235,10 +235,7 @@ def worker_pool(recipe: BenchmarkRecipe):
 
 
 def _manifest_class_counts(path: str, config: str) -> list[int] | None:
-    manifest = Path(path) / config / "manifest.json"
-    if not manifest.is_file():
-        return None
-    info = json.loads(manifest.read_text())
+    info = read_manifest(Path(path) / config) or {}
     counts = ((info.get("splits") or {}).get("train") or {}).get("class_counts")
     if not counts:
         return None
@@ -281,9 +278,9 @@ def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str) -> dic
 
 
 def _dataset_identity(path: str, config: str) -> Any:
-    manifest = Path(path) / config / "manifest.json"
-    if manifest.is_file():
-        return json.loads(manifest.read_text()).get("identity", str(manifest))
+    manifest = read_manifest(Path(path) / config)
+    if manifest is not None:
+        return manifest.get("identity", str(Path(path) / config / MANIFEST_NAME))
     return {"path": str(path), "config": config}
 
 
@@ -298,17 +295,16 @@ def _print_cell(cell: Mapping[str, Any], task: Task) -> None:
 
 
 def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: SplitCache, data_path: str,
-                     processor, counters: dict[str, int], pool=None) -> list[dict]:
+                     counters: dict[str, int], pool=None) -> list[dict]:
     """Every (evaluation, protocol, budget) cell of one encoder, computed or read from the cache."""
-    method, root = spec["name"], recipe.root
-    image_size = spec["config"].image_size
+    method, root, processor = spec["name"], recipe.root, spec["processor"]
     feature_cache: dict = {}
     cells = []
     for evaluation in recipe.evaluations:
         task, config = evaluation.task, evaluation.config
         counts = _manifest_class_counts(data_path, config) if task.has_classes else None
         if task.has_classes and counts is None:
-            counts = np.bincount(splits.get(evaluation, processor, image_size).train.labels.numpy()).tolist()
+            counts = np.bincount(splits.get(evaluation, processor).train.labels.numpy()).tolist()
         for protocol, budget in protocol_plan(recipe, task, counts):
             settings = {
                 "version": CELL_FORMAT_VERSION, "method": method, "encoder": spec["fingerprint"],
@@ -327,7 +323,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                 cells.append(cached)
                 counters["cached"] += 1
                 continue
-            data = splits.get(evaluation, processor, image_size)
+            data = splits.get(evaluation, processor)
             start = time.perf_counter()
             work_dir = root / "runs" / method / task.name / config / f"{protocol}_{budget}"
             budget_text = f", {budget} labels/class" if budget not in (None, "all") else ""

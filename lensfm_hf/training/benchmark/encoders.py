@@ -15,17 +15,16 @@ from transformers import AutoModelForPreTraining
 from ...data.build import simulate_dataset
 from ...models import LensViTConfig, LensViTModel
 from ...pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
+from ..finetune import architecture_of
 from ..health import encoder_health, warn_if_collapsed
 from ..pretrain import run_pretraining
 from ..probes import load_encoder
 from ..records import settings_key
+from ..splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
 from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
-
-ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
-
 
 def device_of(recipe: BenchmarkRecipe) -> torch.device:
     """`benchmark.device`, or cuda when present, else cpu."""
@@ -99,11 +98,6 @@ def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict
     }
 
 
-def architecture_of(config: LensViTConfig) -> LensViTConfig:
-    """A copy of `config` with the architecture only (no pretraining record, auto_map or head)."""
-    return LensViTConfig(**{k: v for k, v in config.to_dict().items() if k not in ARCHITECTURE_ONLY})
-
-
 def random_encoder(config: LensViTConfig, seed: int) -> LensViTModel:
     """A randomly initialised encoder of `config`'s architecture (seeded): the random-init baseline."""
     torch.manual_seed(seed)
@@ -111,13 +105,14 @@ def random_encoder(config: LensViTConfig, seed: int) -> LensViTModel:
 
 
 def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What the cells need of each encoder: name, folder (None for the random init), config, fingerprint, and the
-    set it was pretrained on. The random-init baseline takes exactly the pretrained encoders' architecture."""
+    """What the cells need of each encoder: name, folder (None for the random init), config, image processor (its
+    saved one, at its image size), fingerprint, and the set it was pretrained on. The random-init baseline takes exactly the pretrained encoders' architecture."""
     specs = []
     for method, info in encoders.items():
+        config = LensViTConfig.from_pretrained(info["encoder_dir"])
         specs.append({
-            "name": method, "random": False, "encoder_dir": info["encoder_dir"],
-            "config": LensViTConfig.from_pretrained(info["encoder_dir"]),
+            "name": method, "random": False, "encoder_dir": info["encoder_dir"], "config": config,
+            "processor": load_processor(info["encoder_dir"], config.image_size),
             "fingerprint": file_fingerprint(info["encoder_dir"]), "pretraining_set": recipe.data.pretrain_config,
         })
     if RANDOM_INIT not in recipe.benchmark.baselines:
@@ -134,6 +129,7 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
         )
     config = architecture_of(reference)
     specs.append({"name": RANDOM_INIT, "random": True, "encoder_dir": None, "config": config,
+                  "processor": load_processor(None, config.image_size),
                   "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"})
     return specs
 
@@ -170,7 +166,6 @@ def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | No
 
 
 __all__ = [
-    "architecture_of",
     "benchmark_health",
     "device_of",
     "encoder_specs",

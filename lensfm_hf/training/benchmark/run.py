@@ -16,7 +16,6 @@ from transformers.utils import logging as hf_logging
 
 from ...files import atomic_write
 from ..records import write_json
-from ..splits import load_processor
 from .cells import SplitCache, evaluate_encoder, worker_pool
 from .encoders import benchmark_health, device_of, encoder_specs, ensure_encoder, physics_recovery, prepare_benchmark_data
 from .recipe import BenchmarkRecipe, load_benchmark_recipe
@@ -88,9 +87,8 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
 
     health, recovery = {}, {}
     for spec in specs:
-        processor = load_processor(spec["encoder_dir"], spec["config"].image_size)
         try:  # a report on the encoder: it must not cost the table
-            images = splits.get(first, processor, spec["config"].image_size).test.pixel_values[:512]
+            images = splits.get(first, spec["processor"]).test.pixel_values[:512]
             health[spec["name"]] = benchmark_health(recipe, spec, images, f"{first.config} test")
         except Exception as err:
             _failure(failures, spec["name"], "health", err)
@@ -109,9 +107,8 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     pool = worker_pool(recipe)
     try:
         for spec in specs:
-            processor = load_processor(spec["encoder_dir"], spec["config"].image_size)
             try:
-                cells += evaluate_encoder(recipe, spec, splits, data_path, processor, counters, pool)
+                cells += evaluate_encoder(recipe, spec, splits, data_path, counters, pool)
             except Exception as err:
                 if not recipe.benchmark.continue_on_error:
                     raise
