@@ -97,7 +97,7 @@ def bicubic_baseline_metrics(low_resolution, high_resolution, data_range: float 
     return metric_functions().super_resolution_metrics(upsampled, high, data_range=data_range)
 
 
-def scalar_metrics(metrics: Mapping) -> dict:
+def scalar_entries(metrics: Mapping) -> dict:
     """Only the scalar entries (no confusion matrices or per-class lists), as Python numbers, for Trainer logs
     and model-index."""
     out = {}
@@ -127,7 +127,7 @@ def make_compute_metrics(metric_fn: Callable[[np.ndarray, np.ndarray], dict]) ->
         labels = eval_prediction.label_ids
         if isinstance(labels, (tuple, list)):
             labels = labels[0]
-        return scalar_metrics(metric_fn(np.asarray(predictions), np.asarray(labels)))
+        return scalar_entries(metric_fn(np.asarray(predictions), np.asarray(labels)))
 
     return compute_metrics
 
@@ -149,6 +149,6 @@ __all__ = [
     "make_compute_metrics",
     "mean_std",
     "regression_metrics",
-    "scalar_metrics",
+    "scalar_entries",
     "super_resolution_metrics",
 ]

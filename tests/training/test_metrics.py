@@ -16,7 +16,7 @@ from lensfm_hf.training.metrics import (
     make_compute_metrics,
     mean_std,
     regression_metrics,
-    scalar_metrics,
+    scalar_entries,
     super_resolution_metrics,
 )
 
@@ -162,8 +162,8 @@ def test_make_compute_metrics_rejects_non_callables():
         make_compute_metrics("classification")
 
 
-def test_scalar_metrics_keeps_numbers_only():
-    out = scalar_metrics({"a": np.float32(0.5), "b": 2, "c": [[1]], "d": True, "e": np.int64(3), "f": "x"})
+def test_scalar_entries_keeps_numbers_only():
+    out = scalar_entries({"a": np.float32(0.5), "b": 2, "c": [[1]], "d": True, "e": np.int64(3), "f": "x"})
     assert out == {"a": 0.5, "b": 2, "e": 3} and type(out["a"]) is float and type(out["e"]) is int
 
 

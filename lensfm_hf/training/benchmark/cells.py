@@ -25,7 +25,7 @@ from transformers.utils import logging as hf_logging
 from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
 from ..finetune import finetune_seed
-from ..metrics import mean_std
+from ..metrics import mean_std, scalar_entries
 from ..probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
 from ..records import json_ready, settings_key, write_json
 from ..splits import TensorSplit, few_label_indices, load_task_split, train_validation_indices
@@ -108,9 +108,8 @@ def read_cell(path: Path, key: str, root: Path) -> dict | None:
 
 def summarise_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """{metric: {"mean", "std", "per_seed"}} over the scalar metrics every seed reported."""
-    names = [k for k, v in per_seed[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     out = {}
-    for name in names:
+    for name in scalar_entries(per_seed[0]):
         values = [float(result[name]) for result in per_seed if name in result]
         mean, std = mean_std(values)
         out[name] = {"mean": mean, "std": std, "per_seed": values}
