@@ -78,24 +78,22 @@ class FinetuneDataArguments:
     preprocess_batch_size: int = 512
 
 
-def _sections() -> dict[str, type]:
-    return {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
+SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
 
 
 def parse_finetune_recipe(recipe: str | os.PathLike | Mapping[str, Any], overrides=None):
     """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
-    sections = _sections()
     raw = read_recipe(recipe)
-    for name in sections:
+    for name in SECTIONS:
         raw[name] = dict(raw.get(name) or {})
-    raw = apply_overrides(raw, overrides, sections)
+    raw = apply_overrides(raw, overrides, SECTIONS)
     task = get_task(raw["data"].get("task", DEFAULT_TASK))
     stem = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else task.name
     for key, value in training_defaults(f"outputs/finetune/{stem}").items():
         raw["training"].setdefault(key, value)
     validation_fraction = float(raw["data"].get("validation_fraction", 0.1))
     raw["training"] = finalize_training_section(raw["training"], task, validation_fraction > 0)
-    parsed, raw = load_recipe(raw, sections)
+    parsed, raw = load_recipe(raw, SECTIONS)
     return parsed["model"], parsed["data"], parsed["training"], raw
 
 

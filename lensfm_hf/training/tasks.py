@@ -9,8 +9,8 @@ Adding a task is one `register_task(Task(...))` entry at the end of this file pl
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,7 +98,6 @@ class Task:
     target_log10: bool = False  # regress log10 of the column
     target_unit: str | None = None  # unit of the (transformed) target, e.g. "log10 eV"
     baseline: str | None = None  # metric-key prefix of a model-free baseline reported as its own row ("bicubic")
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.target_kind not in TARGET_KINDS:
