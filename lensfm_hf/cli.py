@@ -109,7 +109,7 @@ def _pretrain(args):
     recipe = _recipe(args, "pretrain")
     method, seed = _setting(args, recipe, "model", "method"), _setting(args, recipe, "training", "seed")
     _say("pretrain", f"method {method}, recipe {recipe}, seed {seed if seed is not None else 42}")
-    from .training.pretrain import run_pretraining
+    from .training.pretrain.run import run_pretraining
 
     result = run_pretraining(recipe, overrides=args.overrides)
     _say("pretrain", f"{result.get('method', method)}: {result.get('global_step')} steps, train loss "
@@ -125,8 +125,8 @@ def _finetune(args):
     encoder, seed = _setting(args, recipe, "model", "encoder"), _setting(args, recipe, "training", "seed")
     _say("finetune", f"task {task} on {config}, encoder {encoder or 'none (random init)'}, recipe {recipe}, "
          f"seed {seed if seed is not None else 42}")
-    from .training.finetune_recipe import run_finetune
-    from .training.tasks import get_task
+    from .training.downstream.finetune_recipe import run_finetune
+    from .training.downstream.tasks import get_task
 
     result = run_finetune(recipe, overrides=args.overrides)
     _say("finetune", f"load it anywhere: pipeline('image-classification', model={result['model_dir']!r}, "
@@ -149,7 +149,7 @@ def _benchmark(args):
 
 
 def _zoo(args):
-    from .training.zoo import build_zoo
+    from .training.benchmark.zoo import build_zoo
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     installed = build_zoo(methods, results_dir=args.results_dir, output_dir=args.output_dir,

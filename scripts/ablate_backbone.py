@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from lensfm_hf.files import atomic_write
 from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTForImageClassification
 from lensfm_hf.models.configuration_lens_vit import LENS_VIT_PRESETS
-from lensfm_hf.training.callbacks import recompute_batchnorm_statistics
+from lensfm_hf.training.downstream.callbacks import recompute_batchnorm_statistics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ssl_health_probe import labelled_images  # noqa: E402

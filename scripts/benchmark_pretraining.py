@@ -133,8 +133,8 @@ def time_trainer(method: str, args, device: torch.device, output_dir: str) -> di
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
-    from lensfm_hf.training.callbacks import SelfSupervisedCallback
-    from lensfm_hf.training.pretrain import PretrainingArguments, PretrainingTrainer, TensorBatches
+    from lensfm_hf.training.pretrain.callbacks import SelfSupervisedCallback
+    from lensfm_hf.training.pretrain.run import PretrainingArguments, PretrainingTrainer, TensorBatches
 
     model = build_method(method, args.preset, args.image_size, args.patch_size)
     generator = torch.Generator(device=device).manual_seed(0)

@@ -41,6 +41,19 @@ FORBIDDEN: dict[tuple[str, str], str] = {
     ("physics", "pipelines"): "physics/ knows nothing of datasets, models or training",
     ("physics", "metrics"): "physics/ knows nothing of datasets, models or training",
 }
+# Inside `training/`: three wings and what they share (recipes, records, health: the modules at training/'s top).
+# Pretraining runs and downstream evaluation never import each other; only the benchmark joins them, and nothing in
+# training/ imports the benchmark. The shared modules import no wing.
+TRAINING_WINGS = ("pretrain", "downstream", "benchmark")
+WING_RULES: dict[tuple[str, str], str] = {
+    ("pretrain", "downstream"): "training/pretrain and training/downstream never import each other",
+    ("downstream", "pretrain"): "training/pretrain and training/downstream never import each other",
+    ("pretrain", "benchmark"): "only the benchmark joins the wings: no wing imports training/benchmark",
+    ("downstream", "benchmark"): "only the benchmark joins the wings: no wing imports training/benchmark",
+    ("shared", "pretrain"): "training/'s shared modules (recipes, records, health) import no wing",
+    ("shared", "downstream"): "training/'s shared modules (recipes, records, health) import no wing",
+    ("shared", "benchmark"): "training/'s shared modules (recipes, records, health) import no wing",
+}
 # ---------------------------------------------------------------------------------------------------------------------
 
 LAYER_OF = {unit: index for index, row in enumerate(LAYERS) for unit in row}
@@ -101,11 +114,20 @@ def _imports(module: str) -> list[tuple[str, int]]:
 GRAPH: dict[str, list[tuple[str, int]]] = {module: _imports(module) for module in MODULES}
 
 
+def _wing(module: str) -> str | None:
+    """`lensfm_hf.training.pretrain.run` -> `pretrain`; `lensfm_hf.training.records` -> `shared`; None outside
+    training/ (and for the `training` package itself, whose lazy exports name every wing)."""
+    parts = module.split(".")
+    if parts[:2] != [PACKAGE, "training"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in TRAINING_WINGS else "shared"
+
+
 def _rule_broken(importer: str, imported: str) -> str | None:
     """The rule an import of `imported` by `importer` breaks, or None."""
     a, b = _unit(importer), _unit(imported)
     if a == b:
-        return None
+        return WING_RULES.get((_wing(importer), _wing(imported)))
     if a in LEAVES:
         return f"{a} is a leaf and imports nothing of the package"
     if (a, b) in FORBIDDEN:
@@ -124,6 +146,11 @@ def test_collector_sees_imports_inside_functions_and_relative_ones():
     # data.build reaches the simulator (its lower layer); cli imports every command's module inside functions.
     assert any(target.startswith("lensfm_hf.simulation") for target, _ in GRAPH["lensfm_hf.data.build"])
     assert any(target.startswith("lensfm_hf.training") for target, _ in GRAPH["lensfm_hf.cli"])
+
+
+def test_training_has_its_three_wings():
+    wings = {_wing(module) for module in MODULES} - {None}
+    assert wings == {*TRAINING_WINGS, "shared"}, wings
 
 
 def test_layers():
@@ -189,15 +216,22 @@ def test_no_import_cycles():
 @pytest.mark.parametrize(
     ("importer", "imported", "broken"),
     [
-        ("lensfm_hf.data.build", "lensfm_hf.training.finetune", True),  # upward
+        ("lensfm_hf.data.build", "lensfm_hf.training.downstream.finetune", True),  # upward
         ("lensfm_hf.simulation.simulate", "lensfm_hf.data.build", True),  # upward
-        ("lensfm_hf.pretraining.mae", "lensfm_hf.training.callbacks", True),  # upward
+        ("lensfm_hf.pretraining.mae", "lensfm_hf.training.pretrain.callbacks", True),  # upward
         ("lensfm_hf.physics.mass", "lensfm_hf.models.modeling_lens_vit", True),  # physics knows no models
         ("lensfm_hf.models.modeling_lens_vit", "lensfm_hf.files", True),  # leaf
-        ("lensfm_hf.training.pretrain", PACKAGE, True),  # the package __init__ sits on top
+        ("lensfm_hf.training.pretrain.run", PACKAGE, True),  # the package __init__ sits on top
         ("lensfm_hf.data.card", "lensfm_hf.hub.cards", False),  # same layer
         ("lensfm_hf.pretraining.ijepa_physics", "lensfm_hf.physics.mass", False),  # downward
         ("lensfm_hf.hub.export", "lensfm_hf.models", False),  # models below everything
+        ("lensfm_hf.training.pretrain.run", "lensfm_hf.training.downstream.probes", True),  # wings apart
+        ("lensfm_hf.training.downstream.finetune", "lensfm_hf.training.pretrain.data", True),  # wings apart
+        ("lensfm_hf.training.downstream.tasks", "lensfm_hf.training.benchmark.recipe", True),  # benchmark on top
+        ("lensfm_hf.training.records", "lensfm_hf.training.pretrain.run", True),  # shared imports no wing
+        ("lensfm_hf.training.benchmark.cells", "lensfm_hf.training.downstream.finetune", False),  # benchmark joins
+        ("lensfm_hf.training.benchmark.zoo", "lensfm_hf.training.pretrain.run", False),  # benchmark joins
+        ("lensfm_hf.training.pretrain.run", "lensfm_hf.training.health", False),  # wings use the shared modules
     ],
 )
 def test_rule_table(importer, imported, broken):

@@ -3,7 +3,7 @@
 Nothing is published on the Hub yet. `install_zoo_encoder` gives an exported encoder folder the card of its zoo
 repo id and installs it into the hub cache (`install_cache`), so that
 `AutoModel.from_pretrained("lensfm/mae")` works offline (`HF_HUB_OFFLINE=1`) exactly as it would after a download.
-`lensfm zoo` (`lensfm_hf.training.zoo.build_zoo`) pretrains or reuses the encoders and calls it for each.
+`lensfm zoo` (`lensfm_hf.training.benchmark.zoo.build_zoo`) pretrains or reuses the encoders and calls it for each.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Trainer glue: pretraining from YAML recipes, the downstream-task registry, fine-tuning, probes, health, benchmark.
+"""Trainer glue in three wings, `pretrain/`, `downstream/` and `benchmark/`, plus what they share (recipes, records,
+health). `pretrain` and `downstream` never import each other; only `benchmark` imports both.
 
-Names are imported lazily so that `import lensfm_hf.training.<module>` stays cheap and independent.
+Public names are imported lazily, so that `import lensfm_hf.training.<wing>.<module>` stays cheap and independent.
 """
 
 from __future__ import annotations
@@ -8,33 +9,34 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "run_pretraining": "pretrain",
-    "export_encoder": "pretrain",
-    "load_pretraining_recipe": "pretrain_recipe",
-    "pretraining_info": "pretrain",
-    "PretrainingTrainer": "pretrain",
-    "PretrainingArguments": "pretrain_recipe",
-    "PretrainModelArguments": "pretrain_recipe",
-    "PretrainDataArguments": "pretrain_recipe",
-    "PreciseBatchNormCallback": "callbacks",
-    "ChanceLevelLossCallback": "callbacks",
-    "SelfSupervisedCallback": "callbacks",
-    "recompute_batchnorm_statistics": "callbacks",
+    "run_pretraining": "pretrain.run",
+    "export_encoder": "pretrain.run",
+    "load_pretraining_recipe": "pretrain.recipe",
+    "pretraining_info": "pretrain.run",
+    "PretrainingTrainer": "pretrain.run",
+    "PretrainingArguments": "pretrain.recipe",
+    "PretrainModelArguments": "pretrain.recipe",
+    "PretrainDataArguments": "pretrain.recipe",
+    "PreciseBatchNormCallback": "downstream.callbacks",
+    "ChanceLevelLossCallback": "downstream.callbacks",
+    "SelfSupervisedCallback": "pretrain.callbacks",
+    "recompute_batchnorm_statistics": "downstream.callbacks",
     "load_recipe": "recipes",
     "apply_overrides": "recipes",
-    "TASKS": "tasks",
-    "Task": "tasks",
-    "get_task": "tasks",
-    "register_task": "tasks",
-    "run_finetune": "finetune_recipe",
-    "finetune_task": "finetune",
-    "few_label_subset": "splits",
-    "extract_features": "probes",
-    "knn_evaluate": "probes",
-    "linear_probe": "probes",
-    "ridge_probe": "probes",
+    "TASKS": "downstream.tasks",
+    "Task": "downstream.tasks",
+    "get_task": "downstream.tasks",
+    "register_task": "downstream.tasks",
+    "run_finetune": "downstream.finetune_recipe",
+    "finetune_task": "downstream.finetune",
+    "few_label_subset": "downstream.splits",
+    "extract_features": "downstream.probes",
+    "knn_evaluate": "downstream.probes",
+    "linear_probe": "downstream.probes",
+    "ridge_probe": "downstream.probes",
     "run_benchmark": "benchmark",
     "write_readme_table": "benchmark",
+    "build_zoo": "benchmark.zoo",
 }
 
 

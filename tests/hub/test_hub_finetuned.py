@@ -20,7 +20,7 @@ from hub_env import offline_env
 
 from lensfm_hf import LensImageProcessor, LensViTConfig, LensViTForImageClassification, LensViTModel
 from lensfm_hf.hub import save_for_hub
-from lensfm_hf.training.finetune_export import save_finetuned_model
+from lensfm_hf.training.downstream.finetune_export import save_finetuned_model
 
 LABELS = ["no_sub", "cdm", "axion"]
 PRETRAINING = {"method": "mae", "recipe": "recipes/pretrain/mae.yaml", "data": "lensfm/deeplense-sims"}

@@ -1,4 +1,4 @@
-"""Zoo repo ids; building the zoo (`lensfm_hf.training.zoo.build_zoo`) is tested in tests/training/test_zoo.py."""
+"""Zoo repo ids; building the zoo (`lensfm_hf.training.benchmark.zoo.build_zoo`) is tested in tests/training/test_zoo.py."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def _digest(tensors) -> str:
 def run_one(out_dir: str, index: int, recipe: dict) -> None:
     from transformers import TrainerCallback
 
-    from lensfm_hf.training import pretrain, pretrain_data
+    from lensfm_hf.training.pretrain import data as pretrain_data, run as pretrain
 
     record = {}
 

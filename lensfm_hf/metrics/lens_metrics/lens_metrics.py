@@ -3,7 +3,7 @@
 Configs: "classification" (accuracy, macro one-vs-rest ROC AUC, per-class AUC, confusion matrix, TPR at fixed FPR
 from logits or probabilities), "regression" (MAE, RMSE, R², bias), "super_resolution" (PSNR, SSIM). The numbers
 come from scikit-learn and scikit-image; the functions below only shape inputs and handle the edge cases (a class
-absent from the references, identical images). `lensfm_hf.training.metrics` reuses these functions directly.
+absent from the references, identical images). `lensfm_hf.training.downstream.metrics` reuses these functions directly.
 """
 
 import math

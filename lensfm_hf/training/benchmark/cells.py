@@ -24,12 +24,12 @@ from transformers.utils import logging as hf_logging
 
 from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
-from ..finetune import finetune_seed
-from ..metrics import mean_std, scalar_entries
-from ..probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
+from ..downstream.finetune import finetune_seed
+from ..downstream.metrics import mean_std, scalar_entries
+from ..downstream.probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
 from ..records import json_ready, settings_key, write_json
-from ..splits import TensorSplit, few_label_indices, load_task_split, train_validation_indices
-from ..tasks import PROTOCOL_TITLES, Task
+from ..downstream.splits import TensorSplit, few_label_indices, load_task_split, train_validation_indices
+from ..downstream.tasks import PROTOCOL_TITLES, Task
 from .encoders import device_of, spec_encoder
 from .recipe import BenchmarkRecipe, Evaluation, method_title
 

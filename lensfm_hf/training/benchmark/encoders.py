@@ -15,12 +15,12 @@ from transformers import AutoModelForPreTraining
 from ...data.build import simulate_dataset
 from ...models import LensViTConfig, LensViTModel
 from ...pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
-from ..finetune import architecture_of
+from ..downstream.finetune import architecture_of
 from ..health import encoder_health, warn_if_collapsed
-from ..pretrain import run_pretraining
-from ..probes import load_encoder
+from ..pretrain.run import run_pretraining
+from ..downstream.probes import load_encoder
 from ..records import settings_key
-from ..splits import load_processor
+from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
 from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_recipe_path
 

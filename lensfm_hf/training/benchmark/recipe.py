@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ...pretraining import PRETRAINING_METHODS, method_display_name
-from ..lpft import check_head_init
-from ..probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
+from ..downstream.lpft import check_head_init
+from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
 from ..recipes import load_recipe
-from ..tasks import PROTOCOLS, TASKS, Task, get_task
+from ..downstream.tasks import PROTOCOLS, TASKS, Task, get_task
 from .markers import encoder_ready
 
 RANDOM_INIT = "random_init"

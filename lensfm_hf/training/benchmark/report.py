@@ -17,9 +17,9 @@ from ...hub.cards import render_model_card
 from ...hub.zoo import zoo_repo_id
 from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
-from .. import plots
+from ..downstream import plots
 from ..records import write_json
-from ..tasks import DEFAULT_TASK, PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
+from ..downstream.tasks import DEFAULT_TASK, PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
 from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe, method_title
 
 PROTOCOL_CARD_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "full fine-tune"}

@@ -14,8 +14,8 @@ from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import cells as cells_module
 from lensfm_hf.training.benchmark import load_benchmark_recipe, run_benchmark
 from lensfm_hf.training.benchmark.cells import TaskData, protocol_plan, read_cell, seed_indices, summarise_seeds
-from lensfm_hf.training.splits import TensorSplit
-from lensfm_hf.training.tasks import TASKS
+from lensfm_hf.training.downstream.splits import TensorSplit
+from lensfm_hf.training.downstream.tasks import TASKS
 
 NAMES = ["no_sub", "cdm", "axion"]
 

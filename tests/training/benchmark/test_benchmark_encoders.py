@@ -73,7 +73,7 @@ def test_a_cut_or_unmarked_encoder_export_is_pretrained_again(mini, tmp_path, mo
 
 def test_physics_recovery_is_measured_for_physics_encoders_only(tmp_path):
     from lensfm_hf.pretraining import get_pretraining_classes
-    from lensfm_hf.training.pretrain import export_encoder
+    from lensfm_hf.training.pretrain.run import export_encoder
 
     config_class, model_class = get_pretraining_classes("ijepa_physics")
     model = model_class(config_class.from_preset("micro", image_size=32, patch_size=8, num_hidden_layers=1,

@@ -6,7 +6,7 @@ import pytest
 
 from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import BenchmarkProtocolArguments, Evaluation, load_benchmark_recipe
-from lensfm_hf.training.tasks import TASKS
+from lensfm_hf.training.downstream.tasks import TASKS
 
 
 def _pairs(recipe):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lensfm_hf.training.benchmark import card_results, detailed_table, markdown_table
 from lensfm_hf.training.benchmark.report import failures_section, task_sections
-from lensfm_hf.training.tasks import TASKS
+from lensfm_hf.training.downstream.tasks import TASKS
 
 
 def _stat(*values):

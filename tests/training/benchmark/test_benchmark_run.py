@@ -10,7 +10,7 @@ import math
 import pytest
 
 from lensfm_hf.training.benchmark import run_benchmark, write_readme_table
-from lensfm_hf.training.tasks import TASKS
+from lensfm_hf.training.downstream.tasks import TASKS
 
 MINI_TASKS = {"classification": "model3", "regression": "model3", "super_resolution": "super_resolution",
               "lens_finding": "lens_finding"}

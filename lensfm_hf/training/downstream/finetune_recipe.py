@@ -1,0 +1,268 @@
+"""`lensfm finetune RECIPE [key=value ...]`: fine-tune an encoder on a registered task from a YAML recipe.
+
+The recipe has sections `model` (`FinetuneModelArguments`), `data` (`FinetuneDataArguments`: task, dataset or
+simulation, validation cut) and `training` (`TrainingArguments`). `run_finetune` resolves the dataset (simulating it
+when none is given), prepares the splits for the task, runs `finetune.finetune_task`, saves the model hub-ready with
+its card and writes `results.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from transformers import TrainingArguments
+
+from ...data.build import simulate_dataset
+from ...models import LensViTConfig
+from .finetune import finalize_training_section, finetune_task, remove_checkpoints, training_defaults
+from .finetune_export import HUB_REPO_ID, save_finetuned_model
+from .lpft import check_head_init
+from ..records import write_json
+from ..recipes import apply_overrides, load_recipe, read_recipe
+from .splits import few_label_subset, load_processor, load_task_split, split_train_validation
+from .tasks import DEFAULT_TASK, TASKS, Task, get_task
+
+@dataclass
+class FinetuneModelArguments:
+    """`model:` section. `encoder` None trains from a random init of `preset` (the supervised-from-scratch baseline)."""
+
+    encoder: str | None = field(default=None, metadata={"help": "hub id or local folder of a LensViT encoder; null = random init"})
+    revision: str | None = field(default=None, metadata={"help": "hub revision of the encoder"})
+    preset: str = field(default="micro", metadata={"help": "LensViT size for a random init: micro, tiny, small, base"})
+    image_size: int = field(default=64, metadata={"help": "input side (px) for a random init; encoders keep theirs"})
+    patch_size: int = field(default=8, metadata={"help": "patch side (px) for a random init"})
+    drop_path_rate: float | None = field(default=None, metadata={"help": "stochastic depth; null keeps the encoder's"})
+    freeze_encoder: bool = field(default=False, metadata={"help": "train only the head (a Trainer linear probe)"})
+    repo_id: str | None = field(
+        default=None, metadata={"help": "hub repo id (ORG/NAME) named in the saved model's card; null: its folder"}
+    )
+    head_init: str = field(
+        default="random",
+        metadata={"help": "random, or linear_probe (LP-FT, classification tasks): the head starts from a linear probe "
+                  "of the encoder fitted on the training split"},
+    )
+
+
+@dataclass
+class FinetuneDataArguments:
+    """`data:` section: which task, which dataset, how the train split is cut into train/validation."""
+
+    task: str = field(default=DEFAULT_TASK, metadata={"help": f"a registered task: {', '.join(TASKS)}"})
+    dataset: str | None = field(default=None, metadata={"help": "dataset folder or hub id; null simulates one"})
+    config: str | None = field(default=None, metadata={"help": "dataset config; default per task (model3, lens_finding, ...)"})
+    train_split: str = "train"
+    test_split: str = "test"
+    validation_fraction: float = field(default=0.1, metadata={"help": "share of train held out (seeded) to select checkpoints"})
+    labels_per_class: int | None = field(default=None, metadata={"help": "few-label fine-tune: class-balanced subset of train"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the validation split, label subset and simulation"})
+    simulate_dir: str | None = field(default=None, metadata={"help": "where to simulate when dataset is null; default <output_dir>/data"})
+    simulate_overwrite: bool = field(
+        default=False, metadata={"help": "replace a simulated dataset in simulate_dir built with other sizes or seed"}
+    )
+    simulate_train_per_class: int = 64
+    simulate_test_per_class: int = 32
+    max_test_samples: int | None = None
+    augment: bool = field(default=True, metadata={"help": "random D4 (rot90/flip) of training batches"})
+    target_column: str | None = field(default=None, metadata={"help": "target column; null: the task's (e.g. axion_mass)"})
+    target_class: str | None = field(default=None, metadata={"help": "keep only rows of this class; null: the task's"})
+    target_log10: bool | None = field(default=None, metadata={"help": "regress log10 of the column; null: the task's"})
+    flux_per_pixel: bool = field(
+        default=True,
+        metadata={"help": "super-resolution: high_resolution pixels hold flux per (smaller) pixel, as lensfm's simulator "
+                  "writes (an f x f block sums to one low-res pixel); they are scaled by f^2 to the low-res brightness"},
+    )
+    preprocess_batch_size: int = 512
+
+
+SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
+
+
+def parse_finetune_recipe(recipe: str | os.PathLike | Mapping[str, Any], overrides=None):
+    """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
+    raw = read_recipe(recipe)
+    for name in SECTIONS:
+        raw[name] = dict(raw.get(name) or {})
+    raw = apply_overrides(raw, overrides, SECTIONS)
+    task = get_task(raw["data"].get("task", DEFAULT_TASK))
+    stem = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else task.name
+    for key, value in training_defaults(f"outputs/finetune/{stem}").items():
+        raw["training"].setdefault(key, value)
+    validation_fraction = float(raw["data"].get("validation_fraction", 0.1))
+    raw["training"] = finalize_training_section(raw["training"], task, validation_fraction > 0)
+    parsed, raw = load_recipe(raw, SECTIONS)
+    return parsed["model"], parsed["data"], parsed["training"], raw
+
+
+def recipe_task(data_args: FinetuneDataArguments) -> Task:
+    """The registered task of a recipe, with the recipe's target overrides (column, class, log10) applied."""
+    task = get_task(data_args.task)
+    changes = {key: getattr(data_args, key) for key in ("target_column", "target_class", "target_log10")
+               if getattr(data_args, key) is not None}
+    return dataclasses.replace(task, **changes) if changes else task
+
+
+def resolve_dataset(data_args: FinetuneDataArguments, output_dir: str | os.PathLike) -> tuple[str, str]:
+    """(dataset path or hub id, config); simulates `config` into `simulate_dir` (default `<output_dir>/data`) when
+    `data.dataset` is null (resumable: a rerun reuses the folder)."""
+    config = data_args.config or get_task(data_args.task).default_config
+    if data_args.dataset is not None:
+        return data_args.dataset, config
+    folder = Path(data_args.simulate_dir or Path(output_dir) / "data")
+    try:
+        simulate_dataset(
+            folder,
+            config=config,
+            train_per_class=data_args.simulate_train_per_class,
+            test_per_class=data_args.simulate_test_per_class,
+            seed=data_args.data_seed,
+            overwrite=data_args.simulate_overwrite,
+        )
+    except ValueError as err:  # the data layer names its keyword argument; a recipe user needs the recipe key
+        raise ValueError(str(err).replace("pass overwrite=True", "set data.simulate_overwrite=true")) from err
+    return str(folder), config
+
+
+def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:
+    """Raise a FileNotFoundError naming the recipe and the fix when `model.encoder` is a local path that holds no
+    exported encoder: missing, a pretraining run folder (whose `encoder/` holds the export), or another folder.
+    Hub ids (`ORG/NAME` that is not a local path) are left to `from_pretrained`."""
+    if encoder is None:
+        return
+    where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
+    path = Path(encoder)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return
+        if (path / "encoder" / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model.encoder={encoder}{where} is a pretraining run folder; pass its exported encoder: "
+                f"model.encoder={path / 'encoder'}"
+            )
+        raise FileNotFoundError(
+            f"model.encoder={encoder}{where} holds no config.json; pass the encoder/ folder a pretraining run wrote "
+            "(e.g. results/quick/pretrain/mae/encoder), a hub id, or null to train from scratch"
+        )
+    # a hub id is exactly ORG/NAME; anything else that is not a folder here is a path that does not exist
+    if encoder.startswith((".", "/", "~")) or not HUB_REPO_ID.fullmatch(encoder):
+        raise FileNotFoundError(
+            f"model.encoder={encoder}{where} does not exist; pass the encoder/ folder a pretraining run wrote "
+            "(e.g. results/quick/pretrain/mae/encoder; `lensfm pretrain` prints it), a hub id, or null to train "
+            "from scratch"
+        )
+
+
+def _encoder_image_size(model_args: FinetuneModelArguments, recipe) -> int:
+    """The image size of `model.encoder` (its config), or the recipe's for a random init."""
+    if model_args.encoder is None:
+        return model_args.image_size
+    try:
+        return LensViTConfig.from_pretrained(model_args.encoder, revision=model_args.revision).image_size
+    except OSError as err:  # transformers' message blames the network even for a repo that does not exist
+        where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
+        raise FileNotFoundError(
+            f"model.encoder={model_args.encoder}{where} is not a local folder and could not be loaded as a hub "
+            f"repo ({str(err).splitlines()[0][:120]}); nothing is published on the Hub yet: run `lensfm zoo` to "
+            "install lensfm/<method> in the local cache, or pass an encoder/ folder"
+        ) from err
+
+
+def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], overrides=None) -> dict:
+    """Fine-tune per a recipe (sections `model`, `data`, `training` -> TrainingArguments); returns metrics and paths.
+
+    Returns {"task", "dataset", "config", "metrics" (test), "validation_metrics" (selected checkpoint),
+    "baseline_metrics" (bicubic, super-resolution only), "num_train", "num_validation", "num_test",
+    "train_runtime_s", "output_dir", "model_dir", "results_path"}.
+    """
+    model_args, data_args, training_args, raw = parse_finetune_recipe(recipe_path_or_dict, overrides)
+    check_encoder_path(model_args.encoder, recipe_path_or_dict)
+    task = recipe_task(data_args)
+    check_head_init(model_args.head_init, "model.head_init")
+    if model_args.head_init != "random" and not task.has_classes:
+        raise ValueError(f"model.head_init={model_args.head_init} needs a task with classes, not {task.name!r}; use random")
+    if data_args.labels_per_class is not None and not task.has_classes:
+        raise ValueError(f"data.labels_per_class (few-label fine-tuning) needs a task with classes, not {task.name!r}")
+    output_dir = Path(training_args.output_dir)
+    image_size = _encoder_image_size(model_args, recipe_path_or_dict)
+    processor = load_processor(model_args.encoder, image_size, model_args.revision)
+    path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
+    full_train, test = (
+        load_task_split(path, config, name, task, processor, image_size, max_samples=max_samples,
+                        batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)
+        for name, max_samples in ((data_args.train_split, None), (data_args.test_split, data_args.max_test_samples))
+    )
+    train, validation = split_train_validation(full_train, data_args.validation_fraction, data_args.data_seed)
+    if data_args.labels_per_class is not None:
+        train = few_label_subset(train, data_args.labels_per_class, data_args.data_seed)
+
+    model_options = {key: getattr(model_args, key)
+                     for key in ("revision", "preset", "image_size", "patch_size", "drop_path_rate", "freeze_encoder")}
+    model, result = finetune_task(
+        task, model_args.encoder, train, validation, test, training_args, model_options=model_options,
+        augment=data_args.augment, head_init=model_args.head_init, quiet=False,
+    )
+    result.pop("outputs")
+    validation_metrics = result.pop("validation")
+    runtime = result.pop("train_runtime_s")
+    metrics = result
+    baseline = None
+    if task.baseline:
+        prefix = f"{task.baseline}_"
+        baseline = {key[len(prefix):]: value for key, value in metrics.items() if key.startswith(prefix)}
+
+    model_dir = output_dir / "model"
+    model.config.finetuning = {
+        "task": task.name, "dataset": path, "config": config, "encoder": model_args.encoder,
+        "recipe": str(recipe_path_or_dict) if isinstance(recipe_path_or_dict, (str, os.PathLike)) else None,
+        "num_train": len(train), "max_steps": training_args.max_steps,
+        "batch_size": training_args.per_device_train_batch_size, "learning_rate": training_args.learning_rate,
+        "head_init": model_args.head_init,
+    }
+    save_finetuned_model(model, processor, model_dir, metrics, repo_id=model_args.repo_id)
+    remove_checkpoints(output_dir)
+    result = {
+        "task": task.name,
+        "dataset": path,
+        "config": config,
+        "encoder": model_args.encoder,
+        "metrics": metrics,
+        "validation_metrics": validation_metrics,
+        "baseline_metrics": baseline,
+        "num_train": len(train),
+        "num_validation": len(validation),
+        "num_test": len(test),
+        "image_size": image_size,
+        "train_runtime_s": runtime,
+        "output_dir": str(output_dir),
+        "model_dir": str(model_dir),
+        "recipe": raw,
+    }
+    results_path = output_dir / "results.json"
+    result["results_path"] = str(results_path)
+    write_json(results_path, result, indent=2)
+    _print_summary(result)
+    return result
+
+
+def _print_summary(result: dict) -> None:
+    scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
+    line = ", ".join(f"{k}={v:.4f}" for k, v in scalars.items())
+    print(f"[lensfm finetune] {result['task']} on {result['config']} test: {line}")
+    if result.get("baseline_metrics"):
+        base = ", ".join(f"{k}={v:.4f}" for k, v in result["baseline_metrics"].items())
+        print(f"[lensfm finetune] bicubic baseline: {base}")
+    print(f"[lensfm finetune] model saved to {result['model_dir']}; results in {result['results_path']}")
+
+
+__all__ = [
+    "FinetuneDataArguments",
+    "FinetuneModelArguments",
+    "check_encoder_path",
+    "parse_finetune_recipe",
+    "recipe_task",
+    "resolve_dataset",
+    "run_finetune",
+]

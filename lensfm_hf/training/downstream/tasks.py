@@ -1,0 +1,236 @@
+"""The downstream-task registry: one `Task` record per task, read by `lensfm finetune`, `lensfm benchmark` and the cards.
+
+A record names the dataset config and target column, the head class and its loss, the metrics (the first reported
+one is the headline), checkpoint selection, the benchmark protocols that fit it, the plots and the card's task type.
+Adding a task is one `register_task(Task(...))` entry at the end of this file plus one recipe YAML in
+`recipes/finetune/`; no other code names a task.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...models import LensViTForImageClassification, LensViTForImageSuperResolution
+from .metrics import classification_metrics, regression_metrics, super_resolution_metrics
+from .splits import TensorSplit
+
+# What a task's targets are, which fixes how a split is prepared and what a prediction looks like:
+# "class" (N,) int64 labels, "scalar" (N, 1) float32 values, "image" (N, 1, fS, fS) high-resolution images.
+TARGET_KINDS = ("class", "scalar", "image")
+PROTOCOLS = ("knn", "linear", "finetune", "few_label")
+PROTOCOL_TITLES = {"knn": "kNN", "linear": "Linear probe", "finetune": "Fine-tune", "few_label": "Few-label fine-tune"}
+# The task of a recipe or record that names none (cells and models saved before the registry were classification).
+DEFAULT_TASK = "classification"
+# The frozen probes each target kind supports (a linear probe of a scalar is ridge regression).
+FROZEN_PROBES = {"class": ("knn", "linear"), "scalar": ("linear",), "image": ()}
+
+
+# ----------------------------------------------------------------------------- per-kind behaviour
+
+
+def class_metrics(predictions: np.ndarray, split: TensorSplit, **options) -> dict:
+    """Accuracy, macro and per-class ROC AUC, confusion matrix (and `options`, e.g. `tpr_at_fpr`) of logits."""
+    return classification_metrics(predictions, split.labels.numpy(), split.label_names, **options)
+
+
+def scalar_metrics(predictions: np.ndarray, split: TensorSplit) -> dict:
+    """MAE, RMSE, R² and bias in the target's physical units (the split's standardisation undone)."""
+    return regression_metrics(split.to_physical(np.asarray(predictions).reshape(-1)), split.physical_targets())
+
+
+def image_metrics(predictions: np.ndarray, split: TensorSplit) -> dict:
+    """PSNR and SSIM of the reconstructions, and of bicubic upsampling of the same inputs (the baseline)."""
+    return super_resolution_metrics(predictions, split.labels.numpy(), low_resolution=split.pixel_values.numpy())
+
+
+def class_outputs(predictions: np.ndarray, split: TensorSplit) -> dict[str, np.ndarray]:
+    """What the plots need of one seed: test probabilities and labels (ROC curves)."""
+    return {"probabilities": torch.as_tensor(predictions).float().softmax(-1).numpy(), "labels": split.labels.numpy()}
+
+
+def scalar_outputs(predictions: np.ndarray, split: TensorSplit) -> dict[str, np.ndarray]:
+    """Predicted and true targets in physical units (predicted-against-true plot)."""
+    return {"predicted": split.to_physical(np.asarray(predictions).reshape(-1)), "true": split.physical_targets()}
+
+
+def image_outputs(predictions: np.ndarray, split: TensorSplit, count: int = 3) -> dict[str, np.ndarray]:
+    """The first `count` test inputs, reconstructions and truths (examples beside bicubic upsampling)."""
+    return {
+        "low_resolution": split.pixel_values[:count].numpy(),
+        "prediction": np.asarray(predictions)[:count],
+        "truth": split.labels[:count].numpy(),
+    }
+
+
+OUTPUTS = {"class": class_outputs, "scalar": scalar_outputs, "image": image_outputs}
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class Task:
+    """One downstream task. See the module docstring; `TASKS` holds the registered ones by `name`."""
+
+    name: str  # recipe `data.task`, results keys, file names
+    title: str  # headings of tables and plots
+    target_kind: str  # one of TARGET_KINDS
+    head_class: type  # the task model: encoder + head
+    loss: str  # what the head's forward minimises (transformers' loss for `problem_type`, or the head's own)
+    problem_type: str | None  # config.problem_type of the head (None: the head's own loss)
+    default_config: str  # dataset config a recipe without `data.config` uses
+    benchmark_configs: tuple[str, ...]  # dataset configs the benchmark evaluates it on
+    metrics: Callable[[np.ndarray, TensorSplit], dict]  # (predictions, split) -> metrics, physical units
+    reported_metrics: tuple[tuple[str, str], ...]  # (key, title): README tables and model-index; first = headline
+    selection_metric: str  # metric_for_best_model on the validation split
+    greater_is_better: bool
+    card_task_type: str  # model-index task type
+    protocols: tuple[str, ...]  # benchmark protocols that fit it
+    plots: tuple[str, ...]  # plot kinds of `benchmark.report` ("roc", "label_efficiency", "confusion", ...)
+    target_column: str = "label"
+    target_class: str | None = None  # keep only rows of this class (e.g. axion images for the axion mass)
+    target_log10: bool = False  # regress log10 of the column
+    target_unit: str | None = None  # unit of the (transformed) target, e.g. "log10 eV"
+    baseline: str | None = None  # metric-key prefix of a model-free baseline reported as its own row ("bicubic")
+
+    def __post_init__(self):
+        if self.target_kind not in TARGET_KINDS:
+            raise ValueError(f"task {self.name!r}: target_kind must be one of {TARGET_KINDS}, got {self.target_kind!r}")
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown:
+            raise ValueError(f"task {self.name!r}: unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
+        frozen = [p for p in self.protocols if p in ("knn", "linear") and p not in FROZEN_PROBES[self.target_kind]]
+        if frozen or ("few_label" in self.protocols and self.target_kind != "class"):
+            raise ValueError(f"task {self.name!r}: protocols {self.protocols} do not fit {self.target_kind} targets")
+
+    @property
+    def has_classes(self) -> bool:
+        return self.target_kind == "class"
+
+    def head_kwargs(self, label_names=None, upscale_factor: int = 2) -> dict[str, Any]:
+        """Config values of the task head: labels for classes, one output for a scalar, the factor for images."""
+        if self.target_kind == "class":
+            names = list(label_names or [])
+            return dict(num_labels=len(names), problem_type=self.problem_type,
+                        id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)})
+        if self.target_kind == "scalar":
+            return dict(num_labels=1, problem_type=self.problem_type)
+        return dict(upscale_factor=int(upscale_factor))
+
+    def outputs(self, predictions: np.ndarray, split: TensorSplit) -> dict[str, np.ndarray]:
+        """Arrays of one seed's test predictions kept for the plots (`OUTPUTS` of the target kind)."""
+        return OUTPUTS[self.target_kind](predictions, split)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Add `task` to `TASKS` (a name registered twice is an error: one record per task)."""
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    for other in TASKS.values():
+        shared = set(task.benchmark_configs) & set(other.benchmark_configs)
+        if shared and task.card_task_type == other.card_task_type:
+            # The model-index groups results by task type and dataset config: the two tasks would merge in a card.
+            raise ValueError(f"task {task.name!r} shares card_task_type {task.card_task_type!r} and dataset "
+                             f"{sorted(shared)} with task {other.name!r}; give it its own card_task_type")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str | Task) -> Task:
+    """The registered task called `name` (a `Task` passes through), or a ValueError listing the known ones."""
+    if isinstance(name, Task):
+        return name
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+
+
+# ----------------------------------------------------------------------------- the tasks
+
+register_task(Task(
+    name="classification",
+    title="Substructure classification",
+    target_kind="class",
+    head_class=LensViTForImageClassification,
+    loss="cross-entropy",
+    problem_type="single_label_classification",
+    default_config="model3",
+    benchmark_configs=("model1", "model3"),
+    metrics=class_metrics,
+    reported_metrics=(("roc_auc", "Macro ROC AUC"), ("accuracy", "Accuracy")),
+    selection_metric="roc_auc",
+    greater_is_better=True,
+    card_task_type="image-classification",
+    protocols=("knn", "linear", "finetune", "few_label"),
+    plots=("roc", "label_efficiency", "confusion"),
+))
+
+register_task(Task(
+    name="regression",
+    title="Axion-mass regression",
+    target_kind="scalar",
+    head_class=LensViTForImageClassification,
+    loss="mean squared error on standardised targets",
+    problem_type="regression",
+    default_config="model3",
+    benchmark_configs=("model3",),
+    metrics=scalar_metrics,
+    reported_metrics=(("mae", "MAE (dex)"), ("bias", "Bias (dex)"), ("r2", "R²")),
+    selection_metric="mae",
+    greater_is_better=False,
+    card_task_type="other",  # no Hub task type for image regression; a model-index entry must not share one with classification on model3
+    protocols=("linear", "finetune"),
+    plots=("predicted_vs_true",),
+    target_column="axion_mass",
+    target_class="axion",
+    target_log10=True,
+    target_unit="log10 eV",
+))
+
+register_task(Task(
+    name="super_resolution",
+    title="2× super-resolution",
+    target_kind="image",
+    head_class=LensViTForImageSuperResolution,
+    loss="L1 on pixels (the head's own)",
+    problem_type=None,
+    default_config="super_resolution",
+    benchmark_configs=("super_resolution",),
+    metrics=image_metrics,
+    reported_metrics=(("psnr", "PSNR (dB)"), ("ssim", "SSIM")),
+    selection_metric="psnr",
+    greater_is_better=True,
+    card_task_type="image-to-image",
+    protocols=("finetune",),
+    plots=("super_resolution_examples",),
+    target_column="high_resolution",
+    baseline="bicubic",
+))
+
+register_task(Task(
+    name="lens_finding",
+    title="Lens finding",
+    target_kind="class",
+    head_class=LensViTForImageClassification,
+    loss="cross-entropy",
+    problem_type="single_label_classification",
+    default_config="lens_finding",
+    benchmark_configs=("lens_finding",),
+    metrics=functools.partial(class_metrics, tpr_at_fpr=(0.01,)),  # the rate a survey's candidate list can afford
+    reported_metrics=(("roc_auc", "ROC AUC"), ("tpr_at_fpr_0.01", "TPR at FPR 10⁻²")),
+    selection_metric="roc_auc",
+    greater_is_better=True,
+    card_task_type="image-classification",
+    protocols=("knn", "linear", "finetune"),
+    plots=("roc",),
+))

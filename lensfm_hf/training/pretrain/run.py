@@ -1,0 +1,304 @@
+"""Self-supervised pretraining from a YAML recipe with the transformers `Trainer`, then export of the encoder.
+
+`run_pretraining("recipes/pretrain/dino.yaml", ["max_steps=10"])` builds the method's model, the data
+(a dataset folder / hub repo, or the on-the-fly simulator `stream:<config>`), trains, and writes
+`<output_dir>/encoder` (hub-ready LensViT) with the full pretraining state in `encoder/pretraining/`.
+Runs unchanged under `torchrun` / `accelerate launch`: `python -m lensfm_hf.training.pretrain RECIPE k=v ...`.
+The recipe lives in `recipe`, the data feeding in `data`, resumption in `checkpoints` (this folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch.utils.data import DataLoader
+from transformers import Trainer, set_seed
+from transformers.modeling_utils import unwrap_model
+
+from ...hub.export import save_for_hub
+from ...models import LensImageProcessor
+from ...pretraining.components import rank
+from .callbacks import SelfSupervisedCallback
+from ..health import encoder_health, warn_if_collapsed
+from .checkpoints import checkpoint_step, resolve_checkpoint
+from .data import BatchIterable, StreamBatches, TensorBatches, build_datasets, build_health_images, make_processor
+from .recipe import (
+    PRETRAINING_SUBDIR,
+    STREAM_PREFIX,
+    PretrainDataArguments,
+    PretrainingArguments,
+    PretrainingRecipe,
+    PretrainModelArguments,
+    build_pretraining_model,
+    load_pretraining_recipe,
+)
+
+logger = logging.getLogger(__name__)
+
+ENCODER_DIR = "encoder"
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class PretrainingTrainer(Trainer):
+    """`Trainer` for `<Method>ForPreTraining` models: the model computes its own loss from `pixel_values`.
+
+    Adds the model's 0-dim diagnostics (`model.diagnostic_names`, e.g. `embedding_std`, `teacher_entropy`)
+    to the training logs as their mean since the last log (averaged over ranks), and feeds
+    `BatchIterable` sources (whole batches per rank) without accelerate's re-batching.
+    """
+
+    def __init__(self, *args, stream_workers: int = 0, health_images: torch.Tensor | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stream_workers = stream_workers
+        self.health_images = health_images
+        self.last_diagnostics: dict[str, float] = {}
+        # The loss is a per-batch mean that ignores num_items_in_batch: let Trainer divide by the GA steps.
+        self.model_accepts_loss_kwargs = False
+        self._diagnostic_sums: dict[str, torch.Tensor] = {}
+        self._diagnostic_count = 0
+
+    def get_train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_dataset, BatchIterable):
+            on_cpu = torch.device(self.train_dataset.data_device).type == "cpu"
+            # Only the simulator is safe to split over workers (it seeds each one); CUDA work stays in this process.
+            workers = self.stream_workers if on_cpu and isinstance(self.train_dataset, StreamBatches) else 0
+            return DataLoader(
+                self.train_dataset,
+                batch_size=None,
+                num_workers=workers,
+                # Its own generator: the DataLoader draws a base seed at every iter(), which from the global RNG
+                # (restored from the checkpoint on resume) would shift every later random draw of the model.
+                generator=torch.Generator().manual_seed(self.args.seed),
+                pin_memory=bool(self.args.dataloader_pin_memory and on_cpu and torch.cuda.is_available()),
+                persistent_workers=workers > 0,
+            )
+        return super().get_train_dataloader()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs[0]
+        if loss is None:
+            raise ValueError(f"{type(unwrap_model(model)).__name__}.forward returned no loss; call it with return_loss=True.")
+        if model.training:
+            self._accumulate_diagnostics(model, outputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_diagnostics(self, model, outputs) -> None:
+        names = getattr(unwrap_model(model), "diagnostic_names", None)
+        if names is None and isinstance(outputs, Mapping):
+            names = [k for k, v in outputs.items() if k != "loss" and isinstance(v, torch.Tensor) and v.ndim == 0]
+        for name in names or ():
+            value = outputs.get(name) if isinstance(outputs, Mapping) else getattr(outputs, name, None)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.detach().float().reshape(())
+                self._diagnostic_sums[name] = self._diagnostic_sums.get(name, 0) + value
+        self._diagnostic_count += 1
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._diagnostic_sums and self._diagnostic_count:
+            names = sorted(self._diagnostic_sums)
+            stacked = torch.stack([self._diagnostic_sums[n] for n in names]) / self._diagnostic_count
+            if self.args.world_size > 1:  # every rank logs at the same steps, so this collective is matched
+                stacked = self.accelerator.reduce(stacked.to(self.args.device), reduction="mean")
+            logs.update({name: round(float(v), 6) for name, v in zip(names, stacked.tolist())})
+            self.last_diagnostics = {name: float(v) for name, v in zip(names, stacked.tolist())}
+            self._diagnostic_sums, self._diagnostic_count = {}, 0
+        if "loss" in logs and self.health_images is not None and self.is_world_process_zero():
+            logs.update({f"health_{k}": round(v, 6) for k, v in self.representation_health().items()
+                         if isinstance(v, float) and k not in ("teacher_entropy", "teacher_entropy_max")})
+        super().log(logs, *args, **kwargs)
+
+    def representation_health(self) -> dict[str, Any]:
+        """`training.health` of the current encoder on `health_images`, with the last logged teacher entropy
+        against ln K for methods that have a teacher distribution (DINO, iBOT)."""
+        model = unwrap_model(self.model)
+        out_dim = getattr(model.config, "out_dim", None)
+        entropy = self.last_diagnostics.get("teacher_entropy")
+        health = encoder_health(
+            model.get_encoder(), self.health_images,
+            teacher_entropy=entropy, teacher_entropy_max=math.log(out_dim) if entropy is not None and out_dim else None,
+        )
+        return health.to_dict()
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("lensfm-hf")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never pip-installed
+        return "unknown"
+
+
+def pretraining_info(recipe: PretrainingRecipe, global_step: int, world_size: int = 1) -> dict[str, Any]:
+    """What `config.pretraining` of an exported encoder records: method, recipe, data, steps, versions, date."""
+    data = recipe.data
+    return {
+        "method": recipe.model.method,
+        "preset": recipe.model.preset,
+        "dataset": data.source,  # a hub repo id here lands in the model card's `datasets:`
+        "data": {"source": data.source, "config": data.dataset_config, "split": None if data.is_stream else data.split},
+        "steps": int(global_step),
+        "global_batch_size": int(
+            recipe.training.per_device_train_batch_size * recipe.training.gradient_accumulation_steps * world_size
+        ),
+        "recipe": recipe.resolved(),
+        "lensfm_hf_version": _package_version(),
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, Any], processor=None, card=None) -> Path:
+    """Write the encoder of a pretraining model as a hub-ready LensViT folder, full state in `pretraining/`.
+
+    `out_dir/`: `config.json` (with `pretraining=recipe_info`, `auto_map`), weights, processor, remote code and
+    card (`lensfm_hf.hub.export.save_for_hub`); loads with `AutoModel.from_pretrained(out_dir)`.
+    `out_dir/pretraining/`: `model.save_pretrained` of the whole `<Method>ForPreTraining` (student, heads,
+    EMA teacher) plus the processor; `AutoModelForPreTraining.from_pretrained` on it continues training.
+    Returns `out_dir`.
+    """
+    model = unwrap_model(model)
+    out_dir = Path(out_dir)
+    info = json.loads(json.dumps(dict(recipe_info), default=str))
+    encoder = model.get_encoder()
+    encoder.config.pretraining = info
+    processor = processor if processor is not None else LensImageProcessor(size=encoder.config.image_size)
+    save_for_hub(encoder, processor, out_dir, card=card)
+    state_dir = out_dir / PRETRAINING_SUBDIR
+    model.config.pretraining = info  # provenance of the saved state too (steps done, recipe) for continued runs
+    model.save_pretrained(state_dir)
+    processor.save_pretrained(state_dir)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_pretraining(
+    recipe: str | os.PathLike | Mapping[str, Any],
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Pretrain from a recipe (YAML path or dict) with `key=value` overrides; export the encoder.
+
+    Returns {"output_dir", "encoder_dir", "pretraining_dir", "method", "global_step", "train_loss",
+    "metrics" (Trainer's train metrics, plus eval_loss with an eval set), "log_history"}.
+    `callbacks`: extra `TrainerCallback`s (monitoring, tests).
+    """
+    recipe = load_pretraining_recipe(recipe, overrides)
+    args = recipe.training
+    if not torch.cuda.is_available():
+        args.dataloader_pin_memory = False  # pinning without a GPU only warns
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    resume_step = checkpoint_step(checkpoint)
+    if recipe.data.is_stream or recipe.data.in_memory:
+        args.ignore_data_skip = True  # the BatchIterables start at the resumed position themselves
+
+    _ = args.device  # sets up torch.distributed under torchrun before the model is built (SyncBatchNorm, ...)
+    set_seed(args.seed)  # identical initial weights on every rank
+    model = build_pretraining_model(recipe.model)
+    processor = make_processor(recipe.data, model.config.image_size)
+    train_dataset, eval_dataset = build_datasets(recipe.data, args, processor, resume_step=resume_step)
+    if isinstance(train_dataset, TensorBatches) and args.max_steps <= 0:
+        per_epoch = train_dataset.batches_per_epoch(args.world_size) / args.gradient_accumulation_steps
+        args.max_steps = max(1, math.ceil(args.num_train_epochs * per_epoch))
+
+    trainer = PretrainingTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        callbacks=[SelfSupervisedCallback(), *(callbacks or [])],
+        stream_workers=recipe.data.stream_workers,
+        health_images=build_health_images(recipe.data, args, processor),
+    )
+    if trainer.is_world_process_zero():
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "recipe.json").write_text(json.dumps(recipe.resolved(), indent=2) + "\n")
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(train_output.metrics)
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+
+    encoder_dir = Path(args.output_dir) / ENCODER_DIR
+    health = None
+    if trainer.is_world_process_zero() and trainer.health_images is not None:
+        health = trainer.representation_health()
+        warn_if_collapsed(health, f"{recipe.model.method} pretraining ({args.output_dir})")
+    if trainer.is_world_process_zero():
+        info = pretraining_info(recipe, trainer.state.global_step, world_size=args.world_size)
+        info["health"] = health
+        export_encoder(trainer.model, encoder_dir, info, processor)
+        trainer.save_state()
+    trainer.accelerator.wait_for_everyone()
+    return {
+        "output_dir": str(args.output_dir),
+        "encoder_dir": str(encoder_dir),
+        "pretraining_dir": str(encoder_dir / PRETRAINING_SUBDIR),
+        "method": recipe.model.method,
+        "global_step": trainer.state.global_step,
+        "train_loss": train_output.training_loss,
+        "metrics": metrics,
+        "health": health,
+        "log_history": list(trainer.state.log_history),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m lensfm_hf.training.pretrain RECIPE [key=value ...]`, also under torchrun / accelerate launch."""
+    parser = argparse.ArgumentParser(prog="python -m lensfm_hf.training.pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="YAML recipe, e.g. recipes/pretrain/dino.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value or section.key=value, e.g. max_steps=10")
+    options = parser.parse_args(argv)
+    result = run_pretraining(options.recipe, options.overrides)
+    if rank() == 0:
+        summary = {k: result[k] for k in ("method", "global_step", "train_loss", "encoder_dir")}
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+# The pretraining API as other code imports it (`lensfm_hf.training.pretrain.<name>`, forwarded lazily by the
+# package): defined here or in the modules of this folder that this one is split into.
+__all__ = [
+    "ENCODER_DIR",
+    "PRETRAINING_SUBDIR",
+    "STREAM_PREFIX",
+    "BatchIterable",
+    "PretrainDataArguments",
+    "PretrainModelArguments",
+    "PretrainingArguments",
+    "PretrainingRecipe",
+    "PretrainingTrainer",
+    "StreamBatches",
+    "TensorBatches",
+    "build_datasets",
+    "build_pretraining_model",
+    "export_encoder",
+    "load_pretraining_recipe",
+    "main",
+    "make_processor",
+    "pretraining_info",
+    "run_pretraining",
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

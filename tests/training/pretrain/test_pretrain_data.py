@@ -1,0 +1,44 @@
+"""Feeding pretraining (`training/pretrain/data.py`): in-memory batches shard ranks and resume; simulated stream
+batches depend only on (seed, rank, index), whichever DataLoader worker draws them."""
+
+from __future__ import annotations
+
+import torch
+
+from lensfm_hf.models import LensImageProcessor
+from lensfm_hf.training.pretrain import data as pretrain_data
+
+
+def test_tensor_batches_shard_ranks_and_resume(monkeypatch):
+    images = torch.arange(40, dtype=torch.float32).reshape(40, 1, 1, 1)
+
+    def draw(rank, start=0, count=7):
+        monkeypatch.setattr(pretrain_data, "rank", lambda: rank)
+        monkeypatch.setattr(pretrain_data, "world_size", lambda: 2)
+        batches = iter(pretrain_data.TensorBatches(images, batch_size=4, seed=1, start_batch=start))
+        return [next(batches)["pixel_values"].flatten().int().tolist() for _ in range(count)]
+
+    rank0, rank1 = draw(0), draw(1)
+    epoch = [i for batch in rank0[:5] + rank1[:5] for i in batch]  # 40 // (4 * 2) = 5 batches per epoch
+    assert sorted(epoch) == list(range(40)), "an epoch covers every image once, split between the ranks"
+    assert rank0[5:] != rank0[:2], "the next epoch is reshuffled"
+    assert draw(0, start=3, count=4) == rank0[3:7], "resuming at batch 3 continues the same sequence"
+
+
+def test_stream_batches_depend_only_on_seed_rank_and_index():
+    def stream(start=0, workers=0):
+        batches = pretrain_data.StreamBatches("model2", batch_size=4, processor=LensImageProcessor(size=16),
+                                              device="cpu", seed=3, start_batch=start)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers)
+        taken = []
+        for batch in loader:
+            taken.append(batch["pixel_values"])
+            if len(taken) == 5 - start:
+                return taken
+
+    straight = stream()
+    assert not torch.equal(straight[0], straight[1])
+    for got, expected in zip(stream(start=3), straight[3:], strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for got, expected in zip(stream(start=1, workers=2), straight[1:], strict=True):  # whichever worker draws it
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
