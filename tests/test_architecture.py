@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "pipelines",  # transformers pipeline subclasses, registered by the package __init__
         "metrics",  # evaluate module loaded by path (evaluate.load(<dir>)), offline
         "files",  # atomic file writing, used by every layer
+        "distributed",  # rank, world size and collectives (identity in one process), for methods and their runs
         "resources",  # shipped recipe lookup, used by the CLI before anything heavy loads
     ),
 )

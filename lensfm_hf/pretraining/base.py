@@ -16,7 +16,8 @@ from transformers.utils import can_return_tuple
 
 from ..models.configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
-from .components import DINOHead, EMATeacher
+from .ema import EMATeacher
+from .heads import DINOHead
 from .views import ViewConfig
 
 # Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the

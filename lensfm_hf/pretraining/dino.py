@@ -15,14 +15,11 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+from ..distributed import all_reduce_mean, world_size
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
-from .components import (
-    DINOHead,
-    EMATeacher,
-    all_reduce_mean,
-    warmup_schedule,
-    world_size,
-)
+from .ema import EMATeacher
+from .heads import DINOHead
+from .schedules import warmup_schedule
 from .views import STRONG_VIEWS, make_local_views, make_views
 
 

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from .base import embedding_std
-from .components import block_mask, warmup_schedule
 from .dino import LensDINOConfig, LensDINOForPreTraining, dino_loss, entropy
+from .masks import block_mask
+from .schedules import warmup_schedule
 from .views import make_views
 
 

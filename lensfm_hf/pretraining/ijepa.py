@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..distributed import all_reduce_mean
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
-from .components import EMATeacher, MultiBlockMaskGenerator, MultiBlockMasks, all_reduce_mean, linear_schedule
+from .ema import EMATeacher
+from .masks import MultiBlockMaskGenerator, MultiBlockMasks
+from .schedules import linear_schedule
 from .views import make_views
-
 
 TARGET_NORMALIZATIONS = ("layer", "position", "position_center")
 

@@ -25,7 +25,7 @@ from ..physics import convolve_gaussian_psf, lens_deflection, pixel_grid, ray_sh
 from ..simulation import get_recipe, simulate
 from .base import init
 from .ijepa import LensIJEPAConfig, LensIJEPAForPreTraining, LensIJEPAOutput
-from .components import MultiBlockMasks
+from .masks import MultiBlockMasks
 
 # Order of the predicted physical parameters (units: arcsec except the dimensionless ones).
 LENS_PARAMETER_NAMES = (

@@ -15,7 +15,7 @@ from transformers.utils import ModelOutput
 
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
-from .components import random_token_mask
+from .masks import random_token_mask
 from .views import make_views
 
 

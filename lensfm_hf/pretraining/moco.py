@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..distributed import concat_all_gather, dist_is_active, rank
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
-from .components import EMATeacher, ProjectionHead, concat_all_gather, dist_is_active, rank
+from .ema import EMATeacher
+from .heads import ProjectionHead
 from .views import STRONG_VIEWS, make_views
 
 

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+from ..distributed import gather_with_grad, rank
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
-from .components import ProjectionHead, gather_with_grad, rank
+from .heads import ProjectionHead
 from .views import STRONG_VIEWS, make_views
 
 

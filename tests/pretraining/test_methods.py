@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForPreTraining
 from lensfm_hf.models import LensViTConfig, LensViTModel
 from lensfm_hf.pretraining import PRETRAINING_METHODS, get_pretraining_classes
 from lensfm_hf.pretraining.base import embedding_std
-from lensfm_hf.pretraining.components import MultiBlockMaskGenerator
+from lensfm_hf.pretraining.masks import MultiBlockMaskGenerator
 from lensfm_hf.pretraining.ijepa import LensIJEPAConfig, LensIJEPAForPreTraining
 from meta_init import build_on_meta_and_init
 

@@ -15,8 +15,8 @@ from torch.utils.data import IterableDataset
 from transformers import TrainingArguments
 
 from ...data.loading import iter_torch_batches, load_lensing_dataset
+from ...distributed import rank, world_size
 from ...models import LensImageProcessor
-from ...pretraining.components import rank, world_size
 from ...simulation import LensingStream, derive_seed, get_recipe, simulate
 from .recipe import PretrainDataArguments
 

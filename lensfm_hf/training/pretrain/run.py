@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, set_seed
 from transformers.modeling_utils import unwrap_model
 
+from ...distributed import rank
 from ...hub.export import save_for_hub
 from ...models import LensImageProcessor
-from ...pretraining.components import rank
 from .callbacks import SelfSupervisedCallback
 from ..health import encoder_health, warn_if_collapsed
 from .checkpoints import checkpoint_step, resolve_checkpoint

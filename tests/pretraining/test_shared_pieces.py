@@ -1,4 +1,4 @@
-"""Unit tests of the shared pretraining pieces: schedules, EMA, heads, maskers, losses, collectives."""
+"""Unit tests of the shared pretraining pieces (schedules, EMA, heads, maskers), the losses and the collectives."""
 
 from __future__ import annotations
 
@@ -8,30 +8,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lensfm_hf.pretraining.components import (
-    DINOHead,
-    EMATeacher,
-    MultiBlockMaskGenerator,
-    ProjectionHead,
-    all_reduce_mean,
-    block_mask,
-    concat_all_gather,
-    cosine_schedule,
-    gather_with_grad,
-    linear_schedule,
-    multiblock_masks,
-    random_token_mask,
-    update_momentum,
-    warmup_schedule,
-)
+from lensfm_hf.distributed import all_reduce_mean, concat_all_gather, gather_with_grad
 from lensfm_hf.pretraining.dino import dino_loss, teacher_distribution
+from lensfm_hf.pretraining.ema import EMATeacher, update_momentum
+from lensfm_hf.pretraining.heads import DINOHead, ProjectionHead
 from lensfm_hf.pretraining.ibot import masked_patch_loss
 from lensfm_hf.pretraining.mae import patchify, unpatchify
+from lensfm_hf.pretraining.masks import (
+    MultiBlockMaskGenerator,
+    block_mask,
+    multiblock_masks,
+    random_token_mask,
+)
 from lensfm_hf.pretraining.moco import moco_contrastive_loss
+from lensfm_hf.pretraining.schedules import (
+    cosine_schedule,
+    linear_schedule,
+    warmup_schedule,
+)
 from lensfm_hf.pretraining.simclr import nt_xent_loss
-
-
-
 
 # ---------------------------------------------------------------------------------------------------------- schedules
 
