@@ -22,7 +22,7 @@ from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
-from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_recipe_path
+from .recipe import RANDOM_INIT, BenchmarkRecipe, check_pretrain_method, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ def prepare_benchmark_data(recipe: BenchmarkRecipe) -> str:
 
 
 def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
-    """Dotted overrides given to `run_pretraining`: the shared backbone, the data, the output folder, the preset's."""
+    """Dotted overrides given to `run_pretraining`: the method, the shared backbone, the data, the output folder, the
+    preset's."""
+    check_pretrain_method(recipe, method)
     out = {
+        "model.method": method,
         "model.preset": recipe.model.preset,
         "model.image_size": recipe.model.image_size,
         "model.patch_size": recipe.model.patch_size,
@@ -69,6 +72,8 @@ def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> 
         out.update({"data.source": data_path, "data.config": recipe.data.pretrain_config, "data.in_memory": True})
     out.update(recipe.pretrain.overrides or {})
     out.update((recipe.pretrain.method_overrides or {}).get(method) or {})
+    out.pop("method", None)  # the same field as model.method, checked above
+    out["model.method"] = method
     return out
 
 
@@ -84,8 +89,9 @@ def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict
     recipe_path = pretrain_recipe_path(recipe, method)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"no pretraining recipe {recipe_path} for method {method!r}")
+    overrides = pretrain_overrides(recipe, method, data_path)  # refuses a recipe that names another method
     start = time.perf_counter()
-    result = run_pretraining(str(recipe_path), overrides=pretrain_overrides(recipe, method, data_path))
+    result = run_pretraining(str(recipe_path), overrides=overrides)
     exported = Path(result.get("encoder_dir", encoder_dir))
     mark_encoder_ready(exported, method=method, global_step=result.get("global_step"))  # last: the export is whole
     return {

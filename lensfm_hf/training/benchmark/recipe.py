@@ -14,7 +14,7 @@ from typing import Any
 from ...pretraining import PRETRAINING_METHODS, method_display_name
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
-from ..recipes import load_recipe
+from ..recipes import load_recipe, read_recipe
 from ..downstream.tasks import PROTOCOLS, TASKS, Task, get_task
 from .markers import encoder_ready
 
@@ -239,6 +239,30 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
             f"no pretraining recipe {', '.join(missing)}; set pretrain.recipe_dir (and pretrain.recipe_suffix) to the "
             "folder holding <method>.yaml."
         )
+    for method in recipe.benchmark.methods:
+        check_pretrain_method(recipe, method)
+
+
+def check_pretrain_method(recipe: BenchmarkRecipe, method: str) -> None:
+    """Refuse a pretraining recipe or override that names another method than the one the benchmark asked for:
+    the file name alone chose the recipe, so `method: mae` in `dino_tiny.yaml` would put MAE's numbers in DINO's
+    row."""
+    path = pretrain_recipe_path(recipe, method)
+    sources = []
+    if path.is_file():
+        model = read_recipe(path).get("model")
+        sources.append((f"{path} names model.method", model.get("method") if isinstance(model, dict) else None))
+    for where, values in (("pretrain.overrides", recipe.pretrain.overrides),
+                          (f"pretrain.method_overrides.{method}", (recipe.pretrain.method_overrides or {}).get(method))):
+        for key in ("model.method", "method"):
+            sources.append((f"{where} sets model.method", (values or {}).get(key)))
+    for what, named in sources:
+        if named is not None and named != method:
+            raise ValueError(
+                f"{what} {named!r}, but the benchmark asked for {method!r}: {method_title(method)}'s row would show "
+                f"{method_display_name(str(named))}'s numbers. Name {method} there, or point pretrain.recipe_dir / "
+                f"pretrain.recipe_suffix at {method}'s recipe."
+            )
 
 
 __all__ = [
@@ -252,6 +276,7 @@ __all__ = [
     "Evaluation",
     "RANDOM_INIT",
     "check_methods",
+    "check_pretrain_method",
     "load_benchmark_recipe",
     "method_title",
     "pretrain_recipe_path",

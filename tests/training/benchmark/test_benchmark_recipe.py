@@ -88,3 +88,36 @@ def test_an_unknown_method_is_refused_before_anything_runs(mini, tmp_path, monke
     assert len(err.strip().splitlines()) == 1
     assert previous.read_text() == "the previous table\n"
     assert [p.name for p in tmp_path.rglob("*")] == ["mini", "results.md"]
+
+
+def _recipe_dir_with(tmp_path, mini, method: str, says: str):
+    """A pretraining recipe folder whose `<method>_tiny.yaml` is the shipped one of `says` (so it names `says`)."""
+    folder = tmp_path / "pretrain_recipes"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{method}_tiny.yaml").write_text((mini.repo / "recipes" / "pretrain" / f"{says}_tiny.yaml").read_text())
+    return folder
+
+
+def test_a_recipe_naming_another_method_is_refused_before_anything_runs(mini, tmp_path):
+    folder = _recipe_dir_with(tmp_path, mini, "simclr", says="mae")  # simclr_tiny.yaml says method: mae
+    overrides = [*mini.overrides(tmp_path), f"pretrain.recipe_dir={folder}", "benchmark.methods=[simclr]"]
+    with pytest.raises(ValueError, match=r"simclr_tiny.yaml names model.method 'mae'.*asked for 'simclr'.*MAE's numbers"):
+        load_benchmark_recipe(mini.path, overrides)
+    with pytest.raises(ValueError, match=r"pretrain.method_overrides.simclr sets model.method 'mae'"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.methods=[simclr]",
+                                          "pretrain.method_overrides={simclr: {model.method: mae}}"])
+
+
+def test_pretraining_is_told_the_method_and_refuses_a_recipe_changed_since(mini, tmp_path, monkeypatch):
+    folder = _recipe_dir_with(tmp_path, mini, "simclr", says="simclr")
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), f"pretrain.recipe_dir={folder}",
+                                               "benchmark.methods=[simclr]"])
+    assert benchmark.pretrain_overrides(recipe, "simclr", "/data")["model.method"] == "simclr"
+    (folder / "simclr_tiny.yaml").write_text((mini.repo / "recipes" / "pretrain" / "mae_tiny.yaml").read_text())
+
+    def pretraining(recipe_path, overrides):
+        raise AssertionError("a mismatched recipe must not pretrain")
+
+    monkeypatch.setattr(benchmark.encoders, "run_pretraining", pretraining)
+    with pytest.raises(ValueError, match="names model.method 'mae'"):
+        benchmark.ensure_encoder(recipe, "simclr", "unused")
