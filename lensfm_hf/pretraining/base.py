@@ -19,6 +19,7 @@ from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
 from .ema import EMATeacher
 from .heads import DINOHead
 from .views import ViewConfig
+from .views import view_policy as policy_views
 
 # Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the
 # super-resolution head and provenance fields, which are no part of an encoder being pretrained.
@@ -36,10 +37,13 @@ class LensPretrainingConfig(PretrainedConfig):
     Holds every LensViT backbone field under its LensViTConfig name (`image_size`, `patch_size`, `hidden_size`, …),
     a `views` dict of [`ViewConfig`] options, and the method's own fields (in subclasses). Subclasses set
     `method` (the registry name), `backbone_overrides` (backbone defaults that differ for the method, e.g. no CLS
-    for I-JEPA) and `default_views`.
+    for I-JEPA) and `default_views` or `default_view_policy`.
 
     Args:
-        views (`dict`, *optional*): overrides of the method's default view options (see [`ViewConfig`]).
+        view_policy (`str`, *optional*): a named view family of `VIEW_POLICIES` (`crops`, `lens_safe`, `paired`);
+            default the method's `default_view_policy` (None: its `default_views`).
+        views (`dict`, *optional*): overrides of the policy's (or the method's default) view options (see
+            [`ViewConfig`]).
         **kwargs: backbone fields (defaults as [`LensViTConfig`]) and [`PretrainedConfig`] arguments.
     """
 
@@ -48,12 +52,15 @@ class LensPretrainingConfig(PretrainedConfig):
     method = ""
     backbone_overrides = {}
     default_views = {}
+    default_view_policy: str | None = None
 
-    def __init__(self, views: dict | None = None, **kwargs):
+    def __init__(self, views: dict | None = None, view_policy: str | None = None, **kwargs):
         for name, default in BACKBONE_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, self.backbone_overrides.get(name, default)))
+        self.view_policy = view_policy or self.default_view_policy
+        base_views = self.default_views if self.view_policy is None else policy_views(self.view_policy)
         # Store a complete, JSON-friendly dict so a saved config is self-describing.
-        self.views = ViewConfig.from_dict({**self.default_views, **(views or {})}).to_dict()
+        self.views = ViewConfig.from_dict({**base_views, **(views or {})}).to_dict()
         super().__init__(**kwargs)
         self.backbone_config()  # validates the backbone fields now, with LensViTConfig's messages
 

@@ -20,7 +20,7 @@ from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, in
 from .ema import EMATeacher
 from .heads import DINOHead
 from .schedules import warmup_schedule
-from .views import STRONG_VIEWS, make_local_views, make_views
+from .views import make_local_views, make_views
 
 
 def dino_loss(
@@ -155,15 +155,18 @@ class LensDINOConfig(LensPretrainingConfig):
             64 px (local crops are half the image side: 16 tokens against 64).
         freeze_last_layer_fraction (`float`, defaults to 0.01): zero gradient to the last layer over the first 1% of
             training (DINO freezes it for the first epoch); only active once `set_progress` gave a run length.
-        views (`dict`, *optional*): view options; default every lensing-safe augmentation (`STRONG_VIEWS`). Global
-            views are the whole image (no zoom); local crops are windows of `views["local_crop_size"]` px (default
-            half the image side) at the native pixel scale.
+        view_policy (`str`, defaults to `"crops"`): the view family (`VIEW_POLICIES`): `crops` (shifts, blur,
+            noise, flux jitter), `lens_safe` (exact D4, PSF blur, noise) or `paired` (lens_safe views of simulator
+            pairs: the same lens with another source).
+        views (`dict`, *optional*): overrides of the policy's view options. Global views are the whole image (no
+            zoom); local crops (`crops` policy only) are windows of `views["local_crop_size"]` px (default half the
+            image side) at the native pixel scale.
     """
 
     model_type = "lens_dino"
     display_name = "DINO"  # tables, plots and cards
     method = "dino"
-    default_views = STRONG_VIEWS
+    default_view_policy = "crops"
 
     def __init__(
         self,
@@ -353,20 +356,27 @@ class LensDINOForPreTraining(LensPretrainingModel):
         return max(patch, size // patch * patch)
 
     def local_views(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        if self.config.num_local_crops <= 0:
+        if self.config.num_local_crops <= 0 or not self.config.view_config.local_crops:
             return []
         size = self.local_crop_size(min(pixel_values.shape[-2:]))
         return make_local_views(pixel_values, self.config.num_local_crops, size, self.config.view_config)
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensDINOOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        paired_pixel_values: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> LensDINOOutput:
         r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images.
+        paired_pixel_values (same shape, *optional*): the simulator's second render of each lens (policy `paired`).
 
         In training mode the center is updated after the loss (eval leaves all state untouched).
         """
         if pixel_values is None:
             raise ValueError("LensDINOForPreTraining needs pixel_values of shape (batch, channels, height, width).")
         batch_size = pixel_values.shape[0]
-        global_views = torch.cat(make_views(pixel_values, 2, self.config.view_config))
+        global_views = torch.cat(make_views(pixel_values, 2, self.config.view_config, paired=paired_pixel_values))
         local_views = self.local_views(pixel_values)
         freeze = self.freeze_last_layer
 

@@ -166,8 +166,15 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
             device=device,
         )
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensIBOTOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        paired_pixel_values: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> LensIBOTOutput:
         r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images.
+        paired_pixel_values (same shape, *optional*): the simulator's second render of each lens (policy `paired`).
 
         In training mode both centers are updated after the loss.
         """
@@ -175,7 +182,7 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
             raise ValueError("LensIBOTForPreTraining needs pixel_values of shape (batch, channels, height, width).")
         config = self.config
         batch_size = pixel_values.shape[0]
-        global_views = torch.cat(make_views(pixel_values, 2, config.view_config))
+        global_views = torch.cat(make_views(pixel_values, 2, config.view_config, paired=paired_pixel_values))
         height, width = global_views.shape[-2:]
         grid_h, grid_w = height // config.patch_size, width // config.patch_size
         masks = self.mask_generator(2 * batch_size, grid_h, grid_w, global_views.device)

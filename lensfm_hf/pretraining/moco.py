@@ -18,7 +18,7 @@ from ..distributed import concat_all_gather, dist_is_active, rank
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
 from .ema import EMATeacher
 from .heads import ProjectionHead
-from .views import STRONG_VIEWS, make_views
+from .views import make_views
 
 
 def moco_contrastive_loss(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -43,14 +43,17 @@ class LensMoCoConfig(LensPretrainingConfig):
         projection_dim (`int`, defaults to 256): output width (MoCo v3 default).
         stop_grad_patch_embedding (`bool`, defaults to True): freeze the random patch projection, MoCo v3's
             `--stop-grad-conv1` for ViT training stability.
-        views (`dict`, *optional*): view options; default every lensing-safe augmentation (`STRONG_VIEWS`), the same
-            for both views (MoCo v3 uses BYOL's asymmetric blur/solarize, which have no lensing analogue here).
+        view_policy (`str`, defaults to `"crops"`): the view family (`VIEW_POLICIES`): `crops` (shifts, blur,
+            noise, flux jitter), `lens_safe` (exact D4, PSF blur, noise) or `paired` (lens_safe views of simulator
+            pairs: the same lens with another source).
+        views (`dict`, *optional*): overrides of the policy's view options, the same for both views (MoCo v3 uses
+            BYOL's asymmetric blur/solarize, which have no lensing analogue here).
     """
 
     model_type = "lens_moco"
     display_name = "MoCo v3"  # tables, plots and cards
     method = "moco"
-    default_views = STRONG_VIEWS
+    default_view_policy = "crops"
 
     def __init__(
         self,
@@ -137,12 +140,19 @@ class LensMoCoForPreTraining(LensPretrainingModel):
             setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self, name)))
         return self
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensMoCoOutput:
-        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2 for BN)."""
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        paired_pixel_values: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> LensMoCoOutput:
+        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2 for BN).
+        paired_pixel_values (same shape, *optional*): the simulator's second render of each lens (policy `paired`)."""
         if pixel_values is None:
             raise ValueError("LensMoCoForPreTraining needs pixel_values of shape (batch, channels, height, width).")
         batch_size = pixel_values.shape[0]
-        views = torch.cat(make_views(pixel_values, 2, self.config.view_config))
+        views = torch.cat(make_views(pixel_values, 2, self.config.view_config, paired=paired_pixel_values))
         features = self.lens_vit(views).pooler_output
         # Heads run per view, so their BatchNorm statistics are per view as in the official code.
         q1, q2 = (self.predictor(self.projector(f)) for f in features.split(batch_size))

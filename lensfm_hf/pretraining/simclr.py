@@ -15,7 +15,7 @@ from transformers.utils import ModelOutput
 from ..distributed import gather_with_grad, rank
 from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
 from .heads import ProjectionHead
-from .views import STRONG_VIEWS, make_views
+from .views import make_views
 
 
 def nt_xent_loss(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,13 +50,16 @@ class LensSimCLRConfig(LensPretrainingConfig):
         projection_hidden_size (`int`, defaults to 2048), projection_dim (`int`, defaults to 128),
         projection_num_layers (`int`, defaults to 2): the MLP head (SimCLR v1: 2 layers, 128-d output; with BN as
             SimCLR's code and lightly).
-        views (`dict`, *optional*): view options; default every lensing-safe augmentation (`STRONG_VIEWS`).
+        view_policy (`str`, defaults to `"crops"`): the view family (`VIEW_POLICIES`): `crops` (shifts, blur,
+            noise, flux jitter), `lens_safe` (exact D4, PSF blur, noise) or `paired` (lens_safe views of simulator
+            pairs: the same lens with another source).
+        views (`dict`, *optional*): overrides of the policy's view options.
     """
 
     model_type = "lens_simclr"
     display_name = "SimCLR"  # tables, plots and cards
     method = "simclr"
-    default_views = STRONG_VIEWS
+    default_view_policy = "crops"
 
     def __init__(
         self,
@@ -104,12 +107,20 @@ class LensSimCLRForPreTraining(LensPretrainingModel):
         )
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_loss: bool = True, **kwargs) -> LensSimCLROutput:
-        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2)."""
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        paired_pixel_values: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> LensSimCLROutput:
+        r"""pixel_values (`torch.Tensor` of shape `(batch, channels, height, width)`): images (batch ≥ 2).
+        paired_pixel_values (same shape, *optional*): the simulator's second render of each lens (view policy
+        `paired`)."""
         if pixel_values is None:
             raise ValueError("LensSimCLRForPreTraining needs pixel_values of shape (batch, channels, height, width).")
         batch_size = pixel_values.shape[0]
-        views = make_views(pixel_values, 2, self.config.view_config)
+        views = make_views(pixel_values, 2, self.config.view_config, paired=paired_pixel_values)
         # One encoder pass for both views; the head's BN then sees the 2N batch, as SimCLR's code.
         features = self.lens_vit(torch.cat(views)).pooler_output
         z0, z1 = self.projection_head(features).split(batch_size)

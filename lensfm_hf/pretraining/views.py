@@ -1,9 +1,8 @@
-"""Lensing-safe augmented views of (B, C, H, W) image batches, computed on the batch's device.
+"""Augmented views of (B, C, H, W) image batches, computed on the batch's device, named by a view policy.
 
-Only transformations that keep the lensing physics are on by default: the dihedral group D4 (per sample), small
-shifts, PSF-like Gaussian blur, additive noise relative to the image's own scatter and flux scaling. Nothing changes
-the pixel scale (a zoom changes the Einstein radius in pixels, and M(<θ_E) ∝ θ_E²), and there is no colour jitter.
-All randomness comes from torch (optionally a `generator` on the batch's device), so `torch.manual_seed` fixes it.
+`VIEW_POLICIES` names the families: `crops` (shifts, blur, noise, flux jitter, local crops), `lens_safe` (exact D4,
+PSF blur and noise only: nothing that moves, rescales or re-weights the lens) and `paired` (lens_safe views of two
+simulator renders of the same lens with different sources). All randomness comes from torch.
 """
 
 from __future__ import annotations
@@ -34,6 +33,9 @@ class ViewConfig:
             images, lensing-safe). True: DINO-style — a window of random area fraction `local_crop_scale` resized to
             `local_crop_size` (changes the pixel scale).
         local_crop_scale: area fraction range of resized local crops.
+        local_crops: False: no local crops at all (DINO/iBOT then see the two global views only).
+        simulator_pairs: True: the two positives are two simulator renders of the same lens and substructure with
+            different sources (`paired_pixel_values`), each then viewed as above; needs a `stream:` data source.
     """
 
     d4: bool = True
@@ -47,6 +49,8 @@ class ViewConfig:
     local_crop_size: int = 0
     local_crop_resize: bool = False
     local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    local_crops: bool = True
+    simulator_pairs: bool = False
 
     def __post_init__(self):
         for item in fields(self):  # JSON turns tuples into lists
@@ -79,6 +83,36 @@ STRONG_VIEWS = dict(
     noise_level=(0.0, 0.2),
     flux_scale=(0.8, 1.25),
 )
+
+
+# Lens-safe views (arXiv "The Einstein Radius Is Not an Augmentation"; Lens-LeJEPA): exact D4 about the image
+# centre, which is the lens centre, a PSF re-draw (an extra Gaussian blur of σ ≤ 0.7 px broadens the Euclid PSF,
+# σ ≈ 0.67 px at 0.101″/px, by up to √2) and a noise re-draw (≤ 10% of the image's own std). No shift (it moves the
+# lens off the centre), no crop or zoom (they rescale θ_E in pixels), no flux jitter (it changes the total flux,
+# i.e. the source magnitude), no local crops.
+LENS_SAFE_VIEWS = dict(
+    d4=True,
+    blur_probability=0.5,
+    blur_sigma=(0.1, 0.7),
+    noise_probability=0.8,
+    noise_level=(0.0, 0.1),
+    local_crops=False,
+)
+
+# Named view families (a registry, so a policy is one config value away): `views: {...}` options then override
+# single fields. `crops` is the family every method used before the policies existed.
+VIEW_POLICIES: dict[str, dict] = {
+    "crops": {**STRONG_VIEWS, "local_crops": True},
+    "lens_safe": LENS_SAFE_VIEWS,
+    "paired": {**LENS_SAFE_VIEWS, "simulator_pairs": True},
+}
+
+
+def view_policy(name: str) -> dict:
+    """The ViewConfig options of the policy `name` (a key of `VIEW_POLICIES`)."""
+    if name not in VIEW_POLICIES:
+        raise ValueError(f"unknown view policy {name!r}; choose one of {sorted(VIEW_POLICIES)}.")
+    return dict(VIEW_POLICIES[name])
 
 
 def _uniform(low: float, high: float, batch_size: int, device, generator) -> torch.Tensor:
@@ -182,10 +216,29 @@ def _no_autocast(images: torch.Tensor):
 
 
 def make_views(
-    images: torch.Tensor, n: int, config: ViewConfig | dict | None = None, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    n: int,
+    config: ViewConfig | dict | None = None,
+    generator: torch.Generator | None = None,
+    paired: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """`n` independent random views of the batch `images` (B, C, H, W), each (B, C, H, W)."""
+    """`n` independent random views of the batch `images` (B, C, H, W), each (B, C, H, W).
+
+    With `config.simulator_pairs` the two views (n = 2) are views of `images` and of `paired`, the simulator's
+    second render of each lens with another source (the batch's `paired_pixel_values`).
+    """
     config = config if isinstance(config, ViewConfig) else ViewConfig.from_dict(config)
+    if config.simulator_pairs:
+        if paired is None:
+            raise ValueError(
+                "the view policy 'paired' needs paired_pixel_values (a second render of each lens with another "
+                "source): use a simulator stream (data.source=stream:<recipe>), or views.simulator_pairs=false."
+            )
+        if n != 2 or paired.shape != images.shape:
+            raise ValueError(f"simulator pairs give 2 views of {tuple(images.shape)}; got n={n}, paired "
+                             f"{tuple(paired.shape)}.")
+        with _no_autocast(images):
+            return [augment(images, config, generator), augment(paired, config, generator)]
     with _no_autocast(images):
         return [augment(images, config, generator) for _ in range(n)]
 
@@ -250,7 +303,9 @@ def _local_view(images, crop_size, config, generator):
 
 
 __all__ = [
+    "LENS_SAFE_VIEWS",
     "STRONG_VIEWS",
+    "VIEW_POLICIES",
     "ViewConfig",
     "affine_transform",
     "augment",
@@ -260,4 +315,5 @@ __all__ = [
     "make_views",
     "random_crop",
     "random_resized_crop",
+    "view_policy",
 ]

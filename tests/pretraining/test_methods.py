@@ -484,3 +484,31 @@ def test_derived_head_widths_divide_by_their_head_count(method, role):
         config_class(hidden_size=48, num_attention_heads=3, **{f"{role}_hidden_size": 32})
     # Widths the presets derive are unchanged.
     assert getattr(config_class.from_preset("tiny"), f"{role}_hidden_size") == 96
+
+
+# ------------------------------------------------------------------------------------------------------ view policies
+
+VIEW_METHODS = ("simclr", "moco", "dino", "ibot")
+
+
+@pytest.mark.parametrize("method", VIEW_METHODS)
+def test_view_policies_select_the_views(method):
+    assert make_model(method).config.view_policy == "crops"  # the default until the table says otherwise
+    safe = make_model(method, view_policy="lens_safe")
+    options = safe.config.view_config
+    assert options.shift_pixels == 0 and options.flux_scale == (1.0, 1.0) and not options.local_crops
+    if method in ("dino", "ibot"):
+        assert safe.local_views(lensing_images(2)) == []  # no crops under lens_safe
+        assert len(make_model(method).local_views(lensing_images(2))) == 2
+    reloaded = type(safe.config).from_dict(safe.config.to_dict())
+    assert reloaded.view_policy == "lens_safe" and reloaded.views == safe.config.views
+    overridden = make_model(method, view_policy="lens_safe", views={"noise_probability": 0.0})
+    assert overridden.config.view_config.noise_probability == 0.0 and not overridden.config.view_config.local_crops
+
+    torch.manual_seed(0)
+    paired = make_model(method, view_policy="paired")
+    images = lensing_images(8)
+    outputs = paired(images, paired_pixel_values=lensing_images(8, seed=1))
+    assert torch.isfinite(outputs.loss)
+    with pytest.raises(ValueError, match="paired_pixel_values"):
+        paired(images)
