@@ -15,7 +15,7 @@ from transformers import AutoModelForPreTraining
 from ...data.build import simulate_dataset
 from ...models import LensViTConfig, LensViTModel
 from ...pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
-from ..downstream.finetune import architecture_of
+from ..downstream.finetune import architecture_of, backbone_config
 from ..health import encoder_health, warn_if_collapsed
 from ..pretrain.run import run_pretraining
 from ..downstream.probes import load_encoder
@@ -128,8 +128,8 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
         plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(s["name"])]
         reference = (plain or specs)[0]["config"]
     else:
-        reference = LensViTConfig.from_preset(
-            recipe.model.preset, image_size=recipe.model.image_size, patch_size=recipe.model.patch_size,
+        reference = backbone_config(
+            recipe.model.preset, recipe.model.image_size, recipe.model.patch_size,
             patch_embedding_type=recipe.model.patch_embedding_type,
             position_embedding_type=recipe.model.position_embedding_type,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...pretraining import PRETRAINING_METHODS, method_display_name
+from ..downstream.finetune import DEFAULT_BACKBONE
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
 from ..recipes import load_recipe, read_recipe
@@ -100,8 +101,10 @@ class BenchmarkModelArguments:
     # encoder tell lensing images apart (RankMe 3.6 against 1.3, between-image share of patch features 0.38
     # against 0.06, linear-probe AUC on Model 3 0.67 against 0.56), where the linear patchify + sin-cos backbone
     # drowns the content in a common mode and DINO collapses on it.
-    patch_embedding_type: str = field(default="conv", metadata={"help": "linear | conv (convolutional stem)"})
-    position_embedding_type: str = field(default="learned", metadata={"help": "learned | sincos"})
+    patch_embedding_type: str = field(default=DEFAULT_BACKBONE["patch_embedding_type"],
+                                      metadata={"help": "linear | conv (convolutional stem)"})
+    position_embedding_type: str = field(default=DEFAULT_BACKBONE["position_embedding_type"],
+                                         metadata={"help": "learned | sincos"})
 
 
 @dataclass

@@ -34,12 +34,23 @@ logger = logging.getLogger(__name__)
 
 # Config keys that record a checkpoint's history or head rather than the encoder's architecture.
 ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
+# The backbone of a random init unless a recipe says otherwise: the benchmark's (docs/ablation/backbone.md): a
+# convolutional stem and learned positions, where linear patches + sin-cos positions rank worst.
+DEFAULT_BACKBONE = {"patch_embedding_type": "conv", "position_embedding_type": "learned"}
 
 
 def architecture_of(config: LensViTConfig, **changes) -> LensViTConfig:
     """A fresh copy of `config`'s architecture (no pretraining record, auto_map or head), with `changes` applied."""
     values = {k: v for k, v in config.to_dict().items() if k not in ARCHITECTURE_ONLY}
     return LensViTConfig(**{**values, **changes})
+
+
+def backbone_config(preset: str = "micro", image_size: int = 64, patch_size: int = 8, **architecture) -> LensViTConfig:
+    """The `LensViTConfig` of a random init: `preset`'s widths at `image_size`/`patch_size`, `DEFAULT_BACKBONE`, then
+    `architecture` (LensViTConfig fields, e.g. patch_embedding_type, hidden_size, num_hidden_layers; None keeps the
+    preset's). Raises the config's ValueError for a value it cannot build."""
+    changes = {key: value for key, value in {**DEFAULT_BACKBONE, **architecture}.items() if value is not None}
+    return LensViTConfig.from_preset(preset, image_size=image_size, patch_size=patch_size, **changes)
 
 
 def training_defaults(output_dir: str) -> dict[str, Any]:
@@ -104,9 +115,11 @@ def build_model(
     label_names: Sequence[str] | None = None,
     upscale_factor: int = 2,
     base_config: LensViTConfig | None = None,
+    architecture: Mapping[str, Any] | None = None,
 ):
     """The task's head model (`task.head_class`) on `encoder` (pretrained weights, new head) or on a random init of
-    `preset` (or of `base_config`, e.g. a pretrained encoder's exact architecture, for the from-scratch baseline)."""
+    `preset` with `architecture` (`backbone_config`), or of `base_config` (e.g. a pretrained encoder's exact
+    architecture, for the from-scratch baseline). A pretrained encoder keeps its architecture."""
     task = get_task(task)
     head_kwargs = task.head_kwargs(label_names, upscale_factor)
     if drop_path_rate is not None:
@@ -114,9 +127,8 @@ def build_model(
     if encoder is None and base_config is not None:
         model = task.head_class(architecture_of(base_config, **head_kwargs))
     elif encoder is None:
-        model = task.head_class(
-            LensViTConfig.from_preset(preset, image_size=image_size, patch_size=patch_size, **head_kwargs)
-        )
+        config = backbone_config(preset, image_size, patch_size, **dict(architecture or {}))
+        model = task.head_class(architecture_of(config, **head_kwargs))
     else:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report lists the new head as missing, as it must
@@ -246,7 +258,7 @@ def finetune_task(
     """Fine-tune encoder + task head end to end on `train`, select the checkpoint on `validation`, report `test`.
 
     `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
-    the config, else `model_options`' preset/image_size/patch_size, gives its architecture). Scalar targets are
+    the config, else `model_options`' preset/image_size/patch_size/architecture, gives its architecture). Scalar targets are
     standardised with train statistics (stored in `config.regression_target`); metrics are in physical units.
     `head_init="linear_probe"` (LP-FT, tasks with classes) starts the head from a linear probe of the encoder on
     `train`, selected on `validation`, and the probe-initialised model is itself a selection candidate.
@@ -302,6 +314,8 @@ def finetune_seed(job: Mapping[str, Any]) -> dict:
 __all__ = [
     "architecture_of",
     "best_validation_metrics",
+    "DEFAULT_BACKBONE",
+    "backbone_config",
     "build_model",
     "finalize_training_section",
     "finetune_seed",

@@ -18,7 +18,14 @@ from transformers import TrainingArguments
 
 from ...data.build import simulate_dataset
 from ...models import LensViTConfig
-from .finetune import finalize_training_section, finetune_task, remove_checkpoints, training_defaults
+from .finetune import (
+    DEFAULT_BACKBONE,
+    backbone_config,
+    finalize_training_section,
+    finetune_task,
+    remove_checkpoints,
+    training_defaults,
+)
 from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from ..records import write_json
@@ -35,6 +42,21 @@ class FinetuneModelArguments:
     preset: str = field(default="micro", metadata={"help": "LensViT size for a random init: micro, tiny, small, base"})
     image_size: int = field(default=64, metadata={"help": "input side (px) for a random init; encoders keep theirs"})
     patch_size: int = field(default=8, metadata={"help": "patch side (px) for a random init"})
+    # The backbone of a random init (a pretrained encoder keeps its own); defaults: the benchmark's (DEFAULT_BACKBONE).
+    patch_embedding_type: str = field(
+        default=DEFAULT_BACKBONE["patch_embedding_type"],
+        metadata={"help": "random init: conv (convolutional stem; patch_size a power of two) or linear (ViT patchify)"},
+    )
+    position_embedding_type: str = field(
+        default=DEFAULT_BACKBONE["position_embedding_type"],
+        metadata={"help": "random init: learned or sincos (fixed 2-D sin-cos) positions"},
+    )
+    hidden_size: int | None = field(default=None, metadata={"help": "random init: width; null: the preset's"})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "random init: depth; null: the preset's"})
+    num_attention_heads: int | None = field(
+        default=None, metadata={"help": "random init: attention heads (must divide the width); null: the preset's"}
+    )
+    intermediate_size: int | None = field(default=None, metadata={"help": "random init: MLP width; null: the preset's"})
     drop_path_rate: float | None = field(default=None, metadata={"help": "stochastic depth; null keeps the encoder's"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train only the head (a Trainer linear probe)"})
     repo_id: str | None = field(
@@ -77,6 +99,10 @@ class FinetuneDataArguments:
     )
     preprocess_batch_size: int = 512
 
+
+# `model:` fields that choose the architecture of a random init, beyond preset / image_size / patch_size.
+ARCHITECTURE_FIELDS = ("patch_embedding_type", "position_embedding_type", "hidden_size", "num_hidden_layers",
+                       "num_attention_heads", "intermediate_size")
 
 SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
 
@@ -155,6 +181,23 @@ def check_encoder_path(encoder: str | None, recipe: Any = None) -> None:
         )
 
 
+def random_init_architecture(model_args: FinetuneModelArguments, recipe: Any = None) -> dict[str, Any]:
+    """The `model:` architecture fields of a random init, checked by building its config: a value the ViT cannot
+    realise raises a ValueError naming the recipe key and the fix. Empty for a pretrained encoder (it keeps its own)."""
+    if model_args.encoder is not None:
+        return {}
+    architecture = {key: getattr(model_args, key) for key in ARCHITECTURE_FIELDS}
+    try:
+        backbone_config(model_args.preset, model_args.image_size, model_args.patch_size, **architecture)
+    except ValueError as err:
+        where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
+        raise ValueError(
+            f"the model: section{where} does not describe a LensViT a random init can build: {err} Fix the model.* "
+            f"key it names (model.preset, model.image_size, model.patch_size, {', '.join(f'model.{k}' for k in ARCHITECTURE_FIELDS)})."
+        ) from err
+    return architecture
+
+
 def _encoder_image_size(model_args: FinetuneModelArguments, recipe) -> int:
     """The image size of `model.encoder` (its config), or the recipe's for a random init."""
     if model_args.encoder is None:
@@ -185,6 +228,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
         raise ValueError(f"model.head_init={model_args.head_init} needs a task with classes, not {task.name!r}; use random")
     if data_args.labels_per_class is not None and not task.has_classes:
         raise ValueError(f"data.labels_per_class (few-label fine-tuning) needs a task with classes, not {task.name!r}")
+    architecture = random_init_architecture(model_args, recipe_path_or_dict)  # before simulating anything
     output_dir = Path(training_args.output_dir)
     image_size = _encoder_image_size(model_args, recipe_path_or_dict)
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
@@ -200,6 +244,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
 
     model_options = {key: getattr(model_args, key)
                      for key in ("revision", "preset", "image_size", "patch_size", "drop_path_rate", "freeze_encoder")}
+    model_options["architecture"] = architecture
     model, result = finetune_task(
         task, model_args.encoder, train, validation, test, training_args, model_options=model_options,
         augment=data_args.augment, head_init=model_args.head_init, quiet=False,
@@ -258,10 +303,12 @@ def _print_summary(result: dict) -> None:
 
 
 __all__ = [
+    "ARCHITECTURE_FIELDS",
     "FinetuneDataArguments",
     "FinetuneModelArguments",
     "check_encoder_path",
     "parse_finetune_recipe",
+    "random_init_architecture",
     "recipe_task",
     "resolve_dataset",
     "run_finetune",

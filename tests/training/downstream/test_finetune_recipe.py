@@ -103,6 +103,41 @@ def test_lp_ft_and_label_budgets_need_classes(tmp_path, dataset_dir):
         run_finetune(recipe, overrides=["model.head_init=probe"])
 
 
+def test_random_init_backbone_comes_from_the_recipe(tmp_path, dataset_dir):
+    recipe = _recipe(tmp_path, RUNS["model3_classification"][0], dataset_dir)
+    run_finetune(recipe)  # default: the benchmark's backbone
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert (config["patch_embedding_type"], config["position_embedding_type"]) == ("conv", "learned")
+    assert (config["hidden_size"], config["num_hidden_layers"]) == (64, 4)  # micro
+    run_finetune(recipe, overrides=["model.patch_embedding_type=linear", "model.position_embedding_type=sincos",
+                                    "model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2"])
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert (config["patch_embedding_type"], config["position_embedding_type"]) == ("linear", "sincos")
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (32, 2, 2)
+    assert config["intermediate_size"] == 128  # null keeps the preset's
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model.patch_embedding_type=cnn", "patch_embedding_type must be 'linear' or 'conv', got 'cnn'"),
+    ("model.position_embedding_type=rope", "position_embedding_type must be 'sincos' or 'learned', got 'rope'"),
+    ("model.hidden_size=30", "hidden_size=30 is not divisible by num_attention_heads=4"),
+    ("model.preset=huge", "unknown LensViT preset 'huge'"),
+])
+def test_a_backbone_the_vit_cannot_build_fails_before_simulating(tmp_path, fake_sim, override, named):
+    recipe = _recipe(tmp_path, RUNS["model3_classification"][0])
+    with pytest.raises(ValueError, match=f"model: section does not describe a LensViT .*{named}.*Fix the model"):
+        run_finetune(recipe, overrides=[override])
+    assert not fake_sim.calls and not (tmp_path / "data").exists()
+
+
+def test_an_encoder_keeps_its_architecture_whatever_the_backbone_keys_say(tmp_path, dataset_dir, tiny_encoder_dir):
+    recipe = _recipe(tmp_path, RUNS["model3_classification"][0], dataset_dir)
+    run_finetune(recipe, overrides=[f"model.encoder={tiny_encoder_dir}", "model.hidden_size=32"])
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    saved = json.loads((tiny_encoder_dir / "config.json").read_text())
+    assert (config["patch_embedding_type"], config["hidden_size"]) == (saved["patch_embedding_type"], 64)
+
+
 def test_recipe_parsing_defaults_and_errors():
     model, data, training, raw = parse_finetune_recipe({"data": {"task": "regression"}, "training": {"eval_steps": 5}})
     assert training.metric_for_best_model == "mae" and training.greater_is_better is False
@@ -144,6 +179,7 @@ def test_a_target_override_reaches_the_prepared_split(tmp_path, dataset_dir):
 def test_shipped_recipes_parse(path):
     model, data, training, raw = parse_finetune_recipe(recipes_dir() / "finetune" / path)
     assert data.task in TASKS
+    assert (model.patch_embedding_type, model.position_embedding_type) == ("conv", "learned")  # the benchmark's
     assert training.load_best_model_at_end
     assert training.metric_for_best_model == TASKS[data.task].selection_metric
 
