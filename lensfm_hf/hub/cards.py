@@ -14,7 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..pretraining import method_display_name
+from ..pretraining import hub_spelling, method_display_name
 
 # Card templates live in the repo's model_cards/; lensfm_hf/templates links there in a checkout and is a copy in
 # an installed wheel (package_data), so this one path works in both.
@@ -34,10 +34,6 @@ BENCHMARK_PRESETS = {
     "full": "the measurement preset (ViT-S, DeepLenseSim-size data, one GPU)",
 }
 REQUIREMENTS = "torch, transformers, pillow and accelerate (accelerate only for fine-tuning with Trainer)"
-
-
-def _method_key(method: str) -> str:
-    return method.lower().replace("-", "_").replace(" ", "_")
 
 
 def load_results(results: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +207,7 @@ def render_model_card(
     tags = ["lensfm", "lens_vit", "gravitational-lensing", "strong-lensing", "dark-matter", "astronomy",
             "vision-transformer", "self-supervised"]
     if method:
-        tags.append(_method_key(method).replace("_", "-"))
+        tags.append(hub_spelling(method).replace(" ", "-"))
     if base_model:
         tags.append("fine-tuned")
     card_data = ModelCardData(
@@ -239,7 +235,7 @@ def render_model_card(
         "label_names": [str(v) for _, v in sorted((cfg.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))],
         "model_name": model_name,
         "method": method,
-        "method_title": method_display_name(_method_key(method)) if method else None,
+        "method_title": method_display_name(method) if method else None,
         "pretraining": pretraining,
         "pretraining_json": json.dumps(pretraining, indent=2, sort_keys=True, default=str) if pretraining else "",
         "config": cfg,

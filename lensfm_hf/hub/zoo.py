@@ -15,15 +15,9 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 
 from ..models import LensViTConfig
+from ..pretraining.registry import ZOO_ORG, zoo_repo_id  # one spelling rule, shared with the method aliases
 from .cache import install_cache
 from .cards import render_model_card
-
-ZOO_ORG = "lensfm"
-
-
-def zoo_repo_id(method: str, org: str = ZOO_ORG) -> str:
-    """`lensfm/<method>` with hub-style hyphens: mae -> lensfm/mae, ijepa_physics -> lensfm/ijepa-physics."""
-    return f"{org}/{method.lower().replace('_', '-')}"
 
 
 def install_zoo_encoder(

@@ -1,58 +1,35 @@
 """Self-supervised pretraining methods for LensViT: MAE, SimCLR, MoCo v3, DINO, iBOT, I-JEPA, physics-informed I-JEPA.
 
 Each method is a `<Method>Config` + `<Method>ForPreTraining` (a PreTrainedModel whose forward builds its own
-views/masks and returns the loss), registered with AutoConfig and AutoModelForPreTraining on import.
+views/masks and returns the loss); defining the model class registers it (`registry.py`), Auto* classes included.
 """
 
-from transformers import AutoConfig, AutoModelForPreTraining
-
-from .base import LensPretrainingConfig, LensPretrainingModel
+# isort: off
+# Importing a method registers it: the import order below is the registry's, hence the tables' row order.
+from .mae import LensMAEConfig, LensMAEForPreTraining
+from .simclr import LensSimCLRConfig, LensSimCLRForPreTraining
+from .moco import LensMoCoConfig, LensMoCoForPreTraining
 from .dino import LensDINOConfig, LensDINOForPreTraining
 from .ibot import LensIBOTConfig, LensIBOTForPreTraining
 from .ijepa import LensIJEPAConfig, LensIJEPAForPreTraining, LensIJEPAPredictor
 from .ijepa_physics import LensPhysicsIJEPAConfig, LensPhysicsIJEPAForPreTraining
-from .mae import LensMAEConfig, LensMAEForPreTraining
-from .moco import LensMoCoConfig, LensMoCoForPreTraining
-from .simclr import LensSimCLRConfig, LensSimCLRForPreTraining
+# isort: on
+from .base import LensPretrainingConfig, LensPretrainingModel
+from .registry import (
+    PRETRAINING_METHODS,
+    ZOO_ORG,
+    get_pretraining_classes,
+    hub_spelling,
+    method_aliases,
+    method_display_name,
+    resolve_method,
+    zoo_repo_id,
+)
 from .views import ViewConfig, make_views
-
-PRETRAINING_METHODS: dict[str, tuple[type[LensPretrainingConfig], type[LensPretrainingModel]]] = {
-    "mae": (LensMAEConfig, LensMAEForPreTraining),
-    "simclr": (LensSimCLRConfig, LensSimCLRForPreTraining),
-    "moco": (LensMoCoConfig, LensMoCoForPreTraining),
-    "dino": (LensDINOConfig, LensDINOForPreTraining),
-    "ibot": (LensIBOTConfig, LensIBOTForPreTraining),
-    "ijepa": (LensIJEPAConfig, LensIJEPAForPreTraining),
-    "ijepa_physics": (LensPhysicsIJEPAConfig, LensPhysicsIJEPAForPreTraining),
-}
-
-
-def get_pretraining_classes(method: str) -> tuple[type[LensPretrainingConfig], type[LensPretrainingModel]]:
-    """(ConfigClass, ModelClass) of a pretraining method by its name, e.g. `get_pretraining_classes("dino")`."""
-    try:
-        return PRETRAINING_METHODS[method]
-    except KeyError:
-        raise ValueError(
-            f"unknown pretraining method {method!r}; choose one of {sorted(PRETRAINING_METHODS)}."
-        ) from None
-
-
-def method_display_name(method: str) -> str:
-    """The name tables, plots and cards give a method (its config's `display_name`); unknown names pass through."""
-    classes = PRETRAINING_METHODS.get(method)
-    return classes[0].display_name if classes else method
-
-
-def _register_auto_classes() -> None:
-    for config_class, model_class in PRETRAINING_METHODS.values():
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModelForPreTraining.register(config_class, model_class, exist_ok=True)
-
-
-_register_auto_classes()
 
 __all__ = [
     "PRETRAINING_METHODS",
+    "ZOO_ORG",
     "LensDINOConfig",
     "LensDINOForPreTraining",
     "LensIBOTConfig",
@@ -72,6 +49,10 @@ __all__ = [
     "LensSimCLRForPreTraining",
     "ViewConfig",
     "get_pretraining_classes",
+    "hub_spelling",
+    "method_aliases",
     "method_display_name",
     "make_views",
+    "resolve_method",
+    "zoo_repo_id",
 ]

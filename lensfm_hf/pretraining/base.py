@@ -18,6 +18,7 @@ from ..models.configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
 from .ema import EMATeacher
 from .heads import DINOHead
+from .registry import register_method
 from .views import ViewConfig
 from .views import view_policy as policy_views
 
@@ -143,12 +144,17 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     ema_teacher: EMATeacher | None = None  # methods with an EMA teacher set one in __init__
 
     def __init_subclass__(cls, **kwargs):
+        # A class with its own config naming a method is that method: it registers itself (registry.py). Read before
+        # PreTrainedModel's hook, which copies the inherited config_class onto every subclass.
+        names_a_method = "config_class" in cls.__dict__ and bool(cls.config_class.method)
         super().__init_subclass__(**kwargs)
         # Every method's forward honours return_dict=False (argument, else config.return_dict) as transformers'
         # models do, returning the output's non-None fields as a tuple: `loss, *diagnostics = model(x,
         # return_dict=False)`. Applied here once so no method can forget it; the signature stays visible to Trainer.
         if "forward" in cls.__dict__:
             cls.forward = can_return_tuple(cls.__dict__["forward"])
+        if names_a_method:
+            register_method(cls)
 
     def __init__(self, config: LensPretrainingConfig):
         super().__init__(config)

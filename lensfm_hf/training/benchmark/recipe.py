@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...pretraining import PRETRAINING_METHODS, method_display_name
+from ...pretraining import PRETRAINING_METHODS, method_aliases, method_display_name
 from ..downstream.finetune import DEFAULT_BACKBONE
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
@@ -225,8 +225,8 @@ def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
 def check_methods(recipe: BenchmarkRecipe) -> None:
     """Refuse unknown methods and baselines, and methods without a pretraining recipe, before anything runs (a typo
     used to fail late, exit 0 and overwrite the results with a smaller table)."""
-    known = tuple(PRETRAINING_METHODS)
-    unknown = [m for m in recipe.benchmark.methods if m not in known]
+    known, aliases = tuple(PRETRAINING_METHODS), method_aliases()
+    unknown = [m for m in recipe.benchmark.methods if m.lower() not in aliases]
     if unknown:
         raise ValueError(
             f"unknown method(s) {', '.join(map(repr, unknown))} in benchmark.methods; known methods: "
@@ -235,6 +235,7 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
     unknown = [b for b in recipe.benchmark.baselines if b != RANDOM_INIT]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; the known baseline is {RANDOM_INIT!r}.")
+    recipe.benchmark.methods = [aliases[m.lower()] for m in recipe.benchmark.methods]  # `ijepa-physics` too
     missing = [str(pretrain_recipe_path(recipe, m)) for m in recipe.benchmark.methods
                if not pretrain_recipe_path(recipe, m).is_file() and not encoder_ready(recipe.root / "pretrain" / m / "encoder")]
     if missing:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...hub.zoo import install_zoo_encoder, zoo_repo_id
-from ...pretraining import PRETRAINING_METHODS
+from ...pretraining import PRETRAINING_METHODS, resolve_method
 from ...resources import resolve_recipe
 from .markers import encoder_ready
 from ..pretrain.run import run_pretraining
@@ -50,10 +50,7 @@ def build_zoo(
     overrides: `key=value` overrides of the `<method>_tiny` recipes for methods that are pretrained here (output
     under `output_dir/<method>`). cache_dir: default `$HF_HUB_CACHE`.
     """
-    methods = list(methods or PRETRAINING_METHODS)
-    unknown = [m for m in methods if m not in PRETRAINING_METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(PRETRAINING_METHODS)}.")
+    methods = [resolve_method(m) for m in methods] if methods else list(PRETRAINING_METHODS)
     installed = {}
     for index, method in enumerate(methods, 1):
         repo_id = zoo_repo_id(method)

@@ -2,7 +2,7 @@
 
 `load_pretraining_recipe("recipes/pretrain/dino.yaml", ["max_steps=10"])` gives a `PretrainingRecipe`;
 `build_pretraining_model(recipe.model)` the `<Method>ForPreTraining` it names (fresh, or continued from `init_from`).
-Methods come from the registry `lensfm_hf.pretraining.PRETRAINING_METHODS`.
+Methods come from the registry `lensfm_hf.pretraining.PRETRAINING_METHODS`, under any spelling `resolve_method` accepts.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForPreTraining, TrainingArguments
 
 from ...models import LensViTConfig
-from ...pretraining import PRETRAINING_METHODS, get_pretraining_classes
+from ...pretraining import PRETRAINING_METHODS, get_pretraining_classes, resolve_method
 from ..recipes import _suggest, _yaml_float, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ def load_pretraining_recipe(
     result = PretrainingRecipe(model=parsed["model"], data=parsed["data"], training=parsed["training"], raw=raw, name=name)
     if not result.model.method:
         raise ValueError(f"the recipe names no method: set model.method (one of {METHOD_NAMES}).")
+    result.model.method = resolve_method(result.model.method)  # the zoo's `ijepa-physics` is `ijepa_physics`
     if result.data.is_stream and result.training.max_steps <= 0:
         raise ValueError(
             f"data.source={result.data.source!r} is an endless stream: set training.max_steps (e.g. max_steps=1000)."
@@ -218,14 +219,7 @@ def _portable_device(raw: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- model
 
 
-def get_method_classes(method: str):
-    """(ConfigClass, ModelClass) of a pretraining method, with an error suggesting the nearest known method."""
-    if method not in PRETRAINING_METHODS:
-        raise ValueError(
-            f"unknown pretraining method {method!r}{_suggest(method, list(PRETRAINING_METHODS))}; "
-            f"choose one of {METHOD_NAMES}."
-        )
-    return get_pretraining_classes(method)
+get_method_classes = get_pretraining_classes  # any spelling; an unknown name's error suggests the nearest method
 
 
 def _config_fields(config_class) -> set[str]:

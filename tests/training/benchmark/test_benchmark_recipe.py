@@ -70,6 +70,11 @@ def test_head_init_option_is_checked_and_keys_only_lp_ft_cells(mini):
         load_benchmark_recipe(recipe_path, ["protocols.finetune_head_init=probe"])
 
 
+def test_the_zoos_spelling_of_a_method_is_accepted(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.methods=[mae,ijepa-physics]"])
+    assert recipe.benchmark.methods == ["mae", "ijepa_physics"]  # the registered name: rows, folders and recipes
+
+
 def test_an_unknown_method_is_refused_before_anything_runs(mini, tmp_path, monkeypatch, capsys):
     from lensfm_hf.cli import main
 

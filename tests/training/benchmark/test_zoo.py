@@ -17,8 +17,18 @@ TOY = ["training.max_steps=1", "training.per_device_train_batch_size=4", "traini
 
 
 def test_build_zoo_refuses_an_unknown_method():
-    with pytest.raises(ValueError, match="unknown method.*byol"):
+    with pytest.raises(ValueError, match="unknown pretraining method 'byol'"):
         build_zoo(["mae", "byol"], cache_dir="/nonexistent")
+
+
+def test_build_zoo_accepts_its_own_repo_names(tmp_path, monkeypatch):
+    from lensfm_hf.training.benchmark import zoo
+
+    monkeypatch.setattr(zoo, "find_benchmark_encoder", lambda method, results_dir: (tmp_path / method, "quick"))
+    monkeypatch.setattr(zoo, "install_zoo_encoder", lambda encoder_dir, method, **kwargs: encoder_dir)
+    installed = build_zoo(["lensfm/ijepa-physics", "ijepa-physics"], cache_dir=tmp_path)
+    assert installed == {"ijepa_physics": {"repo_id": "lensfm/ijepa-physics", "encoder_dir": str(tmp_path / "ijepa_physics"),
+                                           "snapshot": str(tmp_path / "ijepa_physics"), "source": "reused from the quick benchmark"}}
 
 
 @pytest.mark.slow  # two toy pretrainings and two fresh interpreters: ~45 s on 2 cores

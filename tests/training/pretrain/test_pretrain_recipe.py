@@ -99,6 +99,13 @@ def test_unknown_method_and_method_config_keys():
         build_pretraining_model(bad)
 
 
+def test_the_zoos_spelling_of_a_method_is_accepted():
+    recipe = load_pretraining_recipe({"model": {"method": "ijepa-physics"}, "training": {"max_steps": 3}})
+    assert recipe.model.method == "ijepa_physics"  # stored under its registered name, as the run's metadata records it
+    assert load_pretraining_recipe({"model": {"method": "mae"}, "training": {"max_steps": 3}},
+                                   ["model.method=lensfm/ijepa-physics"]).model.method == "ijepa_physics"
+
+
 def test_help_and_errors_list_every_registered_method():
     help_text = PretrainModelArguments.__dataclass_fields__["method"].metadata["help"]
     with pytest.raises(ValueError, match="names no method") as error:
