@@ -261,7 +261,7 @@ def check_pretrain_method(recipe: BenchmarkRecipe, method: str) -> None:
         for key in ("model.method", "method"):
             sources.append((f"{where} sets model.method", (values or {}).get(key)))
     for what, named in sources:
-        if named is not None and named != method:
+        if named is not None and method_aliases().get(str(named).lower()) != method:  # any spelling of it
             raise ValueError(
                 f"{what} {named!r}, but the benchmark asked for {method!r}: {method_title(method)}'s row would show "
                 f"{method_display_name(str(named))}'s numbers. Name {method} there, or point pretrain.recipe_dir / "

@@ -73,6 +73,9 @@ def test_head_init_option_is_checked_and_keys_only_lp_ft_cells(mini):
 def test_the_zoos_spelling_of_a_method_is_accepted(mini, tmp_path):
     recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.methods=[mae,ijepa-physics]"])
     assert recipe.benchmark.methods == ["mae", "ijepa_physics"]  # the registered name: rows, folders and recipes
+    spelled = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.methods=[ijepa-physics]",
+                                                 "pretrain.method_overrides={ijepa_physics: {model.method: lensfm/ijepa-physics}}"])
+    assert spelled.benchmark.methods == ["ijepa_physics"]  # the method's own name, in the zoo's spelling, is no mismatch
 
 
 def test_an_unknown_method_is_refused_before_anything_runs(mini, tmp_path, monkeypatch, capsys):
