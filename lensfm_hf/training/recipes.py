@@ -170,11 +170,13 @@ def _check_type(section: str, key: str, value: Any, annotation: Any) -> None:
         ok = isinstance(value, tuple(kinds))
     if not ok:
         expected = " or ".join(sorted(kind.__name__ if kind is not type(None) else "null" for kind in kinds))
-        raise ValueError(f"{section}.{key} expects {expected}, got {value!r}.")
+        raise ValueError(f"{section}.{key} expects {expected}, got {value!r}; set it to a {expected} value in the "
+                         "recipe or the KEY=VALUE override.")
 
 
-def parse_section(name: str, dataclass_type: type, values: Mapping[str, Any] | None):
-    """One section into its dataclass; unknown keys raise a ValueError that names the section and suggests fixes."""
+def check_section(name: str, dataclass_type: type, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`values` with YAML scalars coerced to their fields' types; a ValueError names `name.key` for an unknown key
+    (with suggestions) or a scalar of the wrong kind. Nothing is constructed, so any mapping can be checked early."""
     values = dict(values or {})
     names = _field_names(dataclass_type)
     unknown = [key for key in values if key not in names]
@@ -191,6 +193,12 @@ def parse_section(name: str, dataclass_type: type, values: Mapping[str, Any] | N
     values = {key: _coerce(value, hints_by_name.get(key, Any)) for key, value in values.items()}
     for key, value in values.items():
         _check_type(name, key, value, hints_by_name.get(key, Any))
+    return values
+
+
+def parse_section(name: str, dataclass_type: type, values: Mapping[str, Any] | None):
+    """One section into its dataclass (`check_section`, then the dataclass's own checks)."""
+    values = check_section(name, dataclass_type, values)
     (parsed,) = HfArgumentParser(dataclass_type).parse_dict(values, allow_extra_keys=False)
     return parsed
 
@@ -230,4 +238,4 @@ def load_recipe(
     return parsed, raw
 
 
-__all__ = ["read_recipe", "parse_value", "apply_overrides", "parse_section", "load_recipe"]
+__all__ = ["read_recipe", "parse_value", "apply_overrides", "check_section", "parse_section", "load_recipe"]

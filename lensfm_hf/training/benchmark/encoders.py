@@ -22,7 +22,7 @@ from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
-from .recipe import RANDOM_INIT, BenchmarkRecipe, check_pretrain_method, pretrain_recipe_path
+from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_overrides, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +51,6 @@ def prepare_benchmark_data(recipe: BenchmarkRecipe) -> str:
         simulate_dataset(folder, config=config, train_per_class=train_per_class, test_per_class=test_per_class,
                          seed=data.seed, device=device)
     return str(folder)
-
-
-def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
-    """Dotted overrides given to `run_pretraining`: the method, the shared backbone, the data, the output folder, the
-    preset's."""
-    check_pretrain_method(recipe, method)
-    out = {
-        "model.method": method,
-        "model.preset": recipe.model.preset,
-        "model.image_size": recipe.model.image_size,
-        "model.patch_size": recipe.model.patch_size,
-        "model.method_config.patch_embedding_type": recipe.model.patch_embedding_type,
-        "model.method_config.position_embedding_type": recipe.model.position_embedding_type,
-        "training.output_dir": str(recipe.root / "pretrain" / method),
-    }
-    if recipe.pretrain.data_source == "stream":
-        out["data.source"] = f"stream:{recipe.data.pretrain_config}"
-    else:
-        out.update({"data.source": data_path, "data.config": recipe.data.pretrain_config, "data.in_memory": True})
-    out.update(recipe.pretrain.overrides or {})
-    out.update((recipe.pretrain.method_overrides or {}).get(method) or {})
-    out.pop("method", None)  # the same field as model.method, checked above
-    out["model.method"] = method
-    return out
 
 
 def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:

@@ -6,17 +6,22 @@ configs, so a new method or task enters the table without editing a preset.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainingArguments
+
 from ...pretraining import PRETRAINING_METHODS, method_aliases, method_display_name
-from ..downstream.finetune import DEFAULT_BACKBONE
+from ..downstream.finetune import DEFAULT_BACKBONE, training_arguments
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
-from ..recipes import load_recipe, read_recipe
 from ..downstream.tasks import PROTOCOLS, TASKS, Task, get_task
+from ..pretrain.recipe import load_pretraining_recipe
+from ..recipes import check_section, load_recipe, read_recipe
 from .markers import encoder_ready
 
 RANDOM_INIT = "random_init"
@@ -210,7 +215,58 @@ def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
     if not result.benchmark.seeds:
         raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
     check_head_init(result.protocols.finetune_head_init, "protocols.finetune_head_init")
+    with _quiet():  # a dry parse: the run itself warns once where a setting falls back (bf16 without a GPU ...)
+        check_training_overrides(result)
+        check_pretrain_overrides(result)
     return result
+
+
+@contextlib.contextmanager
+def _quiet():
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def check_training_overrides(recipe: BenchmarkRecipe) -> None:
+    """Check every fine-tuning setting against TrainingArguments before anything runs (a bad value used to surface
+    only after every method had pretrained, when every fine-tune failed): each mapping key by key, naming it, then
+    the settings of each fine-tune cell together."""
+    protocols = recipe.protocols
+    sections = {"protocols.finetune": protocols.finetune, "protocols.few_label": protocols.few_label}
+    sections.update({f"protocols.task_finetune.{task}": values for task, values in (protocols.task_finetune or {}).items()})
+    for name, values in sections.items():
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"{name} must be a mapping of TrainingArguments fields, got {values!r}.")
+        check_section(name, TrainingArguments, values)
+    for evaluation in recipe.evaluations:
+        task = evaluation.task
+        for protocol in ("finetune", "few_label"):
+            if protocol not in recipe.benchmark.protocols or protocol not in task.protocols:
+                continue
+            try:
+                training_arguments(task, recipe.training_for(task, protocol), recipe.root / "runs", seed=0,
+                                   has_validation=True)
+            except ValueError as err:
+                raise ValueError(f"the {protocol} settings of task {task.name!r} (protocols.finetune, few_label, "
+                                 f"task_finetune.{task.name}) are inconsistent: {err}") from err
+
+
+def check_pretrain_overrides(recipe: BenchmarkRecipe) -> None:
+    """Parse each method's pretraining recipe with the overrides the benchmark will give it, before anything runs."""
+    data_path = recipe.data.dataset or str(recipe.root / "data")
+    for method in recipe.benchmark.methods:
+        path = pretrain_recipe_path(recipe, method)
+        if not path.is_file():
+            continue  # a finished encoder is reused (check_methods)
+        try:
+            load_pretraining_recipe(path, pretrain_overrides(recipe, method, data_path))
+        except ValueError as err:
+            raise ValueError(f"pretraining {method!r} with {path}, pretrain.overrides and "
+                             f"pretrain.method_overrides.{method}: {err}") from err
 
 
 def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
@@ -220,6 +276,30 @@ def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
     if not recipe_path.is_file() and not recipe_path.is_absolute():
         recipe_path = Path(__file__).resolve().parents[3] / recipe_path
     return recipe_path
+
+
+def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
+    """Dotted overrides given to `run_pretraining`: the method, the shared backbone, the data, the output folder, the
+    preset's."""
+    check_pretrain_method(recipe, method)
+    out = {
+        "model.method": method,
+        "model.preset": recipe.model.preset,
+        "model.image_size": recipe.model.image_size,
+        "model.patch_size": recipe.model.patch_size,
+        "model.method_config.patch_embedding_type": recipe.model.patch_embedding_type,
+        "model.method_config.position_embedding_type": recipe.model.position_embedding_type,
+        "training.output_dir": str(recipe.root / "pretrain" / method),
+    }
+    if recipe.pretrain.data_source == "stream":
+        out["data.source"] = f"stream:{recipe.data.pretrain_config}"
+    else:
+        out.update({"data.source": data_path, "data.config": recipe.data.pretrain_config, "data.in_memory": True})
+    out.update(recipe.pretrain.overrides or {})
+    out.update((recipe.pretrain.method_overrides or {}).get(method) or {})
+    out.pop("method", None)  # the same field as model.method, checked above
+    out["model.method"] = method
+    return out
 
 
 def check_methods(recipe: BenchmarkRecipe) -> None:
@@ -281,7 +361,10 @@ __all__ = [
     "RANDOM_INIT",
     "check_methods",
     "check_pretrain_method",
+    "check_pretrain_overrides",
+    "check_training_overrides",
     "load_benchmark_recipe",
     "method_title",
+    "pretrain_overrides",
     "pretrain_recipe_path",
 ]

@@ -15,13 +15,13 @@ from lensfm_hf.training.benchmark.encoders import encoder_specs, physics_recover
 
 
 def test_pretrain_overrides_share_the_backbone_and_take_the_presets(mini, tmp_path):
-    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "pretrain.method_overrides={mae: {model.pooling: mean}}"])
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "pretrain.method_overrides={mae: {model.method_config.pooling: mean}}"])
     mae = pretrain_overrides(recipe, "mae", "/data")
     assert mae["model.image_size"] == 32 and mae["model.patch_size"] == 8 and mae["model.preset"] == "micro"
     assert mae["data.source"] == "/data" and mae["data.config"] == "model2"
     assert mae["training.output_dir"] == str(tmp_path / "mini" / "pretrain" / "mae")
-    assert mae["training.max_steps"] == 3 and mae["model.pooling"] == "mean"
-    assert "model.pooling" not in pretrain_overrides(recipe, "simclr", "/data")
+    assert mae["training.max_steps"] == 3 and mae["model.method_config.pooling"] == "mean" and mae["model.method"] == "mae"
+    assert "model.method_config.pooling" not in pretrain_overrides(recipe, "simclr", "/data")
 
 
 def test_random_encoder_is_seeded_and_keeps_only_the_architecture():

@@ -129,3 +129,23 @@ def test_pretraining_is_told_the_method_and_refuses_a_recipe_changed_since(mini,
     monkeypatch.setattr(benchmark.encoders, "run_pretraining", pretraining)
     with pytest.raises(ValueError, match="names model.method 'mae'"):
         benchmark.ensure_encoder(recipe, "simclr", "unused")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("protocols.finetune.learning_rate=abc", r"protocols.finetune.learning_rate expects float, got 'abc'; set"),
+    ("protocols.few_label={max_stepz: 3}", r"unknown key\(s\) in recipe section 'protocols.few_label': 'max_stepz' "
+                                           r"\(did you mean 'max_steps'"),
+    ("protocols.task_finetune={regression: {seed: x}}", r"protocols.task_finetune.regression.seed expects int"),
+    ("pretrain.overrides={training.learning_rate: abc}", r"pretrain.overrides.*mae.*training.learning_rate expects float"),
+    ("pretrain.method_overrides={simclr: {model.methd_config.pooling: mean}}",
+     r"pretrain.method_overrides.simclr: unknown key\(s\) in recipe section 'model': 'methd_config' \(did you mean "
+     r"'method_config'"),
+])
+def test_a_bad_override_fails_before_anything_runs_naming_the_key(mini, tmp_path, monkeypatch, override, message):
+    def no_data(recipe):
+        raise AssertionError("nothing may run before every override is checked")
+
+    monkeypatch.setattr(benchmark.run, "prepare_benchmark_data", no_data)
+    with pytest.raises(ValueError, match=message):
+        benchmark.run_benchmark(mini.path, [*mini.overrides(tmp_path), override])
+    assert not (tmp_path / "mini").exists()
