@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate a DeepLenseSim-compatible dataset folder (parquet + card)",
                        formatter_class=defaults)
-    p.add_argument("--config", default="model2", help="model1 | model2 | model3 | lens_finding | super_resolution")
+    p.add_argument("--config", default="model2", help="model1 | model2 | model3 | lens_finding | super_resolution | model2_varied")
     p.add_argument("--train-per-class", type=int, default=1000, help="training images per class")
     p.add_argument("--test-per-class", type=int, default=200, help="test images per class")
     p.add_argument("--seed", type=int, default=0, help="simulation seed")

@@ -20,6 +20,7 @@ from .light import (
     sersic_total_flux,
 )
 from .mass import (
+    axis_ratio_angle_to_ellipticity,
     ellipticity_to_axis_ratio_angle,
     lens_deflection,
     point_mass_deflection,
@@ -38,6 +39,7 @@ __all__ = [
     "InstrumentConfig",
     "add_instrument_noise",
     "add_model1_noise",
+    "axis_ratio_angle_to_ellipticity",
     "convolve_gaussian_psf",
     "deflection_scale_for_source_redshift",
     "downsample_average",

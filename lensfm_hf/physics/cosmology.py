@@ -63,8 +63,8 @@ class FlatLambdaCDM:
 DEEPLENSE_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 
 
-def _lensing_distance_ratio(z_lens, z_source, cosmology, convention) -> float:
-    """D_LS / (D_L D_S) in 1/Mpc for the chosen distance convention."""
+def _lensing_distance_ratio(z_lens, z_source, cosmology, convention) -> np.ndarray:
+    """D_LS / (D_L D_S) in 1/Mpc for the chosen distance convention (element-wise over arrays)."""
     if convention == "angular_diameter":
         d_l = cosmology.angular_diameter_distance(z_lens)
         d_s = cosmology.angular_diameter_distance(z_source)
@@ -75,7 +75,7 @@ def _lensing_distance_ratio(z_lens, z_source, cosmology, convention) -> float:
         d_ls = d_s - d_l
     else:
         raise ValueError(f"convention must be 'angular_diameter' or 'luminosity', got {convention!r}")
-    return float(d_ls / (d_l * d_s))
+    return d_ls / (d_l * d_s)
 
 
 def einstein_radius_per_sqrt_mass(
@@ -83,12 +83,14 @@ def einstein_radius_per_sqrt_mass(
     z_source: float = 1.0,
     cosmology: FlatLambdaCDM = DEEPLENSE_COSMOLOGY,
     convention: str = "angular_diameter",
-) -> float:
-    """``theta_E / sqrt(M / Msun)`` in arcsec for a point mass."""
-    if not z_source > z_lens >= 0:
+):
+    """``theta_E / sqrt(M / Msun)`` in arcsec for a point mass; a float, or an array for array redshifts."""
+    z_lens_array, z_source_array = np.asarray(z_lens, dtype=np.float64), np.asarray(z_source, dtype=np.float64)
+    if not (np.all(z_source_array > z_lens_array) and np.all(z_lens_array >= 0)):
         raise ValueError(f"need z_source > z_lens >= 0, got z_lens={z_lens}, z_source={z_source}")
-    ratio = _lensing_distance_ratio(z_lens, z_source, cosmology, convention) / MEGAPARSEC_M
-    return math.sqrt(4 * GRAVITATIONAL_CONSTANT_SI * SOLAR_MASS_KG / SPEED_OF_LIGHT_M_S**2 * ratio) * ARCSEC_PER_RADIAN
+    ratio = _lensing_distance_ratio(z_lens_array, z_source_array, cosmology, convention) / MEGAPARSEC_M
+    factor = np.sqrt(4 * GRAVITATIONAL_CONSTANT_SI * SOLAR_MASS_KG / SPEED_OF_LIGHT_M_S**2 * ratio) * ARCSEC_PER_RADIAN
+    return float(factor) if factor.ndim == 0 else factor
 
 
 def einstein_radius_from_mass(

@@ -44,6 +44,14 @@ def ellipticity_to_axis_ratio_angle(e1: torch.Tensor, e2: torch.Tensor) -> tuple
     return (1 - modulus) / (1 + modulus), 0.5 * torch.atan2(e2, e1)
 
 
+def axis_ratio_angle_to_ellipticity(q, phi) -> tuple[torch.Tensor, torch.Tensor]:
+    """lenstronomy's ``phi_q2_ellipticity``, the inverse of :func:`ellipticity_to_axis_ratio_angle`:
+    ``e = (1-q)/(1+q)``, ``(e1, e2) = e (cos 2phi, sin 2phi)`` (phi in rad)."""
+    q, phi = torch.as_tensor(q), torch.as_tensor(phi)
+    modulus = (1 - q) / (1 + q)
+    return modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
+
+
 def sis_deflection(x, y, einstein_radius, center_x=0.0, center_y=0.0):
     """Singular isothermal sphere: ``|alpha| = theta_E`` everywhere. Returns ``(alpha_x, alpha_y)``."""
     dx = x - _per_image(center_x, x)

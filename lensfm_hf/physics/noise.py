@@ -35,12 +35,17 @@ class InstrumentConfig:
         """Summed exposure time (s)."""
         return self.exposure_time * self.num_exposures
 
-    def background_noise(self, pixel_scale: float | None = None) -> float:
-        """Gaussian background rms per pixel (e-/s): read noise and sky, as lenstronomy's ``bkg_noise``."""
+    def background_noise(self, pixel_scale: float | None = None, total_exposure_time=None):
+        """Gaussian background rms per pixel (e-/s): read noise and sky, as lenstronomy's ``bkg_noise``.
+
+        ``total_exposure_time`` (s; a float or a tensor of per-image times) defaults to the instrument's."""
         pixel_scale = self.pixel_scale if pixel_scale is None else pixel_scale
+        exposure = self.total_exposure_time if total_exposure_time is None else total_exposure_time
         sky_per_second = 10.0 ** (-0.4 * (self.sky_brightness - self.magnitude_zero_point)) * pixel_scale**2
-        variance = self.num_exposures * self.read_noise**2 + self.total_exposure_time * sky_per_second
-        return math.sqrt(variance) / self.total_exposure_time
+        variance = self.num_exposures * self.read_noise**2 + exposure * sky_per_second
+        if torch.is_tensor(variance):
+            return torch.sqrt(variance) / exposure
+        return math.sqrt(variance) / exposure
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,13 +95,17 @@ def add_instrument_noise(
     instrument: InstrumentConfig,
     pixel_scale: float | None = None,
     generator: torch.Generator | None = None,
+    total_exposure_time: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Noisy image (e-/s per pixel) from a noise-free one, as lenstronomy ``noise_for_model``.
 
-    ``image + N(0, sigma_bkg) + N(0, sqrt(max(image, 0) * t) / t)`` with ``t`` the total exposure.
+    ``image + N(0, sigma_bkg) + N(0, sqrt(max(image, 0) * t) / t)`` with ``t`` the total exposure: the
+    instrument's, or ``total_exposure_time`` ``(B,)`` seconds per image of a ``(B, ..., H, W)`` batch.
     """
     exposure = instrument.total_exposure_time
-    background = _randn_like(image, generator) * instrument.background_noise(pixel_scale)
+    if total_exposure_time is not None:
+        exposure = total_exposure_time.to(image.dtype).reshape(-1, *([1] * (image.ndim - 1)))
+    background = _randn_like(image, generator) * instrument.background_noise(pixel_scale, exposure)
     shot = _randn_like(image, generator) * torch.sqrt(image.clamp_min(0) * exposure) / exposure
     return image + background + shot
 

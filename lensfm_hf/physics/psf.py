@@ -42,19 +42,45 @@ def gaussian_psf_kernel(fwhm: float, pixel_scale: float, truncation: float = 5.0
     return taps[:, None] * taps[None, :]
 
 
-def _correlate_axis(padded: torch.Tensor, taps: list[float], dim: int, length: int) -> torch.Tensor:
-    # Weighted sum of shifted views: on CPU ~5-40x faster than conv2d for single-channel images.
+def _correlate_axis(padded: torch.Tensor, taps, dim: int, length: int) -> torch.Tensor:
+    # Weighted sum of shifted views: on CPU ~5-40x faster than conv2d for single-channel images. `taps` are floats
+    # (one kernel) or (B, 1, 1, 1) tensors (one kernel per image).
     out = padded.narrow(dim, 0, length) * taps[0]
     for offset, tap in enumerate(taps[1:], start=1):
-        out.add_(padded.narrow(dim, offset, length), alpha=tap)
+        if torch.is_tensor(tap):
+            out = out + padded.narrow(dim, offset, length) * tap
+        else:
+            out.add_(padded.narrow(dim, offset, length), alpha=tap)
     return out
 
 
+def _per_image_taps(fwhm: torch.Tensor, pixel_scale: float, truncation: float, dtype) -> list[torch.Tensor]:
+    """Taps of one Gaussian per image ((B,) FWHM in arcsec), each cut at its own scipy radius and normalised; the
+    kernel is as wide as the widest image's (zeros beyond each one's radius). Differentiable in `fwhm`."""
+    if pixel_scale <= 0 or truncation <= 0 or bool((fwhm <= 0).any()):
+        raise ValueError(f"fwhm, pixel_scale and truncation must be > 0; got {fwhm}, {pixel_scale}, {truncation}")
+    sigma = fwhm.to(dtype) / (2 * math.sqrt(2 * math.log(2))) / pixel_scale
+    radius = torch.floor(truncation * sigma.detach() + 0.5)
+    width = int(radius.max())
+    offsets = torch.arange(-width, width + 1, device=fwhm.device, dtype=dtype)
+    taps = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2) * (offsets[None, :].abs() <= radius[:, None])
+    taps = taps / taps.sum(1, keepdim=True)
+    return list(taps.t().reshape(2 * width + 1, -1, 1, 1, 1))
+
+
 def convolve_gaussian_psf(
-    image: torch.Tensor, fwhm: float, pixel_scale: float, truncation: float = 5.0
+    image: torch.Tensor, fwhm, pixel_scale: float, truncation: float = 5.0
 ) -> torch.Tensor:
-    """Blur ``(..., H, W)`` images by a Gaussian PSF of FWHM (arcsec), edges extended ("nearest")."""
-    taps = _gaussian_taps(fwhm, pixel_scale, truncation)
+    """Blur ``(..., H, W)`` images by a Gaussian PSF of FWHM (arcsec), edges extended ("nearest").
+
+    ``fwhm`` is a float (one PSF) or a ``(B,)`` tensor (one PSF per image of a ``(B, H, W)`` or ``(B, 1, H, W)``
+    batch, each exactly as the float would give it)."""
+    if torch.is_tensor(fwhm) and fwhm.ndim == 1:
+        taps = _per_image_taps(fwhm, pixel_scale, truncation, image.dtype)
+        if len(taps) == 1:
+            return image
+    else:
+        taps = _gaussian_taps(float(fwhm), pixel_scale, truncation)
     radius = (len(taps) - 1) // 2
     if radius == 0:
         return image

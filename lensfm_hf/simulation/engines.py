@@ -92,8 +92,10 @@ def _lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor
 
 
 def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation, compile=False):
-    """Noise-free flux per pixel ``(B, 1, H, W)`` of a DeepLense system, in torch."""
+    """Noise-free flux per pixel ``(B, 1, H, W)`` of a DeepLense system, in torch (the PSF per image when the
+    parameters carry ``psf_fwhm_arcsec``)."""
     lensed_flux = _compiled_lensed_flux() if compile else _lensed_flux
+    psf_fwhm = params.get("psf_fwhm_arcsec", psf_fwhm)
     return lensed_flux(
         *_lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation)
     )
@@ -117,17 +119,18 @@ def _render_flux_lenstronomy(params, image_size, pixel_scale, supersampling_fact
     data = ImageData(
         image_data=np.zeros((image_size, image_size)), ra_at_xy_0=ra0, dec_at_xy_0=dec0, transform_pix2angle=pix2angle
     )
-    psf = PSF(psf_type="GAUSSIAN", fwhm=psf_fwhm, pixel_size=pixel_scale, truncation=psf_truncation)
     numerics = {"supersampling_factor": int(supersampling_factor), "supersampling_convolution": False}
     source_model = LightModel(["SERSIC_ELLIPSE"])
     values = {key: value.detach().double().cpu().numpy() for key, value in params.items()}
-    models = {}  # one ImageModel per subhalo count: only the kwargs change between images
+    models = {}  # one ImageModel per subhalo count and PSF: only the kwargs change between images
     images = []
     for i in range(values["source_x"].shape[0]):
         keep = np.nonzero(values["subhalo_einstein_radius"][i] > 0)[0]
-        if len(keep) not in models:
+        fwhm = float(values["psf_fwhm_arcsec"][i]) if "psf_fwhm_arcsec" in values else psf_fwhm
+        if (len(keep), fwhm) not in models:
+            psf = PSF(psf_type="GAUSSIAN", fwhm=fwhm, pixel_size=pixel_scale, truncation=psf_truncation)
             lens_model = LensModel(["SIE", "SHEAR"] + ["POINT_MASS"] * len(keep))
-            models[len(keep)] = ImageModel(data, psf, lens_model, source_model, kwargs_numerics=numerics)
+            models[len(keep), fwhm] = ImageModel(data, psf, lens_model, source_model, kwargs_numerics=numerics)
         kwargs_lens = [
             {
                 "theta_E": values["einstein_radius"][i],
@@ -156,7 +159,7 @@ def _render_flux_lenstronomy(params, image_size, pixel_scale, supersampling_fact
                 "center_y": values["source_y"][i],
             }
         ]
-        images.append(models[len(keep)].image(kwargs_lens, kwargs_source))
+        images.append(models[len(keep), fwhm].image(kwargs_lens, kwargs_source))
     reference = params["source_x"]
     return torch.as_tensor(np.stack(images)[:, None], dtype=reference.dtype, device=reference.device)
 
@@ -199,7 +202,10 @@ def _apply_data_model(recipe: SimulationRecipe, flux: torch.Tensor, params, nois
     if not noise:
         return flux
     if recipe.noise_model == "instrument":
-        return add_instrument_noise(flux, recipe.instrument_config, recipe.pixel_scale, generator=generator)
+        exposure = params.get("exposure_time") if recipe.total_exposure_time_range is not None else None
+        return add_instrument_noise(
+            flux, recipe.instrument_config, recipe.pixel_scale, generator=generator, total_exposure_time=exposure
+        )
     raise ValueError(f"recipe {recipe.name!r} has noise_model='none'; cannot render with noise")
 
 

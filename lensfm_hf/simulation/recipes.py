@@ -22,7 +22,7 @@ __all__ = [
     "LENS_FINDING_CLASSES",
 ]
 
-RECIPE_NAMES = ("model1", "model2", "model3", "lens_finding", "super_resolution")
+RECIPE_NAMES = ("model1", "model2", "model3", "lens_finding", "super_resolution", "model2_varied")
 SUBSTRUCTURE_CLASSES = ("no_sub", "cdm", "axion")
 LENS_FINDING_CLASSES = ("non_lens", "lens")
 TASKS = ("substructure", "lens_finding", "super_resolution")
@@ -81,6 +81,26 @@ RECIPE_NOTES = {
         "the Model II lens with CDM subhalos (lens_substructure='cdm'); non_lens: the same source galaxy "
         "seen without any lens mass (non_lens_mode='unlensed_source', einstein_radius=0). Neither class "
         "has lens light, so the task is 'arcs or no arcs'."
+    ),
+    "model2_varied": (
+        "Varied-physics pretraining data: Model II's instrument (Euclid VIS 2022, 64x64 pixels of 0.101 arcsec, "
+        "source magnitude 20, multiplane_deflection_scale=0.634 as Model II) with Euclid noise, but every image "
+        "draws its own lens, source and observing conditions from the priors below (a column per drawn value). "
+        "Priors and why: lens mass log10 M/Msun ~ U(11.7, 12.3), z_lens ~ U(0.4, 0.6), z_source ~ U(0.9, 1.3): "
+        "centred on DeepLenseSim's 1e12 Msun at z 0.5 -> 1.0, they give an effective theta_E of 0.44-1.48 arcsec "
+        "(90% in 0.57-1.23, median 0.84), covering Models II/III's 0.81 arcsec and keeping the ring well inside "
+        "the 6.5 arcsec field. "
+        "Lens axis ratio q ~ U(0.6, 1) and orientation ~ U(0, pi) (|e| <= 0.25; DeepLenseSim's e1=0.1 is q=0.82). "
+        "External shear strength ~ U(0, 0.1) (DeepLenseSim 0.05) and orientation ~ U(0, pi); the shear_gamma "
+        "columns are effective (x0.634), like einstein_radius. Source centre ~ U(-0.35, 0.35) arcsec per axis as "
+        "DeepLenseSim (near the caustic: rings, arcs and quads). Source R_sersic log-uniform on [0.1, 0.4] arcsec "
+        "(DeepLenseSim 0.25, one to four Euclid pixels), Sersic index ~ U(0.7, 2.5) (disc to "
+        "intermediate; DeepLenseSim 1), source axis ratio ~ U(0.6, 1) and orientation ~ U(0, pi) (DeepLenseSim "
+        "q=0.75). PSF FWHM ~ U(0.13, 0.19) arcsec around Euclid VIS's 0.16. Total exposure log-uniform on "
+        "[1130, 4520] s, a factor 2 either side of Euclid's 4 x 565 s, i.e. noise rms within a factor sqrt(2) "
+        "of Euclid's. Substructure classes as Model II. Only theta_E (not mass and redshifts separately) and "
+        "e1/e2 (not q and angle separately) are visible in an image; the columns keep both. Where the "
+        "DeepLenseSim description below calls a lens or source value fixed, these priors replace it."
     ),
     "super_resolution": (
         "Paired images in the Model I set-up (PSF FWHM 0.087 arcsec, amp=20, Model I noise): "
@@ -142,6 +162,17 @@ class SimulationRecipe:
     image_doubling: bool = False  # DeepLenseSim simple_sim_2 saved image_model + image_model
     background_rms: float = 0.01  # Model I noise, flux units
     log10_exposure_time_range: tuple = (3.0, 3.5)  # Model I noise, seconds
+    # Priors of a varied-physics recipe: None keeps the constant above; a (low, high) range draws per image.
+    log10_main_halo_mass_range: tuple | None = None  # log10 solar masses, uniform
+    z_lens_range: tuple | None = None  # uniform
+    z_source_range: tuple | None = None  # uniform
+    lens_axis_ratio_range: tuple | None = None  # q, uniform; orientation ~ U(0, pi)
+    shear_strength_range: tuple | None = None  # |gamma|, uniform; orientation ~ U(0, pi)
+    source_r_sersic_range: tuple | None = None  # arcsec, log-uniform
+    source_n_sersic_range: tuple | None = None  # uniform
+    source_axis_ratio_range: tuple | None = None  # q, uniform; orientation ~ U(0, pi)
+    psf_fwhm_range: tuple | None = None  # arcsec, uniform
+    total_exposure_time_range: tuple | None = None  # seconds, log-uniform (noise_model="instrument")
     # Task-specific.
     lens_substructure: str = "cdm"  # lens_finding: substructure class of the "lens" images
     non_lens_mode: str = "unlensed_source"  # lens_finding: what a non-lens is
@@ -152,6 +183,9 @@ class SimulationRecipe:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         for key in ("cdm_mass_range", "cdm_radius_range", "log10_axion_mass_range", "log10_exposure_time_range"):
             object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+        for key in PRIOR_FIELDS:
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
         self._validate()
 
     def _validate(self):
@@ -196,6 +230,21 @@ class SimulationRecipe:
         low, high = self.cdm_mass_range
         check(0 < low < high, "cdm_mass_range must satisfy 0 < low < high")
         check(self.cdm_mass_slope != -1, "cdm_mass_slope = -1 is not supported by the inverse-CDF sampler")
+        for key in PRIOR_FIELDS:
+            value = getattr(self, key)
+            check(value is None or (len(value) == 2 and value[0] <= value[1]), f"{key} must be None or (low, high)")
+        z_lens_high = (self.z_lens_range or (self.z_lens,) * 2)[1]
+        z_source_low = (self.z_source_range or (self.z_source,) * 2)[0]
+        check(0 <= z_lens_high < z_source_low, "every z_lens must lie below every z_source")
+        for key in ("lens_axis_ratio_range", "source_axis_ratio_range", "source_r_sersic_range", "psf_fwhm_range",
+                    "total_exposure_time_range"):
+            check(getattr(self, key) is None or getattr(self, key)[0] > 0, f"{key} must be positive")
+        for key in ("lens_axis_ratio_range", "source_axis_ratio_range"):
+            check(getattr(self, key) is None or getattr(self, key)[1] <= 1, f"{key} must lie in (0, 1]")
+        check(
+            self.total_exposure_time_range is None or self.noise_model == "instrument",
+            "total_exposure_time_range needs noise_model='instrument'",
+        )
 
     # Derived quantities -------------------------------------------------------------------------
     @property
@@ -240,7 +289,15 @@ class SimulationRecipe:
         columns += ["n_subhalos", "subhalo_mass_total"]
         if self.noise_model == "model1":
             columns.append("exposure_time")
+        for key, drawn in PRIOR_COLUMNS.items():
+            if getattr(self, key) is not None:
+                columns += [column for column in drawn if column not in columns]
         return tuple(columns)
+
+    @property
+    def varies(self) -> bool:
+        """True when any prior range is set (lens, source or observing conditions drawn per image)."""
+        return any(getattr(self, key) is not None for key in PRIOR_FIELDS)
 
     @property
     def high_resolution_size(self) -> int:
@@ -265,8 +322,41 @@ PARAMETER_COLUMN_UNITS = {
     "vortex_angle": "rad (NaN unless axion)",
     "n_subhalos": "count",
     "subhalo_mass_total": "solar masses",
-    "exposure_time": "s",
+    "exposure_time": "s (Model I: per exposure; instrument noise: total)",
+    "main_halo_mass_msun": "solar masses",
+    "z_lens": "redshift",
+    "z_source": "redshift",
+    "lens_axis_ratio": "q = b/a",
+    "lens_angle_rad": "rad",
+    "lens_e1": "dimensionless",
+    "lens_e2": "dimensionless",
+    "shear_strength": "dimensionless (intrinsic, before the multi-plane factor)",
+    "shear_angle_rad": "rad",
+    "shear_gamma1": "dimensionless (effective)",
+    "shear_gamma2": "dimensionless (effective)",
+    "source_r_sersic": "arcsec",
+    "source_n_sersic": "dimensionless",
+    "source_axis_ratio": "q = b/a",
+    "source_angle_rad": "rad",
+    "source_e1": "dimensionless",
+    "source_e2": "dimensionless",
+    "psf_fwhm_arcsec": "arcsec",
 }
+
+# The recipe's prior fields, and the parameter columns each adds when set (every value drawn, and what follows).
+PRIOR_COLUMNS = {
+    "log10_main_halo_mass_range": ("main_halo_mass_msun",),
+    "z_lens_range": ("z_lens",),
+    "z_source_range": ("z_source",),
+    "lens_axis_ratio_range": ("lens_axis_ratio", "lens_angle_rad", "lens_e1", "lens_e2"),
+    "shear_strength_range": ("shear_strength", "shear_angle_rad", "shear_gamma1", "shear_gamma2"),
+    "source_r_sersic_range": ("source_r_sersic",),
+    "source_n_sersic_range": ("source_n_sersic",),
+    "source_axis_ratio_range": ("source_axis_ratio", "source_angle_rad", "source_e1", "source_e2"),
+    "psf_fwhm_range": ("psf_fwhm_arcsec",),
+    "total_exposure_time_range": ("exposure_time",),
+}
+PRIOR_FIELDS = tuple(PRIOR_COLUMNS)
 
 _PRESETS = {
     "model1": dict(
@@ -291,6 +381,25 @@ _PRESETS = {
         noise_model="instrument",
         add_noise=False,
         image_doubling=True,
+    ),
+    "model2_varied": dict(
+        image_size=64,
+        pixel_scale=0.101,
+        instrument="euclid_vis_2022",
+        source_magnitude=20.0,
+        multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
+        noise_model="instrument",
+        add_noise=True,
+        log10_main_halo_mass_range=(11.7, 12.3),
+        z_lens_range=(0.4, 0.6),
+        z_source_range=(0.9, 1.3),
+        lens_axis_ratio_range=(0.6, 1.0),
+        shear_strength_range=(0.0, 0.1),
+        source_r_sersic_range=(0.1, 0.4),
+        source_n_sersic_range=(0.7, 2.5),
+        source_axis_ratio_range=(0.6, 1.0),
+        psf_fwhm_range=(0.13, 0.19),
+        total_exposure_time_range=(1130.0, 4520.0),
     ),
     "lens_finding": dict(
         task="lens_finding",

@@ -12,10 +12,12 @@ import math
 
 import torch
 
+from ..physics.cosmology import einstein_radius_per_sqrt_mass
 from ..physics.light import sersic_amplitude_from_magnitude
+from ..physics.mass import axis_ratio_angle_to_ellipticity
 from .recipes import SimulationRecipe
 
-__all__ = ["derive_seed", "class_kind", "sample_parameters", "SUBHALO_KEYS"]
+__all__ = ["derive_seed", "class_kind", "resample_source", "sample_parameters", "sample_source", "SUBHALO_KEYS"]
 
 SUBHALO_KEYS = ("subhalo_einstein_radius", "subhalo_x", "subhalo_y", "subhalo_mass")
 
@@ -41,6 +43,108 @@ def _uniform(generator, shape, low, high, device):
     return low + (high - low) * u
 
 
+def _prior(generator, recipe: SimulationRecipe, key: str, n: int, device, log: bool = False):
+    """(n,) float64 draws from the recipe's range `key` (uniform, or log-uniform with `log`); None when unset."""
+    bounds = getattr(recipe, key)
+    if bounds is None:
+        return None
+    low, high = (math.log(bounds[0]), math.log(bounds[1])) if log else bounds
+    values = _uniform(generator, (n,), low, high, device)
+    return torch.exp(values) if log else values
+
+
+def _orientation(generator, n: int, device) -> torch.Tensor:
+    return _uniform(generator, (n,), 0.0, math.pi, device)
+
+
+def _lens_parameters(recipe: SimulationRecipe, n: int, generator, device, lensed: bool):
+    """Main-lens entries (effective: multi-plane factor folded in) and theta_E / sqrt(M) of point masses, a float or
+    (n, 1) arcsec when the redshifts vary."""
+    full = lambda value: torch.full((n,), float(value), device=device, dtype=torch.float64)  # noqa: E731
+    scale = recipe.multiplane_deflection_scale
+    params = {}
+    log_mass = _prior(generator, recipe, "log10_main_halo_mass_range", n, device)
+    z_lens = _prior(generator, recipe, "z_lens_range", n, device)
+    z_source = _prior(generator, recipe, "z_source_range", n, device)
+    per_sqrt_mass = recipe.einstein_radius_per_sqrt_mass
+    if z_lens is not None or z_source is not None:
+        z_lens = full(recipe.z_lens) if z_lens is None else z_lens
+        z_source = full(recipe.z_source) if z_source is None else z_source
+        factor = einstein_radius_per_sqrt_mass(
+            z_lens.cpu().numpy(), z_source.cpu().numpy(), recipe.cosmology, recipe.einstein_radius_convention
+        )
+        per_sqrt_mass = torch.as_tensor(factor, device=device, dtype=torch.float64).reshape(n, 1)
+        params.update(z_lens=z_lens, z_source=z_source)
+    mass = full(recipe.main_halo_mass) if log_mass is None else 10.0**log_mass
+    if log_mass is not None:
+        params["main_halo_mass_msun"] = mass
+    per_sqrt_main = per_sqrt_mass.reshape(n) if torch.is_tensor(per_sqrt_mass) else per_sqrt_mass
+    params["einstein_radius"] = per_sqrt_main * torch.sqrt(mass) * scale if lensed else full(0.0)
+
+    q = _prior(generator, recipe, "lens_axis_ratio_range", n, device)
+    if q is None:
+        params.update(lens_e1=full(recipe.lens_e1), lens_e2=full(recipe.lens_e2))
+    else:
+        angle = _orientation(generator, n, device)
+        e1, e2 = axis_ratio_angle_to_ellipticity(q, angle)
+        params.update(lens_axis_ratio=q, lens_angle_rad=angle, lens_e1=e1, lens_e2=e2)
+    strength = _prior(generator, recipe, "shear_strength_range", n, device)
+    if strength is None:
+        gamma1, gamma2 = full(recipe.shear_gamma1), full(recipe.shear_gamma2)
+    else:
+        angle = _orientation(generator, n, device)
+        gamma1, gamma2 = strength * torch.cos(2 * angle), strength * torch.sin(2 * angle)
+        params.update(shear_strength=strength, shear_angle_rad=angle)
+    params.update(
+        shear_gamma1=gamma1 * scale if lensed else full(0.0), shear_gamma2=gamma2 * scale if lensed else full(0.0)
+    )
+    return params, per_sqrt_mass
+
+
+def sample_source(
+    recipe: SimulationRecipe, num_images: int, generator: torch.Generator, device="cpu"
+) -> dict[str, torch.Tensor]:
+    """The Sersic source of ``num_images`` images, float64: centre (arcsec), shape (the recipe's constants or its
+    priors, with the drawn axis ratio and orientation), and ``source_amp`` from the magnitude."""
+    n = num_images
+    full = lambda value: torch.full((n,), float(value), device=device, dtype=torch.float64)  # noqa: E731
+    position = _uniform(generator, (n, 2), -recipe.source_position_range, recipe.source_position_range, device)
+    params = {"source_x": position[:, 0], "source_y": position[:, 1]}
+    r_sersic = _prior(generator, recipe, "source_r_sersic_range", n, device, log=True)
+    n_sersic = _prior(generator, recipe, "source_n_sersic_range", n, device)
+    params["source_r_sersic"] = full(recipe.source_r_sersic) if r_sersic is None else r_sersic
+    params["source_n_sersic"] = full(recipe.source_n_sersic) if n_sersic is None else n_sersic
+    q = _prior(generator, recipe, "source_axis_ratio_range", n, device)
+    if q is None:
+        params.update(source_e1=full(recipe.source_e1), source_e2=full(recipe.source_e2))
+    else:
+        angle = _orientation(generator, n, device)
+        e1, e2 = axis_ratio_angle_to_ellipticity(q, angle)
+        params.update(source_axis_ratio=q, source_angle_rad=angle, source_e1=e1, source_e2=e2)
+    if recipe.source_magnitude is None:
+        params["source_amp"] = full(recipe.source_amp)
+    else:
+        amp = sersic_amplitude_from_magnitude(
+            recipe.source_magnitude,
+            recipe.instrument_config.magnitude_zero_point,
+            params["source_r_sersic"],
+            params["source_n_sersic"],
+        )
+        params["source_amp"] = torch.as_tensor(amp, dtype=torch.float64, device=device).expand(n).clone()
+    return params
+
+
+def resample_source(
+    recipe: SimulationRecipe, params: dict[str, torch.Tensor], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The same lenses (macro lens, substructure, PSF, exposure: every entry shared) with new sources drawn from
+    the recipe's source priors: the partner render of a simulator pair. Dtypes as ``params``."""
+    reference = params["source_x"]
+    source = sample_source(recipe, reference.shape[0], generator, reference.device)
+    return {**params, **{key: value.to(params[key].dtype) if key in params else value.to(reference.dtype)
+                         for key, value in source.items()}}
+
+
 def sample_parameters(
     recipe: SimulationRecipe,
     class_name: str,
@@ -54,7 +158,8 @@ def sample_parameters(
     Returns a dict of tensors on ``device`` in ``dtype``: per-image ``(B,)`` entries (every
     ``recipe.parameter_columns`` plus ``lens_e1, lens_e2, shear_gamma1, shear_gamma2, source_amp,
     source_r_sersic, source_n_sersic, source_e1, source_e2``) and ``(B, N)`` subhalo entries
-    ``SUBHALO_KEYS`` (N = 0, 25 or 100; theta_E and positions in arcsec, masses in Msun).
+    ``SUBHALO_KEYS`` (N = 0, 25 or 100; theta_E and positions in arcsec, masses in Msun). A recipe with
+    priors (``recipe.varies``) draws the lens, source, PSF (``psf_fwhm_arcsec``) and exposure per image.
     """
     if not isinstance(num_images, int) or num_images <= 0:
         raise ValueError(f"num_images must be a positive int, got {num_images!r}")
@@ -63,40 +168,9 @@ def sample_parameters(
     full = lambda value: torch.full((n,), float(value), device=device, dtype=torch.float64)  # noqa: E731
     nan = full(math.nan)
     scale = recipe.multiplane_deflection_scale
-    per_sqrt_mass = recipe.einstein_radius_per_sqrt_mass
-    lensed = kind != "non_lens"
-
-    main_theta_e = per_sqrt_mass * math.sqrt(recipe.main_halo_mass) * scale if lensed else 0.0
-    params = {
-        "einstein_radius": full(main_theta_e),
-        "lens_e1": full(recipe.lens_e1),
-        "lens_e2": full(recipe.lens_e2),
-        "shear_gamma1": full(recipe.shear_gamma1 * scale if lensed else 0.0),
-        "shear_gamma2": full(recipe.shear_gamma2 * scale if lensed else 0.0),
-    }
-    position = _uniform(generator, (n, 2), -recipe.source_position_range, recipe.source_position_range, device)
-    params["source_x"], params["source_y"] = position[:, 0], position[:, 1]
-    if recipe.source_magnitude is None:
-        amp = recipe.source_amp
-    else:
-        amp = float(
-            sersic_amplitude_from_magnitude(
-                recipe.source_magnitude,
-                recipe.instrument_config.magnitude_zero_point,
-                recipe.source_r_sersic,
-                recipe.source_n_sersic,
-            )
-        )
-    params.update(
-        source_amp=full(amp),
-        source_r_sersic=full(recipe.source_r_sersic),
-        source_n_sersic=full(recipe.source_n_sersic),
-        source_e1=full(recipe.source_e1),
-        source_e2=full(recipe.source_e2),
-        axion_mass=nan,
-        vortex_half_length=nan,
-        vortex_angle=nan,
-    )
+    params, per_sqrt_mass = _lens_parameters(recipe, n, generator, device, lensed=kind != "non_lens")
+    params.update(sample_source(recipe, n, generator, device))
+    params.update(axion_mass=nan, vortex_half_length=nan, vortex_angle=nan)
 
     if kind == "cdm":
         count = recipe.cdm_num_subhalos
@@ -133,4 +207,10 @@ def sample_parameters(
     )
     if recipe.noise_model == "model1":
         params["exposure_time"] = 10.0 ** _uniform(generator, (n,), *recipe.log10_exposure_time_range, device)
+    psf_fwhm = _prior(generator, recipe, "psf_fwhm_range", n, device)
+    if psf_fwhm is not None:
+        params["psf_fwhm_arcsec"] = psf_fwhm
+    exposure = _prior(generator, recipe, "total_exposure_time_range", n, device, log=True)
+    if exposure is not None:
+        params["exposure_time"] = exposure
     return {key: value.to(dtype) for key, value in params.items()}

@@ -1,4 +1,5 @@
-"""``simulate``: seeded batches of one class of a recipe, as float32 tensors."""
+"""``simulate``: seeded batches of one class of a recipe, as float32 tensors; ``simulate_pairs``: two renders of
+each lens (same lens and substructure, different sources, independent noise), the simulator's positive pairs."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import torch
 
 from .engines import render
 from .recipes import SimulationRecipe, get_recipe
-from .sampling import derive_seed, sample_parameters
+from .sampling import derive_seed, resample_source, sample_parameters
 
-__all__ = ["images_per_chunk", "simulate", "simulate_with_generator"]
+__all__ = ["images_per_chunk", "simulate", "simulate_pairs", "simulate_pairs_with_generator", "simulate_with_generator"]
 
 # Pixels (H * W * supersampling^2) rendered per chunk. On CPU a small working set stays in cache
 # (2x faster than whole batches); accelerators need large launches to be fast, and the budget only
@@ -42,6 +43,12 @@ def simulate_with_generator(
 ) -> dict[str, torch.Tensor]:
     """:func:`simulate` drawing from a caller-owned generator (used by :class:`LensingStream`)."""
     params = sample_parameters(recipe, class_name, num_images, generator, device, dtype)
+    return _render_batch(recipe, params, generator, device, engine, compile)
+
+
+def _render_batch(recipe, params, generator, device, engine, compile) -> dict[str, torch.Tensor]:
+    """Images of sampled ``params`` (rendered in chunks) plus the recipe's parameter columns, float32."""
+    num_images = params["source_x"].shape[0]
     chunk = images_per_chunk(recipe, device)
     rendered = []
     for start in range(0, num_images, chunk):
@@ -51,6 +58,44 @@ def simulate_with_generator(
     batch = {key: torch.cat([r[key] for r in rendered]).float() for key in rendered[0]}
     batch.update({column: params[column].float() for column in recipe.parameter_columns})
     return batch
+
+
+def simulate_pairs_with_generator(
+    recipe: SimulationRecipe,
+    class_name: str,
+    num_images: int,
+    generator: torch.Generator,
+    device="cpu",
+    engine: str = "torch",
+    dtype: torch.dtype = torch.float32,
+    compile: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Two batches of the same ``num_images`` lenses: the same macro lens, substructure realisation, PSF and
+    exposure, a different source (position, and shape where the recipe has source priors) and its own noise draw.
+    Each batch is as :func:`simulate` returns it (its own source columns)."""
+    if recipe.task != "substructure":
+        raise ValueError(f"simulator pairs need a substructure recipe; {recipe.name!r} is a {recipe.task} recipe.")
+    params = sample_parameters(recipe, class_name, num_images, generator, device, dtype)
+    partner = resample_source(recipe, params, generator)
+    first = _render_batch(recipe, params, generator, device, engine, compile)
+    return first, _render_batch(recipe, partner, generator, device, engine, compile)
+
+
+def simulate_pairs(
+    recipe_or_name: SimulationRecipe | str,
+    class_name: str,
+    num_images: int,
+    seed: int,
+    device="cpu",
+    engine: str = "torch",
+    dtype: torch.dtype = torch.float32,
+    compile: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Seeded :func:`simulate_pairs_with_generator` (arguments as :func:`simulate`)."""
+    recipe = _resolve(recipe_or_name)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(derive_seed(recipe.name, class_name, "pairs", seed))
+    return simulate_pairs_with_generator(recipe, class_name, num_images, generator, device, engine, dtype, compile)
 
 
 def simulate(

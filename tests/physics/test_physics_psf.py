@@ -33,3 +33,16 @@ def test_convolution_conserves_flux_and_matches_scipy():
     point = torch.zeros(1, 21, 21, dtype=torch.float64)
     point[0, 10, 10] = 1.0
     assert convolve_gaussian_psf(point, 0.087, 0.05, 3).sum().item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_per_image_psf_equals_each_images_own_psf():
+    from lensfm_hf.physics import convolve_gaussian_psf
+
+    images = torch.rand(3, 1, 20, 20, dtype=torch.float64)
+    fwhm = torch.tensor([0.13, 0.16, 0.19], dtype=torch.float64)
+    batched = convolve_gaussian_psf(images, fwhm, 0.101)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], convolve_gaussian_psf(images[i], float(fwhm[i]), 0.101))
+    fwhm.requires_grad_(True)
+    convolve_gaussian_psf(images, fwhm, 0.101).square().sum().backward()
+    assert torch.isfinite(fwhm.grad).all() and (fwhm.grad != 0).all()  # differentiable in the FWHM

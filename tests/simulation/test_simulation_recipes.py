@@ -8,7 +8,7 @@ from lensfm_hf.simulation import RECIPE_NAMES, SimulationRecipe, get_recipe
 
 
 def test_recipe_names_and_classes():
-    assert RECIPE_NAMES == ("model1", "model2", "model3", "lens_finding", "super_resolution")
+    assert RECIPE_NAMES == ("model1", "model2", "model3", "lens_finding", "super_resolution", "model2_varied")
     for name in RECIPE_NAMES:
         recipe = get_recipe(name)
         assert isinstance(recipe, SimulationRecipe) and recipe.name == name
