@@ -4,7 +4,7 @@
 
 Simulates `--per-class` images of each class of `--recipe` (a seed the pretraining stream never draws), processes
 them like the pretraining data (LensImageProcessor, resized to the model's image size) and prints the JSON of
-`lensfm_hf.pretraining.ijepa_physics.parameter_recovery`: source-position error (arcsec, RMS), its correlation
+`lensfm_hf.training.evaluation.parameter_recovery`: source-position error (arcsec, RMS), its correlation
 with the truth, θ_E error (arcsec), and the error of an image-independent guess for comparison. The truth is
 only measured here; it never enters training.
 """
@@ -17,7 +17,7 @@ import json
 from transformers import AutoModelForPreTraining
 
 import lensfm_hf  # noqa: F401  (registers the Auto classes)
-from lensfm_hf.pretraining.ijepa_physics import measure_parameter_recovery
+from lensfm_hf.training.evaluation import measure_parameter_recovery
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from lensfm_hf.pretraining import LensPhysicsIJEPAConfig, LensPhysicsIJEPAForPre
 from lensfm_hf.pretraining.ijepa_physics import (
     LENS_PARAMETER_NAMES,
     multiscale_mse,
-    parameter_recovery,
     render_lensed_source,
 )
+from lensfm_hf.training.evaluation import parameter_recovery
 from lensfm_hf.simulation import get_recipe, simulate
 
 

@@ -14,8 +14,8 @@ from transformers import AutoModelForPreTraining
 
 from ...data.build import simulate_dataset
 from ...models import LensViTConfig, LensViTModel
-from ...pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining, measure_parameter_recovery
 from ..downstream.finetune import architecture_of, backbone_config
+from ..evaluation import method_evaluation
 from ..health import encoder_health, warn_if_collapsed
 from ..pretrain.run import run_pretraining
 from ..downstream.probes import load_encoder
@@ -136,15 +136,13 @@ def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], images: t
 
 
 def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | None:
-    """For a physics-informed encoder: how well its physics branch recovers the simulator's truth (source position,
-    θ_E, arcsec) on fresh held-out images (`ijepa_physics.measure_parameter_recovery`); None for other methods."""
+    """What the encoder's method measures of its own pretrained model (`evaluation.method_evaluation`): for the
+    physics-informed I-JEPA, how well its physics branch recovers the simulator's truth (source position, θ_E,
+    arcsec) on fresh held-out images; None for methods without a measurement and for the random init."""
     state = Path(spec["encoder_dir"] or "") / "pretraining"
     if spec["random"] or not (state / "config.json").is_file():
         return None
-    model = AutoModelForPreTraining.from_pretrained(str(state))
-    if not isinstance(model, LensPhysicsIJEPAForPreTraining):
-        return None
-    return measure_parameter_recovery(model, per_class=per_class)
+    return method_evaluation(AutoModelForPreTraining.from_pretrained(str(state)), per_class=per_class)
 
 
 __all__ = [
