@@ -5,7 +5,7 @@
 from .engines import ENGINES, render, render_flux
 from .recipes import PARAMETER_COLUMN_UNITS, RECIPE_NAMES, RECIPE_NOTES, SimulationRecipe, get_recipe
 from .sampling import derive_seed, sample_parameters
-from .simulate import simulate
+from .simulate import simulate, simulate_pairs
 from .stream import LensingStream
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "render_flux",
     "sample_parameters",
     "simulate",
+    "simulate_pairs",
 ]

@@ -9,7 +9,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .recipes import SimulationRecipe
 from .sampling import derive_seed
-from .simulate import _resolve, simulate_with_generator
+from .simulate import _resolve, simulate_pairs_with_generator, simulate_with_generator
 
 __all__ = ["LensingStream"]
 
@@ -26,7 +26,9 @@ class LensingStream(IterableDataset):
     Labels index ``recipe.class_names`` (also when ``class_names`` selects a subset). Each batch
     holds ``batch_size // C`` images per class, the remainder going to classes in turn, shuffled.
     Every (seed, distributed rank, DataLoader worker) has its own reproducible stream.
-    Super-resolution recipes also yield ``"high_resolution"``.
+    Super-resolution recipes also yield ``"high_resolution"``. With ``paired`` every batch also holds
+    ``"paired_pixel_values"``: the same lenses and substructure rendered with other sources and noise
+    (the positives of the ``paired`` view policy).
 
     Args:
         recipe_or_name: a :class:`SimulationRecipe` or a name in ``RECIPE_NAMES``.
@@ -36,6 +38,7 @@ class LensingStream(IterableDataset):
         class_names: subset of ``recipe.class_names`` to draw (default: all).
         num_batches: stop after this many batches in total over workers (default: never).
         engine, dtype, compile: as :func:`simulate` (``compile`` pays off on GPUs, 5-10x for rendering).
+        paired: yield simulator pairs (substructure recipes only).
     """
 
     def __init__(
@@ -49,8 +52,10 @@ class LensingStream(IterableDataset):
         engine: str = "torch",
         dtype: torch.dtype = torch.float32,
         compile: bool = False,
+        paired: bool = False,
     ):
         super().__init__()
+        self.paired = paired
         self.recipe = _resolve(recipe_or_name)
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -81,15 +86,14 @@ class LensingStream(IterableDataset):
             limit = self.num_batches // num_workers + (worker_id < self.num_batches % num_workers)
         step = 0
         while limit is None or step < limit:
-            parts, labels = [], []
+            parts, partners, labels = [], [], []
+            draw = simulate_pairs_with_generator if self.paired else simulate_with_generator
             for name, count in zip(self.class_names, self._class_counts(step), strict=False):
                 if count == 0:
                     continue
-                parts.append(
-                    simulate_with_generator(
-                        self.recipe, name, count, generator, self.device, self.engine, self.dtype, self.compile
-                    )
-                )
+                drawn = draw(self.recipe, name, count, generator, self.device, self.engine, self.dtype, self.compile)
+                parts.append(drawn[0] if self.paired else drawn)
+                partners.append(drawn[1] if self.paired else None)
                 labels.append(
                     torch.full((count,), self.recipe.class_names.index(name), dtype=torch.long, device=self.device)
                 )
@@ -98,6 +102,8 @@ class LensingStream(IterableDataset):
                 "pixel_values": torch.cat([p["pixel_values"] for p in parts])[order],
                 "labels": torch.cat(labels)[order],
             }
+            if self.paired:
+                batch["paired_pixel_values"] = torch.cat([p["pixel_values"] for p in partners])[order]
             if self.recipe.task == "super_resolution":
                 batch["high_resolution"] = torch.cat([p["high_resolution"] for p in parts])[order]
             yield batch

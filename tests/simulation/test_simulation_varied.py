@@ -111,3 +111,13 @@ def test_bad_priors_raise_naming_the_field():
         get_recipe("model2_varied", lens_axis_ratio_range=(0.5, 1.5))
     with pytest.raises(ValueError, match="total_exposure_time_range needs noise_model='instrument'"):
         get_recipe("model1", total_exposure_time_range=(100.0, 200.0))
+
+
+def test_the_stream_yields_pairs_when_asked():
+    from lensfm_hf.simulation import LensingStream
+
+    plain = next(iter(LensingStream("model2", batch_size=3, seed=0, num_batches=1)))
+    assert "paired_pixel_values" not in plain
+    batch = next(iter(LensingStream("model2_varied", batch_size=3, seed=0, num_batches=1, paired=True)))
+    assert batch["paired_pixel_values"].shape == batch["pixel_values"].shape == (3, 1, 64, 64)
+    assert not torch.allclose(batch["paired_pixel_values"], batch["pixel_values"])

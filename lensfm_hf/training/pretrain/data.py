@@ -17,7 +17,7 @@ from transformers import TrainingArguments
 from ...data.loading import iter_torch_batches, load_lensing_dataset
 from ...distributed import rank, world_size
 from ...models import LensImageProcessor
-from ...simulation import LensingStream, derive_seed, get_recipe, simulate
+from ...simulation import LensingStream, derive_seed, get_recipe, simulate, simulate_pairs
 from .recipe import PretrainDataArguments
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class StreamBatches(BatchIterable):
     i) alone, so a run resumed at batch `i` (`start_batch`) sees exactly the images an uninterrupted run would,
     whichever DataLoader worker draws it: worker `w` of `W` simulates batches start + w, start + w + W, ..., the
     order in which the DataLoader collects them. (`simulation.LensingStream` seeds per worker instead, so its
-    batches depend on where a run started.)
+    batches depend on where a run started.) With `paired` (a method whose view policy asks for simulator pairs)
+    each batch also holds `paired_pixel_values`: the same lenses and substructure with other sources.
     """
 
     def __init__(
@@ -63,8 +64,10 @@ class StreamBatches(BatchIterable):
         seed: int,
         compile: bool = False,
         start_batch: int = 0,
+        paired: bool = False,
     ):
         self.config_name = config_name
+        self.paired = paired
         self.compile = compile
         self.batch_size = batch_size
         self.processor = processor
@@ -84,14 +87,20 @@ class StreamBatches(BatchIterable):
         counts = [per_class] * len(classes)
         for k in range(remainder):  # rotate the remainder so classes stay balanced over batches
             counts[(index * remainder + k) % len(classes)] += 1
+        draw = simulate_pairs if self.paired else simulate
         parts = [
-            simulate(recipe, name, count, seed=seed, device=self.device, compile=self.compile)["pixel_values"]
+            draw(recipe, name, count, seed=seed, device=self.device, compile=self.compile)
             for name, count in zip(classes, counts, strict=True)
             if count
         ]
+        parts = [part if self.paired else (part,) for part in parts]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         order = torch.randperm(self.batch_size, generator=generator, device=self.device)
-        return {"pixel_values": self.processor.process_tensor(torch.cat(parts)[order])}
+        keys = ("pixel_values", "paired_pixel_values") if self.paired else ("pixel_values",)
+        return {
+            key: self.processor.process_tensor(torch.cat([part[i]["pixel_values"] for part in parts])[order])
+            for i, key in enumerate(keys)
+        }
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -235,9 +244,19 @@ def build_health_images(data_args: PretrainDataArguments, args: TrainingArgument
     return _tensor_of(held_out, processor)
 
 
-def build_datasets(data_args: PretrainDataArguments, args: TrainingArguments, processor, resume_step: int = 0):
-    """(train_dataset, eval_dataset or None) for the Trainer; see the `data:` section for the options."""
+def build_datasets(
+    data_args: PretrainDataArguments, args: TrainingArguments, processor, resume_step: int = 0, paired: bool = False
+):
+    """(train_dataset, eval_dataset or None) for the Trainer; see the `data:` section for the options. `paired`:
+    the method's views need simulator pairs (`paired_pixel_values`), which only a `stream:` source can make."""
     batches_done = resume_step * args.gradient_accumulation_steps
+    if paired and not data_args.is_stream:
+        raise ValueError(
+            f"the view policy 'paired' needs simulator pairs, but data.source={data_args.source!r} is a stored "
+            "dataset: use data.source=stream:<recipe> (e.g. stream:model2_varied), or another view policy."
+        )
+    if paired and data_args.num_eval_images > 0:
+        raise ValueError("the view policy 'paired' has no held-out pair set: set data.num_eval_images=0.")
     if data_args.is_stream:
         # A resumed stream continues at the batch where the checkpoint stopped, with the images an uninterrupted
         # run would have drawn there.
@@ -249,6 +268,7 @@ def build_datasets(data_args: PretrainDataArguments, args: TrainingArguments, pr
             seed=args.seed,
             compile=data_args.stream_compile,
             start_batch=batches_done,
+            paired=paired,
         )
         evaluation = None
         if data_args.num_eval_images > 0:

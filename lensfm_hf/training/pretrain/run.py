@@ -215,7 +215,8 @@ def run_pretraining(
     set_seed(args.seed)  # identical initial weights on every rank
     model = build_pretraining_model(recipe.model)
     processor = make_processor(recipe.data, model.config.image_size)
-    train_dataset, eval_dataset = build_datasets(recipe.data, args, processor, resume_step=resume_step)
+    paired = bool(getattr(model.config, "views", {}).get("simulator_pairs", False))  # the method asks for pairs
+    train_dataset, eval_dataset = build_datasets(recipe.data, args, processor, resume_step=resume_step, paired=paired)
     if isinstance(train_dataset, TensorBatches) and args.max_steps <= 0:
         per_epoch = train_dataset.batches_per_epoch(args.world_size) / args.gradient_accumulation_steps
         args.max_steps = max(1, math.ceil(args.num_train_epochs * per_epoch))

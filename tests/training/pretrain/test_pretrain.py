@@ -273,3 +273,20 @@ def test_last_skips_half_written_checkpoints(in_memory_straight, dataset_dir, tm
                               callbacks=[probe])
     assert probe.step == 2 and resumed["global_step"] == 4
     _assert_identical(_weights(out / "encoder" / "pretraining"), _weights(in_memory_straight / "encoder" / "pretraining"))
+
+
+def test_paired_views_train_on_simulator_pairs_and_refuse_stored_data(methods, dataset_dir, tmp_path):
+    recipe = {
+        "model": {"method": "simclr", "preset": "micro", "image_size": 32, "patch_size": 8,
+                  "method_config": {"view_policy": "paired", "projection_hidden_size": 64, "projection_dim": 32}},
+        "data": {"source": "stream:model2_varied", "num_health_images": 0},
+        "training": {"output_dir": str(tmp_path / "paired"), "max_steps": 2, "per_device_train_batch_size": 6,
+                     "disable_tqdm": True, "save_strategy": "no"},
+    }
+    result = run_pretraining(recipe)
+    assert result["global_step"] == 2 and math.isfinite(result["train_loss"])
+    assert AutoModel.from_pretrained(result["encoder_dir"]).config.pretraining["method"] == "simclr"
+    stored = {**recipe, "data": {"source": str(dataset_dir), "config": "model2"},
+              "training": {**recipe["training"], "output_dir": str(tmp_path / "stored")}}
+    with pytest.raises(ValueError, match="view policy 'paired' needs simulator pairs.*stream:"):
+        run_pretraining(stored)

@@ -42,3 +42,16 @@ def test_stream_batches_depend_only_on_seed_rank_and_index():
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
     for got, expected in zip(stream(start=1, workers=2), straight[1:], strict=True):  # whichever worker draws it
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_paired_stream_batches_hold_two_renders_of_each_lens():
+    def batch(index):
+        batches = pretrain_data.StreamBatches("model2_varied", batch_size=6, processor=LensImageProcessor(size=16),
+                                              device="cpu", seed=3, paired=True)
+        return batches.batch(index)
+
+    first = batch(0)
+    assert set(first) == {"pixel_values", "paired_pixel_values"}
+    assert first["pixel_values"].shape == first["paired_pixel_values"].shape == (6, 1, 16, 16)
+    assert not torch.allclose(first["pixel_values"], first["paired_pixel_values"])
+    torch.testing.assert_close(batch(0)["paired_pixel_values"], first["paired_pixel_values"], rtol=0, atol=0)
