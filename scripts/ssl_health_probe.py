@@ -3,6 +3,7 @@ linear probe on Model 3 (100 labels per class): the fast loop used to find and c
 
     python scripts/ssl_health_probe.py dino --steps 200 --config '{"head_batch_norm": true}' \
         --backbone '{"patch_embedding_type": "conv", "position_embedding_type": "learned"}'
+    python scripts/ssl_health_probe.py simclr --config '{"view_policy": "paired"}' --pretrain-recipe model2_varied
 
 Images are simulated once and cached under --cache (torch tensors, our own files).
 """
@@ -23,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from lensfm_hf.models import LensImageProcessor
 from lensfm_hf.models.configuration_lens_vit import LENS_VIT_PRESETS
 from lensfm_hf.pretraining import get_pretraining_classes
-from lensfm_hf.simulation.simulate import simulate
+from lensfm_hf.simulation.simulate import simulate, simulate_pairs
 from lensfm_hf.training.health import encoder_health
 
 CLASSES = ("no_sub", "cdm", "axion")
@@ -39,6 +40,19 @@ def labelled_images(cache: Path, config: str, per_class: int, seed: int) -> tupl
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"images": images, "labels": labels}, path)
     return images, labels
+
+
+def pretraining_pairs(cache: Path, config: str, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` simulator pairs per class (same lens and substructure, other source): two (N, 1, H, W) tensors."""
+    path = cache / f"{config}_pairs_{per_class}_{seed}.pt"
+    if path.exists():
+        data = torch.load(path, weights_only=True)
+        return data["first"], data["second"]
+    pairs = [simulate_pairs(config, name, per_class, seed=seed) for name in CLASSES]
+    first, second = (torch.cat([pair[i]["pixel_values"] for pair in pairs]) for i in (0, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"first": first, "second": second}, path)
+    return first, second
 
 
 @torch.no_grad()
@@ -69,6 +83,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="{}", help="JSON: LensViT fields on top of the micro preset")
     parser.add_argument("--normalization", default="minmax", help="LensImageProcessor normalization")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-recipe", default="model2", help="simulation recipe of the pretraining images")
     parser.add_argument("--cache", type=Path, default=Path("outputs/ssl_health_probe"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -76,7 +91,6 @@ def main() -> None:
 
     processor = LensImageProcessor(normalization=args.normalization)
     process = lambda x: processor(x)["pixel_values"]  # noqa: E731
-    pretrain_images = process(labelled_images(args.cache, "model2", 1000, 10)[0])
     train = labelled_images(args.cache, "model3", 100, 11)
     test = labelled_images(args.cache, "model3", 200, 12)
     train, test = (process(train[0]), train[1]), (process(test[0]), test[1])
@@ -84,6 +98,11 @@ def main() -> None:
     config_class, model_class = get_pretraining_classes(args.method)
     config = config_class(**{**LENS_VIT_PRESETS["micro"], "image_size": 64, "patch_size": 8,
                              **json.loads(args.backbone), **json.loads(args.config)})
+    partner_images = None
+    if getattr(config, "views", {}).get("simulator_pairs"):  # the method asks for simulator pairs
+        pretrain_images, partner_images = map(process, pretraining_pairs(args.cache, args.pretrain_recipe, 1000, 10))
+    else:
+        pretrain_images = process(labelled_images(args.cache, args.pretrain_recipe, 1000, 10)[0])
     torch.manual_seed(args.seed)
     model = model_class(config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
@@ -97,8 +116,9 @@ def main() -> None:
     for step in range(args.steps):
         model.train()
         model.set_progress(step, args.steps)
-        batch = pretrain_images[torch.randint(len(pretrain_images), (args.batch_size,), generator=generator)]
-        output = model(pixel_values=batch)
+        index = torch.randint(len(pretrain_images), (args.batch_size,), generator=generator)
+        pairs = {} if partner_images is None else {"paired_pixel_values": partner_images[index]}
+        output = model(pixel_values=pretrain_images[index], **pairs)
         optimizer.zero_grad()
         output.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
