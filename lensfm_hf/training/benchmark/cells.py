@@ -28,7 +28,7 @@ from ..downstream.finetune import finetune_seed
 from ..downstream.metrics import mean_std, scalar_entries
 from ..downstream.probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
 from ..records import json_ready, settings_key, write_json
-from ..downstream.splits import TensorSplit, few_label_indices, load_task_split, train_validation_indices
+from ..downstream.splits import TensorSplit, load_task_split, train_validation_indices
 from ..downstream.tasks import PROTOCOL_TITLES, Task
 from .encoders import device_of, spec_encoder
 from .recipe import BenchmarkRecipe, Evaluation, method_title
@@ -121,18 +121,12 @@ def summarise_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str
 
 def seed_indices(data: TaskData, fraction: float, seed: int, budget) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices into `data.train` for one seed: the seeded validation cut (stratified by class),
-    and for a label budget `budget` per class to train and at most as many per class to select."""
+    and for a label budget `budget` per class to train and at most as many per class to select
+    (`splits.train_validation_indices`, the rule `lensfm finetune data.labels_per_class` follows too)."""
     classes = data.task.has_classes
     labels = data.train.labels.numpy() if classes else np.zeros(len(data.train))
-    train, validation = train_validation_indices(labels, fraction, seed, stratify=classes)
-    if budget in (None, "all"):
-        return train, validation
-    train = train[few_label_indices(labels[train], int(budget), seed)]
-    counts = [int((labels[validation] == c).sum()) for c in np.unique(labels[validation])]
-    per_class = min(int(budget), *counts) if counts else 0
-    if per_class >= 1:
-        validation = validation[few_label_indices(labels[validation], per_class, seed)]
-    return train, validation
+    per_class = None if budget in (None, "all") else int(budget)
+    return train_validation_indices(labels, fraction, seed, stratify=classes, labels_per_class=per_class)
 
 
 def features_of(spec, data: TaskData, seed: int, cache: dict, batch_size: int, device) -> tuple:

@@ -30,7 +30,7 @@ from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from ..records import write_json
 from ..recipes import apply_overrides, load_recipe, read_recipe
-from .splits import few_label_subset, load_processor, load_task_split, split_train_validation
+from .splits import load_processor, load_task_split, split_train_validation
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 @dataclass
@@ -238,9 +238,9 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
                         batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)
         for name, max_samples in ((data_args.train_split, None), (data_args.test_split, data_args.max_test_samples))
     )
-    train, validation = split_train_validation(full_train, data_args.validation_fraction, data_args.data_seed)
-    if data_args.labels_per_class is not None:
-        train = few_label_subset(train, data_args.labels_per_class, data_args.data_seed)
+    # A few-label run selects on a few-label validation cut too, as the benchmark's few-label cells do.
+    train, validation = split_train_validation(full_train, data_args.validation_fraction, data_args.data_seed,
+                                               labels_per_class=data_args.labels_per_class)
 
     model_options = {key: getattr(model_args, key)
                      for key in ("revision", "preset", "image_size", "patch_size", "drop_path_rate", "freeze_encoder")}

@@ -236,33 +236,52 @@ def _labels_of(data) -> np.ndarray:
     return np.asarray(data["label"])  # datasets.Dataset
 
 
-def train_validation_indices(labels, fraction: float, seed: int, stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays; per-class stratified for integer labels when `stratify`."""
+def train_validation_indices(
+    labels, fraction: float, seed: int, stratify: bool = True, labels_per_class: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) index arrays; per-class stratified for integer labels when `stratify`.
+
+    With `labels_per_class` (a few-label run), train keeps that many rows of every class and validation at most as
+    many per class: few labels means few labels to select checkpoints and hyperparameters on too. The one rule of
+    `lensfm finetune data.labels_per_class=N` and of the benchmark's few-label cells.
+    """
     labels = np.asarray(labels)
     count = len(labels)
     rng = np.random.default_rng(seed)
     if fraction <= 0:
-        return np.arange(count), np.arange(0)
-    if not (0 < fraction < 1):
+        train, validation = np.arange(count), np.arange(0)
+    elif not (0 < fraction < 1):
         raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
-    if stratify and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+    elif stratify and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
         validation = []
         for value in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == value))
             take = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
             validation.append(members[:take])
         validation = np.sort(np.concatenate(validation))
+        train = np.setdiff1d(np.arange(count), validation)
     else:
         validation = np.sort(rng.permutation(count)[: max(1, int(round(fraction * count)))])
-    train = np.setdiff1d(np.arange(count), validation)
+        train = np.setdiff1d(np.arange(count), validation)
+    if labels_per_class is None:
+        return train, validation
+    train = train[few_label_indices(labels[train], int(labels_per_class), seed)]
+    counts = [int((labels[validation] == c).sum()) for c in np.unique(labels[validation])]
+    most = min(int(labels_per_class), *counts) if counts else 0
+    if most >= 1:
+        validation = validation[few_label_indices(labels[validation], most, seed)]
     return train, validation
 
 
-def split_train_validation(split: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
-    """(train, validation) of a prepared split (`train_validation_indices`, stratified when it has classes)."""
+def split_train_validation(
+    split: TensorSplit, fraction: float, seed: int, labels_per_class: int | None = None
+) -> tuple[TensorSplit, TensorSplit]:
+    """(train, validation) of a prepared split (`train_validation_indices`, stratified when it has classes, cut to
+    `labels_per_class` when given)."""
     classes = split.label_names is not None
     labels = split.labels.numpy() if classes else np.zeros(len(split))
-    train, validation = train_validation_indices(labels, fraction, seed, stratify=classes)
+    train, validation = train_validation_indices(labels, fraction, seed, stratify=classes,
+                                                 labels_per_class=labels_per_class)
     return split.select(train), split.select(validation)
 
 
@@ -294,22 +313,12 @@ def few_label_subset(dataset, per_class: int, seed: int):
     return dataset.select(indices.tolist())
 
 
-def few_label_validation(validation: TensorSplit, per_class: int, seed: int) -> TensorSplit:
-    """Few labels means few validation labels too: at most `per_class` per class of `validation` for selection."""
-    labels = validation.labels.numpy()
-    if not len(labels):
-        return validation
-    most = min(int(per_class), min(int((labels == c).sum()) for c in np.unique(labels)))
-    return validation.select(few_label_indices(labels, most, seed)) if most >= 1 else validation
-
-
 __all__ = [
     "LensTensorDataset",
     "TensorSplit",
     "collate_batch",
     "few_label_indices",
     "few_label_subset",
-    "few_label_validation",
     "load_processor",
     "load_task_split",
     "prepare_split",

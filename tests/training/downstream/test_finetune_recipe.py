@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from lensfm_hf.resources import recipes_dir
 from lensfm_hf.training.downstream.finetune_recipe import (
@@ -254,3 +255,38 @@ def test_shipped_recipe_learns_at_toy_size(tmp_path, name):
     else:
         assert metrics["psnr"] > result["baseline_metrics"]["psnr"], (metrics, result["baseline_metrics"])
     assert Path(result["model_dir"], "README.md").is_file()
+
+
+def test_few_label_finetune_selects_on_the_benchmarks_few_label_cut(tmp_path, dataset_dir, monkeypatch):
+    """`lensfm finetune data.labels_per_class=N` trains and selects on exactly the rows the benchmark's few-label
+    cell of the same seed uses: N per class to train, at most N per class to select on."""
+    import numpy as np
+
+    from lensfm_hf.training.benchmark.cells import TaskData, seed_indices
+    from lensfm_hf.training.downstream import finetune_recipe
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def loading(*args, **kwargs):
+        split = load_task_split(*args, **kwargs)
+        seen.setdefault("full_train", split)
+        return split
+
+    def fine_tune(task, encoder, train, validation, test, *args, **kwargs):
+        seen.update(task=task, train=train, validation=validation)
+        raise Stop
+
+    load_task_split = finetune_recipe.load_task_split
+    monkeypatch.setattr(finetune_recipe, "load_task_split", loading)
+    monkeypatch.setattr(finetune_recipe, "finetune_task", fine_tune)
+    recipe = _recipe(tmp_path, {"task": "classification", "config": "model3"}, dataset_dir)
+    with pytest.raises(Stop):
+        run_finetune(recipe, overrides=["data.labels_per_class=2", "data.validation_fraction=0.5", "data.data_seed=3"])
+    full = seen["full_train"]
+    train, validation = seed_indices(TaskData(seen["task"], "model3", full, full), 0.5, 3, 2)
+    assert np.bincount(seen["validation"].labels.numpy()).tolist() == [2, 2, 2]  # not the 6 per class of the cut
+    assert torch.equal(seen["validation"].pixel_values, full.pixel_values[validation])
+    assert torch.equal(seen["train"].pixel_values, full.pixel_values[train])

@@ -18,7 +18,6 @@ from lensfm_hf.training.downstream.splits import (
     TensorSplit,
     collate_batch,
     few_label_subset,
-    few_label_validation,
     load_processor,
     prepare_split,
     split_train_validation,
@@ -158,10 +157,16 @@ def test_few_label_subset_of_a_datasets_dataset():
     assert first["index"] == same["index"] and first["index"] != other["index"]
 
 
-def test_few_label_validation_keeps_at_most_the_budget_per_class():
-    validation = separable_split(30)
-    assert np.bincount(few_label_validation(validation, 4, 0).labels.numpy()).tolist() == [4, 4, 4]
-    assert len(few_label_validation(validation, 50, 0)) == 30  # capped by the smallest class
+def test_a_few_label_cut_trains_on_the_budget_and_selects_on_at_most_as_many_per_class():
+    split = separable_split(120, size=4)
+    full_train, full_validation = split_train_validation(split, 0.25, seed=0)
+    train, validation = split_train_validation(split, 0.25, seed=0, labels_per_class=4)
+    assert np.bincount(train.labels.numpy()).tolist() == [4, 4, 4]
+    assert np.bincount(validation.labels.numpy()).tolist() == [4, 4, 4]
+    rows = {tuple(x.flatten().tolist()) for x in full_validation.pixel_values}
+    assert all(tuple(x.flatten().tolist()) in rows for x in validation.pixel_values)  # drawn from the same cut
+    _, capped = split_train_validation(split, 0.25, seed=0, labels_per_class=20)
+    assert np.bincount(capped.labels.numpy()).tolist() == [10, 10, 10]  # capped by the validation cut
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded():
