@@ -32,12 +32,18 @@ def run_benchmark(recipe_path_or_dict, overrides=None) -> dict[str, Any]:
     """
     recipe = load_benchmark_recipe(recipe_path_or_dict, overrides)
     threads = torch.get_num_threads()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     if recipe.benchmark.num_threads:
         torch.set_num_threads(recipe.benchmark.num_threads)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # hundreds of tiny checkpoint writes would each draw a bar
     try:
         return _run_benchmark(recipe)
-    finally:
+    finally:  # the caller's settings, also after an error
         torch.set_num_threads(threads)
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _previous(root: Path, key: str):
@@ -75,8 +81,6 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     start = time.perf_counter()
     root = recipe.root
     root.mkdir(parents=True, exist_ok=True)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # hundreds of tiny checkpoint writes would each draw a bar
     data_path = prepare_benchmark_data(recipe)
     failures: list[dict[str, Any]] = []
     encoders = pretrain_all(recipe, data_path, failures)

@@ -177,3 +177,35 @@ def test_full_preset_runs_end_to_end_at_toy_sizes(mini, tmp_path):
     for cell in result["cells"]:
         headline = TASKS[cell["task"]].reported_metrics[0][0]
         assert math.isfinite(cell["metrics"][headline]["mean"]), cell
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_run_benchmark_restores_transformers_logging_and_progress_bars(mini, tmp_path, monkeypatch, fails):
+    from transformers.utils import logging as hf_logging
+
+    from lensfm_hf.training import benchmark
+
+    seen = {}
+
+    def data(recipe):  # the run's quiet settings hold inside it
+        seen.update(verbosity=hf_logging.get_verbosity(), bars=hf_logging.is_progress_bar_enabled())
+        if fails:
+            raise RuntimeError("simulation failed")
+        return "unused"
+
+    monkeypatch.setattr(benchmark.run, "prepare_benchmark_data", data)
+    monkeypatch.setattr(benchmark.run, "pretrain_all", lambda recipe, data_path, failures: {})
+    overrides = [*mini.overrides(tmp_path), "benchmark.baselines=[]", "benchmark.write_cards=false", "benchmark.plots=false"]
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="simulation failed"):
+                run_benchmark(mini.path, overrides)
+        else:
+            assert run_benchmark(mini.path, overrides)["cells"] == []
+        assert seen == {"verbosity": hf_logging.ERROR, "bars": False}
+        assert hf_logging.get_verbosity() == hf_logging.INFO and hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity(before)
