@@ -66,6 +66,10 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
             uses (DeepLenseSim Model 2: 64 px × 0.101″, Euclid PSF 0.16″).
         field_of_view (`float`, *optional*): arcsec per image side; default from `data_recipe`.
         psf_fwhm (`float`, *optional*): Gaussian PSF FWHM in arcsec; default from `data_recipe`.
+        infer_psf (`bool`, *optional*): the head also infers each image's PSF FWHM (`psf_fwhm`, arcsec, within
+            `psf_fwhm_range`) and the render uses it; default True when `data_recipe` draws the PSF per image
+            (`model2_varied`), so the branch infers every parameter that shapes the noise-free image.
+        psf_fwhm_range (`tuple`, defaults to (0.05, 0.3)): bounds of the inferred PSF FWHM in arcsec.
         pixel_scale: accepted for configs saved before `field_of_view` existed and ignored (see above).
         physics_weight (`float`, defaults to 0.1): weight of the render loss next to the I-JEPA loss, set by
             measurement (micro ViT, conv stem, 64 px, 200 steps, lr 1e-3, batch 64, Model 2). Gradient balance:
@@ -109,6 +113,8 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         physics_loss_pool_sizes: tuple[int, ...] = (8, 4, 2, 1),
         residual_targets: bool = True,
         image_parameters: tuple[str, ...] | None = None,
+        infer_psf: bool | None = None,
+        psf_fwhm_range: tuple[float, float] = (0.05, 0.3),
         einstein_radius_range: tuple[float, float] = (0.3, 2.0),
         ellipticity_max: float = 0.3,
         shear_max: float = 0.15,
@@ -130,10 +136,12 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         self.physics_token_channels = physics_token_channels
         self.physics_loss_pool_sizes = tuple(int(size) for size in physics_loss_pool_sizes)
         self.residual_targets = residual_targets
-        unknown = sorted(set(image_parameters or ()) - set(LENS_PARAMETER_NAMES))
+        self.infer_psf = bool(recipe.psf_fwhm_range is not None if infer_psf is None else infer_psf)
+        self.psf_fwhm_range = tuple(psf_fwhm_range)
+        unknown = sorted(set(image_parameters or ()) - set(self.parameter_names))
         if unknown:
-            raise ValueError(f"image_parameters {unknown} not in {LENS_PARAMETER_NAMES}.")
-        self.image_parameters = tuple(LENS_PARAMETER_NAMES if image_parameters is None else image_parameters)
+            raise ValueError(f"image_parameters {unknown} not in {self.parameter_names}.")
+        self.image_parameters = tuple(self.parameter_names if image_parameters is None else image_parameters)
         self.einstein_radius_range = tuple(einstein_radius_range)
         self.ellipticity_max = ellipticity_max
         self.shear_max = shear_max
@@ -145,8 +153,13 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         """Arcsec per pixel of images `image_width` pixels wide covering the data's field of view."""
         return self.field_of_view / image_width
 
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """What the head infers: `LENS_PARAMETER_NAMES`, plus `psf_fwhm` (arcsec) with `infer_psf`."""
+        return LENS_PARAMETER_NAMES + (("psf_fwhm",) if getattr(self, "infer_psf", False) else ())
+
     def parameter_bounds(self) -> torch.Tensor:
-        """(P, 2) lower/upper bound of each entry of `LENS_PARAMETER_NAMES`."""
+        """(P, 2) lower/upper bound of each entry of `parameter_names`."""
         e, g, s = self.ellipticity_max, self.shear_max, self.source_position_max
         return torch.tensor(
             [
@@ -161,7 +174,8 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
                 self.source_sersic_index_range,
                 (-e, e),
                 (-e, e),
-            ],
+            ]
+            + ([self.psf_fwhm_range] if self.infer_psf else []),
             dtype=torch.float32,
         )
 
@@ -171,8 +185,8 @@ def render_lensed_source(
 ) -> torch.Tensor:
     """Noise-free lensed Sérsic source, min-max normalised per image like LensImageProcessor: (B, 1, H, W).
 
-    `parameters` maps each name of `LENS_PARAMETER_NAMES` to a (B,) tensor (arcsec where dimensional).
-    Differentiable in every parameter.
+    `parameters` maps each name of `LENS_PARAMETER_NAMES` to a (B,) tensor (arcsec where dimensional); a
+    `psf_fwhm` entry ((B,) arcsec) replaces the constant `psf_fwhm`. Differentiable in every parameter.
     """
     reference = parameters["einstein_radius"]
     x, y = pixel_grid(image_size, pixel_scale, device=reference.device, dtype=reference.dtype)
@@ -185,7 +199,9 @@ def render_lensed_source(
         beta_x, beta_y, torch.ones_like(reference), parameters["source_r_sersic"], parameters["source_n_sersic"],
         parameters["source_e1"], parameters["source_e2"], parameters["source_x"], parameters["source_y"],
     )
-    if psf_fwhm > 0:
+    if "psf_fwhm" in parameters:
+        image = convolve_gaussian_psf(image, parameters["psf_fwhm"], pixel_scale)
+    elif psf_fwhm > 0:
         image = convolve_gaussian_psf(image, psf_fwhm, pixel_scale)
     return minmax_normalize(image.unsqueeze(1))
 
@@ -208,21 +224,22 @@ class LensParameterHead(nn.Module):
             nn.BatchNorm1d(num_patches * channels),
             nn.Linear(num_patches * channels, config.physics_hidden_size),
             nn.GELU(),
-            nn.Linear(config.physics_hidden_size, len(LENS_PARAMETER_NAMES)),
+            nn.Linear(config.physics_hidden_size, len(config.parameter_names)),
         )
         # Logits of the parameters shared by all images (`config.image_parameters` lists the per-image ones).
-        self.shared_logits = nn.Parameter(torch.zeros(len(LENS_PARAMETER_NAMES)))
+        self.shared_logits = nn.Parameter(torch.zeros(len(config.parameter_names)))
         self.config = config
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.mlp(self.reduce(tokens).flatten(1)).float()
-        per_image = torch.tensor([name in self.config.image_parameters for name in LENS_PARAMETER_NAMES],
+        names = self.config.parameter_names
+        per_image = torch.tensor([name in self.config.image_parameters for name in names],
                                  device=logits.device)
         unit = torch.sigmoid(torch.where(per_image, logits, self.shared_logits.float()))
         # Derived from the config each call (11 numbers): nothing to save, restore or materialise from meta.
         bounds = self.config.parameter_bounds().to(unit.device)
         values = bounds[:, 0] + unit * (bounds[:, 1] - bounds[:, 0])
-        return dict(zip(LENS_PARAMETER_NAMES, values.unbind(-1)))
+        return dict(zip(names, values.unbind(-1)))
 
 
 def multiscale_mse(rendered: torch.Tensor, observed: torch.Tensor, pool_sizes: tuple[int, ...]) -> torch.Tensor:

@@ -15,7 +15,24 @@ import torch.nn.functional as F
 from ..models import LensImageProcessor
 from ..pretraining import LensPretrainingModel
 from ..pretraining.ijepa_physics import LensPhysicsIJEPAForPreTraining
-from ..simulation import get_recipe, simulate
+from ..simulation import get_recipe, sample_parameters, simulate
+from ..simulation.sampling import derive_seed
+
+# The simulator's column holding the truth of each parameter the physics branch infers, and its unit.
+BRANCH_TRUTH_COLUMNS = {
+    "einstein_radius": ("einstein_radius", "arcsec"),
+    "e1": ("lens_e1", ""),
+    "e2": ("lens_e2", ""),
+    "gamma1": ("shear_gamma1", ""),
+    "gamma2": ("shear_gamma2", ""),
+    "source_x": ("source_x", "arcsec"),
+    "source_y": ("source_y", "arcsec"),
+    "source_r_sersic": ("source_r_sersic", "arcsec"),
+    "source_n_sersic": ("source_n_sersic", ""),
+    "source_e1": ("source_e1", ""),
+    "source_e2": ("source_e2", ""),
+    "psf_fwhm": ("psf_fwhm_arcsec", "arcsec"),
+}
 
 
 @singledispatch
@@ -49,13 +66,7 @@ def parameter_recovery(
         (RMS error of predicting the true mean centre for every image: an image-independent head scores this)
         and `num_images`.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        predicted = [model.predict_lens_parameters(chunk) for chunk in pixel_values.split(batch_size)]
-    finally:
-        model.train(was_training)
-    predicted = {name: torch.cat([p[name] for p in predicted]).double().cpu() for name in predicted[0]}
+    predicted = predict_branch_parameters(model, pixel_values, batch_size)
     truth = {name: value.double().cpu() for name, value in truth.items()}
 
     def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -86,13 +97,71 @@ RECOVERY_TRUTH_COLUMNS = ("source_x", "source_y", "einstein_radius")
 
 def held_out_images(recipe: str, per_class: int, image_size: int, seed: int, normalization: str = "minmax"):
     """`per_class` fresh images of every class of `recipe` ((N, 1, S, S), processed as for pretraining and resized
-    to `image_size`; the field of view is unchanged, only the pixel scale) and their truth columns ((N,), arcsec)."""
+    to `image_size`; the field of view is unchanged, only the pixel scale) and their truth columns ((N,), arcsec):
+    `RECOVERY_TRUTH_COLUMNS` and every other column of `BRANCH_TRUTH_COLUMNS` the recipe draws per image."""
     names = get_recipe(recipe).class_names
     batches = [simulate(recipe, name, per_class, seed=seed + i) for i, name in enumerate(names)]
     images = LensImageProcessor(normalization=normalization)(torch.cat([b["pixel_values"] for b in batches]))["pixel_values"]
     if images.shape[-1] != image_size:
         images = F.interpolate(images, size=(image_size, image_size), mode="area")
-    return images, {column: torch.cat([b[column] for b in batches]) for column in RECOVERY_TRUTH_COLUMNS}
+    columns = [*RECOVERY_TRUTH_COLUMNS, *(c for c, _ in BRANCH_TRUTH_COLUMNS.values() if c in batches[0])]
+    return images, {column: torch.cat([b[column] for b in batches]) for column in dict.fromkeys(columns)}
+
+
+def training_mean_guess(recipe: str, per_class: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The image-independent guess of each truth column of `BRANCH_TRUTH_COLUMNS`: its mean over `per_class`
+    parameter draws of every class of `recipe` (the training distribution; no image is rendered)."""
+    simulation = get_recipe(recipe)
+    draws = [
+        sample_parameters(simulation, name, per_class, torch.Generator().manual_seed(derive_seed("guess", seed, name)),
+                          dtype=torch.float64)
+        for name in simulation.class_names
+    ]
+    return {column: float(torch.cat([d[column] for d in draws]).mean())
+            for column, _ in BRANCH_TRUTH_COLUMNS.values() if column in draws[0]}
+
+
+@torch.no_grad()
+def predict_branch_parameters(model, pixel_values: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """The physics branch's (N,) float64 CPU predictions of every parameter it infers (eval mode, restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        predicted = [model.predict_lens_parameters(chunk) for chunk in pixel_values.split(batch_size)]
+    finally:
+        model.train(was_training)
+    return {name: torch.cat([p[name] for p in predicted]).double().cpu() for name in predicted[0]}
+
+
+def per_parameter_recovery(
+    predicted: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], guess: dict[str, float]
+) -> dict[str, float]:
+    """Per inferred parameter that varies in `truth`: `<name>_rmse[_arcsec]` of the branch, `<name>_guess_rmse`
+    of the image-independent `guess` (the training mean), `<name>_skill` = 1 − MSE / MSE_guess (> 0: the branch
+    beats the guess; 1: exact) and `<name>_correlation` (Pearson r); `recovered_fraction` is the share of varying
+    parameters with skill > 0. Parameters the simulator holds constant are left out (any guess is exact)."""
+    out, wins, varying = {}, 0, 0
+    for name, (column, unit) in BRANCH_TRUTH_COLUMNS.items():
+        if name not in predicted or column not in truth or column not in guess:
+            continue
+        true = truth[column].double().cpu()
+        if float(true.std()) < 1e-9:
+            continue
+        suffix = f"_{unit}" if unit else ""
+        mse = float((predicted[name] - true).square().mean())
+        mse_guess = float((guess[column] - true).square().mean())
+        skill = 1.0 - mse / mse_guess
+        centred_p, centred_t = predicted[name] - predicted[name].mean(), true - true.mean()
+        norm = float((centred_p.square().sum() * centred_t.square().sum()).sqrt())
+        out[f"{name}_rmse{suffix}"] = mse**0.5
+        out[f"{name}_guess_rmse{suffix}"] = mse_guess**0.5
+        out[f"{name}_skill"] = skill
+        out[f"{name}_correlation"] = float((centred_p * centred_t).sum()) / norm if norm > 1e-12 else float("nan")
+        varying += 1
+        wins += skill > 0
+    if varying:
+        out["recovered_fraction"] = wins / varying
+    return out
 
 
 def measure_parameter_recovery(
@@ -101,9 +170,11 @@ def measure_parameter_recovery(
 ) -> dict[str, float]:
     """`parameter_recovery` on fresh held-out simulations of the model's data recipe (a seed no pretraining stream
     draws); the truth is only measured here, it never enters training."""
-    images, truth = held_out_images(recipe or model.config.data_recipe, per_class, model.config.image_size, seed,
-                                    normalization)
-    return parameter_recovery(model, images, truth)
+    recipe = recipe or model.config.data_recipe
+    images, truth = held_out_images(recipe, per_class, model.config.image_size, seed, normalization)
+    recovery = parameter_recovery(model, images, truth)
+    recovery.update(per_parameter_recovery(predict_branch_parameters(model, images), truth, training_mean_guess(recipe)))
+    return recovery
 
 
 @method_evaluation.register
@@ -112,7 +183,11 @@ def _physics_branch_recovery(model: LensPhysicsIJEPAForPreTraining, per_class: i
 
 
 __all__ = [
+    "BRANCH_TRUTH_COLUMNS",
     "RECOVERY_TRUTH_COLUMNS",
+    "per_parameter_recovery",
+    "predict_branch_parameters",
+    "training_mean_guess",
     "held_out_images",
     "measure_parameter_recovery",
     "method_evaluation",
