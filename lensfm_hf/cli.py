@@ -206,18 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing import of this config")
     p.set_defaults(func=_import)
 
-    for name, func, what, example in [
+    # The override examples are ones each command accepts (tests/test_cli.py parses them with a shipped recipe).
+    for name, func, what, example, override in [
         ("pretrain", _pretrain, "self-supervised pretraining from a YAML recipe; exports a hub-ready encoder",
-         "mae_tiny (shipped: <method> for a GPU, <method>_tiny for a CPU) or a path such as my_recipe.yaml"),
+         "mae_tiny (shipped: <method> for a GPU, <method>_tiny for a CPU) or a path such as my_recipe.yaml",
+         "training.max_steps=10"),
         ("finetune", _finetune, "fine-tune an encoder on a downstream task from a YAML recipe",
          "model3_classification (shipped: model1_classification, model3_classification, lens_finding, "
-         "axion_regression, super_resolution) or a path"),
+         "axion_regression, super_resolution) or a path", "training.max_steps=10"),
         ("benchmark", _benchmark, "pretrain every method and run every protocol; writes results/<preset>/",
-         "quick (shipped: mini, quick, full) or a path"),
+         "quick (shipped: mini, quick, full) or a path",
+         "benchmark.seeds=[0] benchmark.methods=[mae,dino] protocols.finetune.max_steps=10"),
     ]:
         p = sub.add_parser(name, help=what, description=what, formatter_class=defaults)
         p.add_argument("recipe", help=f"a shipped recipe name, e.g. {example}")
-        p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of recipe fields, e.g. training.max_steps=10")
+        p.add_argument("overrides", nargs="*", help=f"KEY=VALUE overrides of recipe fields, e.g. {override}")
         p.set_defaults(func=func)
 
     p = sub.add_parser(

@@ -3,6 +3,7 @@ where outputs went, and the shipped recipes found by name."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -130,3 +131,21 @@ def test_wheel_ships_the_recipes_and_the_launcher(tmp_path):
         "lensfm_cli.py", "lensfm_hf/recipes/pretrain/mae.yaml", "lensfm_hf/recipes/finetune/model3_classification.yaml",
         "lensfm_hf/recipes/benchmark/quick.yaml", "lensfm_hf/templates/model_card.md",
     } <= names
+
+
+@pytest.mark.parametrize("command, recipe", [("pretrain", "mae_tiny"), ("finetune", "model3_classification"),
+                                             ("benchmark", "mini")])
+def test_the_override_example_in_each_help_is_one_the_command_accepts(command, recipe):
+    import re
+
+    from lensfm_hf.training.benchmark import load_benchmark_recipe
+    from lensfm_hf.training.downstream.finetune_recipe import parse_finetune_recipe
+    from lensfm_hf.training.pretrain.recipe import load_pretraining_recipe
+
+    parser = cli.build_parser()
+    subparser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    help_text = next(a.help for a in subparser._actions if a.dest == "overrides")
+    examples = re.search(r"e\.g\. (.+)$", help_text).group(1).split()
+    assert examples and all("=" in e for e in examples)
+    load = {"pretrain": load_pretraining_recipe, "finetune": parse_finetune_recipe, "benchmark": load_benchmark_recipe}
+    load[command](str(resolve_recipe(recipe, command)), examples)  # raises if the example is refused
