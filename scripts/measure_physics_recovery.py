@@ -1,22 +1,34 @@
 """How well a physics-informed I-JEPA's physics branch recovers each image's lens on held-out simulations.
 
-    python scripts/measure_physics_recovery.py path/to/exported_ijepa_physics --recipe model2 --per-class 200
+    python scripts/measure_physics_recovery.py path/to/exported_ijepa_physics --recipe model2_varied --per-class 200 \
+        --out recovery.json --plot recovery.png
 
 Simulates `--per-class` images of each class of `--recipe` (a seed the pretraining stream never draws), processes
 them like the pretraining data (LensImageProcessor, resized to the model's image size) and prints the JSON of
-`lensfm_hf.training.evaluation.parameter_recovery`: source-position error (arcsec, RMS), its correlation
-with the truth, θ_E error (arcsec), and the error of an image-independent guess for comparison. The truth is
-only measured here; it never enters training.
+`lensfm_hf.training.evaluation.measure_parameter_recovery`: source-position error and θ_E error (arcsec), and per
+parameter that varies in the recipe the branch's RMSE against the image-independent guess (the training mean) and
+its skill (1 − MSE/MSE_guess). `--plot` draws predicted against true values, one panel per varying parameter. The
+truth is only measured here; it never enters training.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from transformers import AutoModelForPreTraining
 
 import lensfm_hf  # noqa: F401  (registers the Auto classes)
+from lensfm_hf.files import atomic_write
+from lensfm_hf.training.downstream.plots import plot_predicted_vs_true
+from lensfm_hf.training.evaluation import (
+    BRANCH_TRUTH_COLUMNS,
+    held_out_images,
+    per_parameter_recovery,
+    predict_branch_parameters,
+    training_mean_guess,
+)
 from lensfm_hf.training.evaluation import measure_parameter_recovery
 
 
@@ -27,10 +39,31 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=987_654, help="held-out seed (pretraining streams derive others)")
     parser.add_argument("--normalization", default="minmax")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of predicted against true, per parameter")
     args = parser.parse_args()
     model = AutoModelForPreTraining.from_pretrained(args.checkpoint)
-    recovery = measure_parameter_recovery(model, args.per_class, args.seed, args.recipe, args.normalization)
-    print(json.dumps(recovery, indent=2))
+    recipe = args.recipe or model.config.data_recipe
+    recovery = measure_parameter_recovery(model, args.per_class, args.seed, recipe, args.normalization)
+    recovery["recipe"] = recipe
+    text = json.dumps(recovery, indent=2)
+    print(text)
+    if args.out is not None:
+        with atomic_write(args.out, "w") as handle:
+            handle.write(text + "\n")
+    if args.plot is not None:
+        images, truth = held_out_images(recipe, args.per_class, model.config.image_size, args.seed, args.normalization)
+        predicted = predict_branch_parameters(model, images)
+        scores = per_parameter_recovery(predicted, truth, training_mean_guess(recipe))
+        series = {}
+        for name, (column, unit) in BRANCH_TRUTH_COLUMNS.items():
+            suffix = f"_{unit}" if unit else ""
+            if f"{name}_skill" in scores:
+                label = (f"{name}{f' [{unit}]' if unit else ''}: skill {scores[f'{name}_skill']:+.2f}, "
+                         f"guess RMSE {scores[f'{name}_guess_rmse{suffix}']:.3g}")
+                series[label] = (truth[column].numpy(), predicted[name].numpy())
+        plot_predicted_vs_true(series, args.plot, title=f"Physics branch on held-out {recipe} images "
+                               f"({len(images)}): predicted vs true", shared_limits=False)
 
 
 if __name__ == "__main__":

@@ -94,9 +94,11 @@ def plot_predicted_vs_true(
     path: str | Path,
     title: str = "",
     unit: str = "",
+    shared_limits: bool = True,
 ) -> Path:
     """Predicted against true values, one panel per method (name -> (true, predicted)), with the y = x line and
-    MAE and bias (mean predicted - true) in each panel title; `unit` labels the axes (e.g. "log10 eV")."""
+    MAE and bias (mean predicted - true) in each panel title; `unit` labels the axes (e.g. "log10 eV").
+    `shared_limits=False` gives each panel its own range (panels of different quantities)."""
     if not series:
         raise ValueError("plot_predicted_vs_true needs at least one method")
     prepared = {}
@@ -105,10 +107,14 @@ def plot_predicted_vs_true(
         if true.shape != predicted.shape:
             raise ValueError(f"{method}: {len(true)} true values but {len(predicted)} predictions")
         prepared[method] = (true, predicted, regression_metrics(predicted, true))
-    values = np.concatenate([np.concatenate([t, p]) for t, p, _ in prepared.values()])
-    low, high = float(values.min()), float(values.max())
-    pad = 0.03 * (high - low or 1.0)
-    limits = (low - pad, high + pad)
+
+    def limits_of(arrays) -> tuple[float, float]:
+        values = np.concatenate([np.concatenate([t, p]) for t, p in arrays])
+        low, high = float(values.min()), float(values.max())
+        pad = 0.03 * (high - low or 1.0)
+        return low - pad, high + pad
+
+    shared = limits_of([(t, p) for t, p, _ in prepared.values()])
     suffix = f" [{unit}]" if unit else ""
     unit_text = f" {unit}" if unit else ""
 
@@ -120,6 +126,7 @@ def plot_predicted_vs_true(
     for ax in axes.flat[count:]:
         ax.axis("off")
     for i, (ax, (method, (true, predicted, metrics))) in enumerate(zip(axes.flat, prepared.items())):
+        limits = shared if shared_limits else limits_of([(true, predicted)])
         ax.scatter(true, predicted, s=6, alpha=0.5, lw=0)
         ax.plot(limits, limits, color="0.4", lw=0.9, ls="--")
         ax.set(xlim=limits, ylim=limits, xlabel=f"true{suffix}", ylabel=f"predicted{suffix}" if i % columns == 0 else None)

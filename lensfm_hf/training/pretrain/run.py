@@ -191,6 +191,17 @@ def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, 
 # ----------------------------------------------------------------------------- run
 
 
+def check_data_recipe(config, data) -> None:
+    """A method that renders its data (`data_recipe`, e.g. the physics-informed I-JEPA) must render the recipe the
+    stream simulates: else it would explain Model 2 images with another field of view or PSF without a word."""
+    expected = getattr(config, "data_recipe", None)
+    if expected is not None and data.is_stream and data.dataset_config != expected:
+        raise ValueError(
+            f"data.source={data.source!r} simulates {data.dataset_config!r} but the model renders "
+            f"data_recipe={expected!r}: set model.method_config.data_recipe={data.dataset_config}."
+        )
+
+
 def run_pretraining(
     recipe: str | os.PathLike | Mapping[str, Any],
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
@@ -214,6 +225,7 @@ def run_pretraining(
     _ = args.device  # sets up torch.distributed under torchrun before the model is built (SyncBatchNorm, ...)
     set_seed(args.seed)  # identical initial weights on every rank
     model = build_pretraining_model(recipe.model)
+    check_data_recipe(model.config, recipe.data)
     processor = make_processor(recipe.data, model.config.image_size)
     paired = bool(getattr(model.config, "views", {}).get("simulator_pairs", False))  # the method asks for pairs
     train_dataset, eval_dataset = build_datasets(recipe.data, args, processor, resume_step=resume_step, paired=paired)

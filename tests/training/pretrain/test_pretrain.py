@@ -290,3 +290,11 @@ def test_paired_views_train_on_simulator_pairs_and_refuse_stored_data(methods, d
               "training": {**recipe["training"], "output_dir": str(tmp_path / "stored")}}
     with pytest.raises(ValueError, match="view policy 'paired' needs simulator pairs.*stream:"):
         run_pretraining(stored)
+
+
+def test_a_rendering_method_must_render_the_streamed_recipe(methods, tmp_path):
+    recipe = {"model": {"method": "ijepa_physics", "preset": "micro", "image_size": 32, "patch_size": 8},
+              "data": {"source": "stream:model2_varied"},
+              "training": {"output_dir": str(tmp_path), "max_steps": 1, "disable_tqdm": True}}
+    with pytest.raises(ValueError, match="data_recipe='model2'.*model.method_config.data_recipe=model2_varied"):
+        run_pretraining(recipe)
