@@ -28,3 +28,15 @@ def test_bad_mode_raises(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
         with atomic_write(tmp_path / "a", "a"):
             pass
+
+
+def test_the_temporary_file_has_a_per_process_hidden_name_a_build_cleans_up(tmp_path):
+    import os
+
+    from lensfm_hf.files import TMP_PREFIX
+
+    with atomic_write(tmp_path / "manifest.json") as handle:
+        handle.write("{}")
+        (temp,) = [p.name for p in tmp_path.iterdir()]
+    assert temp.startswith(f"{TMP_PREFIX}{os.getpid()}-") and temp.endswith("-manifest.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]

@@ -25,6 +25,7 @@ from datasets.arrow_writer import ParquetWriter
 from tqdm.auto import tqdm
 
 from .. import simulation
+from ..files import atomic_write
 from .card import write_dataset_card, write_example_images
 from .folder import (
     MANIFEST_NAME,
@@ -33,9 +34,7 @@ from .folder import (
     build_lock,
     config_lock_name,
     file_sha256,
-    fsync_file,
     read_manifest,
-    temp_path,
     to_json,
     write_manifest,
 )
@@ -134,7 +133,7 @@ def _rows_per_group(features) -> int:
 
 
 def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], features) -> int:
-    """Write one parquet shard atomically: to a hidden temp name, fsync, then rename.
+    """Write one parquet shard atomically (`files.atomic_write`: a per-process temp name, fsync, then rename).
 
     `columns` maps every feature name to an array of N rows (images (N, 1, H, W) float32, `label`
     (N,) int, parameters (N,) float32). A crash leaves either the old state or the whole shard,
@@ -157,17 +156,10 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
                 f"(shard {path.name}); the simulator and the recipe disagree on the image size"
             )
         batch[name] = values.astype(np.int64 if name == "label" else np.float32, copy=False)
-    tmp = temp_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        writer = ParquetWriter(path=str(tmp), features=features, writer_batch_size=_rows_per_group(features))
+    with atomic_write(path, "wb") as handle:
+        writer = ParquetWriter(stream=handle, features=features, writer_batch_size=_rows_per_group(features))
         writer.write_batch(batch)
-        writer.finalize()
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        writer.finalize(close_stream=False)  # atomic_write syncs, closes and renames it
     return num_rows
 
 

@@ -1,8 +1,8 @@
-"""A dataset folder's bookkeeping: per-config manifests (`<out>/<config>/manifest.json`), atomic temp files, build locks.
+"""A dataset folder's bookkeeping: per-config manifests (`<out>/<config>/manifest.json`), build locks.
 
 Build and importer write manifests; the card reads them, so rendering a card never needs the simulator. Its own
 module so that `build` (which renders the card when a build ends) and `card` (which reads manifests) need not import
-each other; it imports only numpy, so a process that just holds a lock loads it alone.
+each other; it imports only numpy and `files`, so a process that just holds a lock loads it alone.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+
+from ..files import TMP_PREFIX, atomic_write, temp_path  # noqa: F401 -- TMP_PREFIX, temp_path: the build's cleanup
 
 try:
     import fcntl
@@ -24,22 +25,9 @@ except ImportError:  # pragma: no cover - Windows has no flock; builds there are
 
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "test")
-# Hidden temp files start with this; a build removes the ones a killed run left in its config folder.
-TMP_PREFIX = ".tmp-"
 # Hidden working folder inside an output folder: per-config lock files and import staging folders.
 # Both are removed when a build ends, so an uploaded folder carries none of them.
 WORK_DIR_NAME = ".lensfm"
-
-
-def temp_path(path: str | os.PathLike) -> Path:
-    """A hidden temp name next to `path`, unique to this process and call, so writers never share one."""
-    path = Path(path)
-    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def to_json(value: Any) -> Any:
@@ -66,18 +54,11 @@ def read_manifest(config_dir: str | os.PathLike) -> dict | None:
 
 
 def write_manifest(config_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
-    """Write `manifest` to `config_dir/manifest.json` atomically (temp file, fsync, rename)."""
-    path = Path(config_dir) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        # Key order is kept (not sorted): it carries the column order of `features` and the recipe's own order.
-        tmp.write_text(json.dumps(to_json(manifest), indent=2) + "\n", encoding="utf-8")
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write `manifest` to `config_dir/manifest.json` atomically (`files.atomic_write`)."""
+    # Key order is kept (not sorted): it carries the column order of `features` and the recipe's own order.
+    text = json.dumps(to_json(manifest), indent=2) + "\n"  # before opening: a value JSON refuses leaves no file
+    with atomic_write(Path(config_dir) / MANIFEST_NAME) as handle:
+        handle.write(text)
 
 
 # ----------------------------------------------------------------------------- locks

@@ -62,3 +62,26 @@ def test_build_lock_refuses_a_second_holder_and_cleans_up(tmp_path):
         with build_lock(tmp_path, "model3.config"):  # another config is independent
             pass
     assert not (tmp_path / WORK_DIR_NAME).exists()
+
+
+def test_rewriting_a_manifest_or_a_shard_keeps_its_permissions(tmp_path):
+    """Both go through files.atomic_write, which keeps the replaced file's mode (a group-readable dataset stays so)."""
+    import stat
+
+    from datasets import ClassLabel, Features, Value
+
+    from lensfm_hf.data.build import write_shard
+
+    write_manifest(tmp_path, {"complete": False})
+    features = Features({"label": ClassLabel(names=["a", "b"]), "flux": Value("float32")})
+    shard = tmp_path / "train-00000-of-00001.parquet"
+    columns = {"label": np.array([0, 1]), "flux": np.array([1.0, 2.0])}
+    write_shard(shard, columns, features)
+    for path in (tmp_path / MANIFEST_NAME, shard):
+        path.chmod(0o640)
+    write_manifest(tmp_path, {"complete": True})
+    assert write_shard(shard, columns, features) == 2
+    for path in (tmp_path / MANIFEST_NAME, shard):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path.name
+    assert read_manifest(tmp_path) == {"complete": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, shard.name]

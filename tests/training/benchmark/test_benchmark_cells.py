@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from lensfm_hf.files import TMP_PREFIX
 from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import cells as cells_module
 from lensfm_hf.training.benchmark import load_benchmark_recipe, run_benchmark
@@ -167,4 +168,4 @@ def test_cut_or_unreadable_cells_are_recomputed_with_a_warning(mini, mini_run, m
         assert json.loads(path.read_text())["key"]  # rewritten whole
     with np.load(npz) as arrays:
         assert {"low_resolution", "prediction", "truth"} <= set(arrays.files)
-    assert not list((root / "cells").rglob("*.tmp"))  # no temporary files left behind
+    assert not list((root / "cells").rglob(TMP_PREFIX + "*"))  # no temporary files left behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lensfm_hf.files import TMP_PREFIX
 from lensfm_hf.training.downstream import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +34,7 @@ def test_roc_curves_multiclass_and_binary(tmp_path, rng):
     out = plots.plot_roc_curves({"ijepa": (probabilities, binary)}, ["no_lens", "lens"], tmp_path / "lens.png",
                                 "lens finding", log_fpr=True, fpr_marker=1e-2)
     assert _is_png(out)
-    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed into place
+    assert not list(tmp_path.rglob(TMP_PREFIX + "*"))  # the temporary files were renamed into place
 
 
 def test_roc_curves_reject_mismatched_inputs(tmp_path):
