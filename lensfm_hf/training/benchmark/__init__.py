@@ -1,8 +1,8 @@
 """The benchmark: every pretraining method on Model 2, every registered downstream task and protocol, one table each.
 
 `run_benchmark("recipes/benchmark/quick.yaml")` (`lensfm benchmark RECIPE [key=value ...]`). One concern per module:
-`recipe` (the YAML sections), `markers` and `encoders` (data, pretraining, health), `cells` (cached results per
-encoder, task, protocol and budget), `report` (tables, plots, cards), `run` (the whole run).
+`recipe` (the YAML sections), `protocols` (the protocol records), `markers` and `encoders` (data, pretraining,
+health), `cells` (cached results per encoder, task, protocol and budget), `report` (tables, plots, cards), `run`.
 """
 
 from .cells import CELL_FORMAT_VERSION, SplitCache, TaskData, compute_cell, evaluate_encoder, read_cell, summarise_seeds
@@ -19,11 +19,17 @@ from .recipe import (
     Evaluation,
     load_benchmark_recipe,
 )
+from .protocols import PROTOCOLS, Protocol, SeedRun, get_protocol, register_protocol
 from .report import card_results, detailed_table, make_plots, markdown_table, write_cards, write_readme_table
 from .run import run_benchmark
 
 __all__ = [
     "CELL_FORMAT_VERSION",
+    "PROTOCOLS",
+    "Protocol",
+    "SeedRun",
+    "get_protocol",
+    "register_protocol",
     "RANDOM_INIT",
     "BenchmarkArguments",
     "BenchmarkDataArguments",

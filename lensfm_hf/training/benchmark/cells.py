@@ -24,13 +24,13 @@ from transformers.utils import logging as hf_logging
 
 from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
-from ..downstream.finetune import finetune_seed
 from ..downstream.metrics import mean_std, scalar_entries
-from ..downstream.probes import extract_features, fit_linear_probe, knn_probabilities, ridge_probe
+from ..downstream.probes import extract_features
 from ..records import json_ready, settings_key, write_json
 from ..downstream.splits import TensorSplit, load_task_split, train_validation_indices
-from ..downstream.tasks import PROTOCOL_TITLES, Task
+from ..downstream.tasks import Task
 from .encoders import device_of, spec_encoder
+from .protocols import PROTOCOLS, SeedRun
 from .recipe import BenchmarkRecipe, Evaluation, method_title
 
 logger = logging.getLogger(__name__)
@@ -140,59 +140,33 @@ def features_of(spec, data: TaskData, seed: int, cache: dict, batch_size: int, d
     return cache[key]
 
 
-def probe_seed(protocol: str, data: TaskData, train_f, test_f, train_idx, val_idx, recipe: BenchmarkRecipe) -> dict:
-    """One seed of a frozen probe: kNN or a linear probe for classes (their log-probabilities go through the task's
-    metrics), ridge regression for a scalar."""
-    args, device, task = recipe.protocols, device_of(recipe), data.task
-    tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
-    labels = data.train.labels
-    extra: dict[str, Any] = {}
-    if task.target_kind == "scalar":
-        targets = data.train.physical_targets()
-        fit = ridge_probe(train_f[tr], targets[train_idx], train_f[va], targets[val_idx], test_f,
-                          alphas=args.ridge_alphas)
-        predictions, extra = fit["predictions"], {"alpha": fit["alpha"], "validation": fit["validation"]}
-    elif protocol == "knn":
-        probabilities = knn_probabilities(train_f[tr].to(device), labels[tr], test_f.to(device),
-                                          len(data.label_names), k=args.knn_k, temperature=args.knn_temperature)
-        predictions = probabilities.clamp(min=1e-12).log().numpy()
-    else:
-        probe = fit_linear_probe(train_f[tr].to(device), labels[tr], train_f[va].to(device), labels[va],
-                                 weight_decays=args.linear_weight_decays, max_iter=args.linear_max_iter,
-                                 label_names=data.label_names, selection_metric=task.selection_metric)
-        predictions = probe.probabilities(test_f).clamp(min=1e-12).log().numpy()
-        extra = {"weight_decay": probe.weight_decay, "validation": probe.validation}
-    result = task.metrics(predictions, data.test)
-    result.update(extra, outputs=task.outputs(predictions, data.test))
-    return result
-
-
 def compute_cell(protocol: str, budget, data: TaskData, spec: Mapping[str, Any], recipe: BenchmarkRecipe,
                  feature_cache: dict, work_dir: Path, pool=None) -> tuple[list[dict], dict | None]:
     """Run one protocol (at one label budget) for every seed; returns per-seed results and seed 0's outputs.
 
-    Fine-tunes of the seeds run in `pool` (a process pool, see `benchmark.workers`) when given.
+    A probe's seeds run here on frozen features; a fine-tune's run in `pool` (a process pool, see
+    `benchmark.workers`) when given.
     """
-    task, seeds = data.task, list(recipe.benchmark.seeds)
+    task, seeds, record = data.task, list(recipe.benchmark.seeds), PROTOCOLS[protocol]
     device = device_of(recipe)
-    outputs, jobs, num_train = {}, {}, {}
+    settings = protocol_settings(recipe, task, protocol)
+    runs, num_train = {}, {}
     for seed in seeds:
         train_idx, val_idx = seed_indices(data, recipe.data.validation_fraction, seed, budget)
         num_train[seed] = len(train_idx)
-        if protocol in ("knn", "linear"):
+        run = SeedRun(task=task, train=data.train.select(train_idx), validation=data.train.select(val_idx),
+                      test=data.test, seed=seed, settings=settings, device=device)
+        if record.trains_encoder:
+            run.encoder = spec["config"] if spec["random"] else spec["encoder_dir"]
+            run.output_dir = work_dir / f"seed-{seed}"
+        else:
             train_f, test_f = features_of(spec, data, seed, feature_cache, recipe.protocols.feature_batch_size, device)
-            outputs[seed] = probe_seed(protocol, data, train_f, test_f, train_idx, val_idx, recipe)
-            continue
-        jobs[seed] = dict(
-            task=task, encoder=spec["config"] if spec["random"] else spec["encoder_dir"],
-            train=data.train.select(train_idx), validation=data.train.select(val_idx), test=data.test,
-            output_dir=work_dir / f"seed-{seed}", seed=seed, training=recipe.training_for(task, protocol),
-            augment=recipe.protocols.augment,
-            head_init=recipe.protocols.finetune_head_init if task.has_classes else "random",
-        )
-    if jobs:
-        done = pool.map(finetune_seed, jobs.values()) if pool is not None else map(finetune_seed, jobs.values())
-        outputs.update(zip(jobs, done, strict=True))
+            tr, va = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+            run.features = (train_f[tr], train_f[va], test_f)
+        runs[seed] = run
+    in_pool = record.trains_encoder and pool is not None
+    done = pool.map(record.run_seed, runs.values()) if in_pool else map(record.run_seed, runs.values())
+    outputs = dict(zip(runs, done, strict=True))
     results, first_outputs = [], None
     for seed in seeds:
         result = outputs[seed]
@@ -243,12 +217,10 @@ def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[in
     for protocol in recipe.benchmark.protocols:
         if protocol not in task.protocols:
             continue
-        if protocol != "few_label":
-            plan.append((protocol, "all"))
-            if not (protocol in ("knn", "linear") and recipe.protocols.probe_label_budgets and task.has_classes):
-                continue
-        for budget in recipe.protocols.few_label_budgets:
-            if budget <= available:
+        for budget in PROTOCOLS[protocol].budgets(recipe.protocols, task):
+            if budget == "all":
+                plan.append((protocol, "all"))
+            elif budget <= available:
                 plan.append((protocol, int(budget)))
             else:
                 logger.warning("few-label budget %d > %d training images per class: skipped", budget, available)
@@ -257,17 +229,7 @@ def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[in
 
 def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str) -> dict[str, Any]:
     """The settings that decide a cell's numbers besides data and encoder (part of its cache key)."""
-    args = recipe.protocols
-    if protocol == "knn":
-        return {"k": args.knn_k, "temperature": args.knn_temperature}
-    if protocol == "linear":
-        if task.target_kind == "scalar":
-            return {"ridge_alphas": list(args.ridge_alphas)}
-        return {"weight_decays": list(args.linear_weight_decays), "max_iter": args.linear_max_iter}
-    settings = {"training": recipe.training_for(task, protocol), "augment": args.augment}
-    if args.finetune_head_init != "random" and task.has_classes:
-        settings["head_init"] = args.finetune_head_init
-    return settings
+    return PROTOCOLS[protocol].settings(recipe.protocols, task, recipe.training_for(task, protocol))
 
 
 def _dataset_identity(path: str, config: str) -> Any:
@@ -331,7 +293,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                 "task": task.name,
                 "finetuning_set": config,
                 "protocol": protocol,
-                "protocol_name": PROTOCOL_TITLES[protocol],
+                "protocol_name": PROTOCOLS[protocol].title,
                 "label_budget": budget,
                 "labels_per_class": float(budget) if budget not in (None, "all") else (
                     float(np.mean(np.bincount(data.train.labels.numpy())) * (1 - recipe.data.validation_fraction))

@@ -19,10 +19,11 @@ from ...pretraining import PRETRAINING_METHODS, method_aliases, method_display_n
 from ..downstream.finetune import DEFAULT_BACKBONE, training_arguments
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
-from ..downstream.tasks import PROTOCOLS, TASKS, Task, get_task
+from ..downstream.tasks import TASKS, Task, get_task
 from ..pretrain.recipe import load_pretraining_recipe
 from ..recipes import check_section, load_recipe, read_recipe
 from .markers import encoder_ready
+from .protocols import PROTOCOLS, check_task_protocols
 
 RANDOM_INIT = "random_init"
 DATASET_TITLES = {"model1": "DeepLenseSim Model 1", "model2": "DeepLenseSim Model 2", "model3": "DeepLenseSim Model 3",
@@ -189,10 +190,12 @@ class BenchmarkRecipe:
         return out
 
     def training_for(self, task: Task, protocol: str) -> dict[str, Any]:
-        """TrainingArguments fields of a fine-tune cell: `finetune`, then `few_label`, then the task's own."""
+        """TrainingArguments fields of a fine-tune cell: `finetune`, then the protocol's own section (`few_label`),
+        then the task's own."""
         training = dict(self.protocols.finetune or {})
-        if protocol == "few_label":
-            training.update(self.protocols.few_label or {})
+        section = PROTOCOLS[protocol].training_section
+        if section:
+            training.update(getattr(self.protocols, section) or {})
         training.update((self.protocols.task_finetune or {}).get(task.name) or {})
         return training
 
@@ -206,8 +209,9 @@ def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
     result = BenchmarkRecipe(raw=raw, **parsed)
     unknown = [p for p in result.benchmark.protocols if p not in PROTOCOLS]
     if unknown:
-        raise ValueError(f"unknown protocol(s) {unknown} in benchmark.protocols; choose from {PROTOCOLS}")
-    result.evaluations  # noqa: B018 -- unknown tasks fail here, before anything runs
+        raise ValueError(f"unknown protocol(s) {unknown} in benchmark.protocols; choose from {list(PROTOCOLS)}")
+    for evaluation in result.evaluations:  # unknown tasks fail here, before anything runs
+        check_task_protocols(evaluation.task)
     unknown = [name for name in (result.protocols.task_finetune or {}) if name not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown} in protocols.task_finetune; registered tasks: {', '.join(TASKS)}")
@@ -236,7 +240,9 @@ def check_training_overrides(recipe: BenchmarkRecipe) -> None:
     only after every method had pretrained, when every fine-tune failed): each mapping key by key, naming it, then
     the settings of each fine-tune cell together."""
     protocols = recipe.protocols
-    sections = {"protocols.finetune": protocols.finetune, "protocols.few_label": protocols.few_label}
+    sections = {"protocols.finetune": protocols.finetune}
+    sections.update({f"protocols.{p.training_section}": getattr(protocols, p.training_section)
+                     for p in PROTOCOLS.values() if p.training_section})
     sections.update({f"protocols.task_finetune.{task}": values for task, values in (protocols.task_finetune or {}).items()})
     for name, values in sections.items():
         if values is not None and not isinstance(values, dict):
@@ -244,8 +250,8 @@ def check_training_overrides(recipe: BenchmarkRecipe) -> None:
         check_section(name, TrainingArguments, values)
     for evaluation in recipe.evaluations:
         task = evaluation.task
-        for protocol in ("finetune", "few_label"):
-            if protocol not in recipe.benchmark.protocols or protocol not in task.protocols:
+        for protocol in recipe.benchmark.protocols:
+            if not PROTOCOLS[protocol].trains_encoder or protocol not in task.protocols:
                 continue
             try:
                 training_arguments(task, recipe.training_for(task, protocol), recipe.root / "runs", seed=0,

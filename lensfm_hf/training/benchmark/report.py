@@ -19,11 +19,9 @@ from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
 from ..downstream import plots
 from ..records import write_json
-from ..downstream.tasks import DEFAULT_TASK, PROTOCOL_TITLES, PROTOCOLS, TASKS, get_task
+from ..downstream.tasks import DEFAULT_TASK, TASKS, get_task
+from .protocols import PROTOCOLS
 from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe, method_title
-
-PROTOCOL_CARD_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "full fine-tune"}
-
 
 # ----------------------------------------------------------------------------- tables
 
@@ -43,11 +41,7 @@ def column_key(cell) -> tuple[str, Any]:
 
 
 def column_title(protocol: str, budget) -> str:
-    if protocol == "few_label":
-        return f"Fine-tune {budget}/class"
-    if budget not in (None, "all"):
-        return f"{PROTOCOL_TITLES[protocol]} {budget}/class"
-    return PROTOCOL_TITLES[protocol]
+    return PROTOCOLS[protocol].column(budget)
 
 
 def ordered_columns(cells) -> list[tuple[str, Any]]:
@@ -112,7 +106,7 @@ def detailed_table(cells: Sequence[Mapping[str, Any]]) -> str:
         text = "; ".join(f"{key} {fmt(metrics.get(key))}" for key in dict.fromkeys(keys) if key in metrics)
         labels = "all" if cell["label_budget"] == "all" else str(cell["label_budget"])
         lines.append("| " + " | ".join([method_title(cell["method"]), task.name, cell["finetuning_set"],
-                                         PROTOCOL_TITLES[cell["protocol"]], labels, text]) + " |")
+                                         PROTOCOLS[cell["protocol"]].title, labels, text]) + " |")
     return "\n".join(lines)
 
 
@@ -222,6 +216,11 @@ def _outputs(root: Path, cell: Mapping[str, Any]) -> dict[str, np.ndarray] | Non
         return {name: arrays[name] for name in arrays.files}
 
 
+def _fine_tuned(cell: Mapping[str, Any], every_label: bool = False) -> bool:
+    """A cell of a protocol that fine-tunes the encoder (on every label when `every_label`)."""
+    return PROTOCOLS[cell["protocol"]].trains_encoder and (not every_label or cell["label_budget"] == "all")
+
+
 def _title(task, dataset: str, what: str) -> str:
     return f"{task.title}, {DATASET_TITLES.get(dataset, dataset)}: {what}"
 
@@ -251,11 +250,11 @@ def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path)
     series: dict[str, list] = {}
     steps = {}
     for cell in cells:
-        if cell["protocol"] in ("finetune", "few_label") and "roc_auc" in cell["metrics"]:
+        if _fine_tuned(cell) and "roc_auc" in cell["metrics"]:
             stat = cell["metrics"]["roc_auc"]
             series.setdefault(method_title(cell["method"]), []).append((cell["labels_per_class"], stat["mean"], stat["std"]))
             max_steps = ((cell.get("settings") or {}).get("protocol_settings", {}).get("training") or {}).get("max_steps")
-            steps.setdefault("all labels" if cell["protocol"] == "finetune" else "few labels", max_steps)
+            steps.setdefault("all labels" if cell["label_budget"] == "all" else "few labels", max_steps)
     if not series:
         return []
     note = ", ".join(f"{k}: {v} steps" for k, v in steps.items() if v is not None)
@@ -264,7 +263,8 @@ def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path)
 
 
 def plot_confusion(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
-    matrices = {method_title(c["method"]): c["confusion_matrix"] for c in cells if c["protocol"] == "finetune" and c.get("confusion_matrix")}
+    matrices = {method_title(c["method"]): c["confusion_matrix"] for c in cells
+                if _fine_tuned(c, every_label=True) and c.get("confusion_matrix")}
     if not matrices:
         return []
     return [plots.plot_confusion_matrices(matrices, cells[0].get("label_names") or [],
@@ -294,7 +294,7 @@ def plot_super_resolution_examples(root: Path, task, dataset: str, cells, plot_d
     low = truth = None
     predictions = {}
     for cell in cells:
-        arrays = _outputs(root, cell) if cell["protocol"] == "finetune" else None
+        arrays = _outputs(root, cell) if _fine_tuned(cell, every_label=True) else None
         if arrays and "prediction" in arrays:
             low, truth = arrays["low_resolution"], arrays["truth"]
             predictions[method_title(cell["method"])] = arrays["prediction"]
@@ -338,7 +338,7 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
             continue
         task = get_task(cell.get("task", DEFAULT_TASK))
         seeds = len(cell.get("seeds") or [])
-        protocol = PROTOCOL_CARD_NAMES.get(cell["protocol"], f"fine-tune on {cell['label_budget']} labels/class")
+        protocol = PROTOCOLS[cell["protocol"]].card_label(cell["label_budget"])
         for metric, title in task.reported_metrics:
             stat = cell["metrics"].get(metric)
             if not stat or stat.get("mean") is None or math.isnan(stat["mean"]):

@@ -1,7 +1,7 @@
 """The downstream-task registry: one `Task` record per task, read by `lensfm finetune`, `lensfm benchmark` and the cards.
 
 A record names the dataset config and target column, the head class and its loss, the metrics (the first reported
-one is the headline), checkpoint selection, the benchmark protocols that fit it, the plots and the card's task type.
+one is the headline), checkpoint selection, the benchmark protocols that suit it, the plots and the card's task type.
 Adding a task is one `register_task(Task(...))` entry at the end of this file plus one recipe YAML in
 `recipes/finetune/`; no other code names a task.
 """
@@ -23,12 +23,8 @@ from .splits import TensorSplit
 # What a task's targets are, which fixes how a split is prepared and what a prediction looks like:
 # "class" (N,) int64 labels, "scalar" (N, 1) float32 values, "image" (N, 1, fS, fS) high-resolution images.
 TARGET_KINDS = ("class", "scalar", "image")
-PROTOCOLS = ("knn", "linear", "finetune", "few_label")
-PROTOCOL_TITLES = {"knn": "kNN", "linear": "Linear probe", "finetune": "Fine-tune", "few_label": "Few-label fine-tune"}
 # The task of a recipe or record that names none (cells and models saved before the registry were classification).
 DEFAULT_TASK = "classification"
-# The frozen probes each target kind supports (a linear probe of a scalar is ridge regression).
-FROZEN_PROBES = {"class": ("knn", "linear"), "scalar": ("linear",), "image": ()}
 
 
 # ----------------------------------------------------------------------------- per-kind behaviour
@@ -91,7 +87,7 @@ class Task:
     selection_metric: str  # metric_for_best_model on the validation split
     greater_is_better: bool
     card_task_type: str  # model-index task type
-    protocols: tuple[str, ...]  # benchmark protocols that fit it
+    protocols: tuple[str, ...]  # benchmark protocols that suit it (each must fit target_kind: benchmark/protocols.py)
     plots: tuple[str, ...]  # plot kinds of `benchmark.report` ("roc", "label_efficiency", "confusion", ...)
     target_column: str = "label"
     target_class: str | None = None  # keep only rows of this class (e.g. axion images for the axion mass)
@@ -102,12 +98,6 @@ class Task:
     def __post_init__(self):
         if self.target_kind not in TARGET_KINDS:
             raise ValueError(f"task {self.name!r}: target_kind must be one of {TARGET_KINDS}, got {self.target_kind!r}")
-        unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        if unknown:
-            raise ValueError(f"task {self.name!r}: unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
-        frozen = [p for p in self.protocols if p in ("knn", "linear") and p not in FROZEN_PROBES[self.target_kind]]
-        if frozen or ("few_label" in self.protocols and self.target_kind != "class"):
-            raise ValueError(f"task {self.name!r}: protocols {self.protocols} do not fit {self.target_kind} targets")
 
     @property
     def has_classes(self) -> bool:
