@@ -83,3 +83,19 @@ def test_the_physics_branch_infers_the_psf_when_the_data_vary_it():
     output.loss.backward()
     assert model.lens_parameter_head.mlp[-1].weight.grad[-1].abs().sum() > 0  # the PSF output gets a gradient
     assert not _micro("ijepa_physics").config.infer_psf  # Model 2's PSF is fixed: nothing more to infer
+
+
+def test_recovery_images_are_drawn_under_their_own_named_seed():
+    """The held-out images of the recovery measurement come from a named `derive_seed` part, never from the plain
+    seed anything else passes to `simulate` (the old `seed + i` gave seed s the images of `simulate(..., seed=s)`)."""
+    import torch
+
+    from lensfm_hf.simulation import get_recipe, simulate
+    from lensfm_hf.training.evaluation import held_out_images
+
+    _, truth = held_out_images("model2", per_class=3, image_size=32, seed=5)
+    first_class = get_recipe("model2").class_names[0]
+    plain = simulate("model2", first_class, 3, seed=5)
+    assert not torch.equal(truth["source_x"][:3], plain["source_x"])
+    _, again = held_out_images("model2", per_class=3, image_size=32, seed=5)
+    assert torch.equal(truth["source_x"], again["source_x"])  # still a pure function of the seed

@@ -137,7 +137,7 @@ class TensorBatches(BatchIterable):
         device = self.images.device
         while True:
             epoch, index = divmod(position, per_epoch)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            generator = torch.Generator().manual_seed(derive_seed("pretraining-shuffle", self.seed, epoch))
             order = torch.randperm(len(self.images), generator=generator)
             if len(self.images) < global_batch:  # tiny sets: sample with replacement rather than stop
                 order = torch.randint(len(self.images), (global_batch * per_epoch,), generator=generator)
@@ -234,13 +234,15 @@ def build_health_images(data_args: PretrainDataArguments, args: TrainingArgument
     if count <= 0:
         return None
     if data_args.is_stream:
-        return _simulated_eval_images(data_args, args, processor, seed=args.seed + 2_000_003, count=max(count, 2))
+        seed = derive_seed("pretraining-health-images", args.seed)
+        return _simulated_eval_images(data_args, args, processor, seed=seed, count=max(count, 2))
     try:
         held_out = _load_split(data_args, data_args.eval_split)
     except ValueError:  # a dataset with a train split only: health is then measured on training images
         logger.info("no %r split for representation health: using %r images.", data_args.eval_split, data_args.split)
         held_out = _load_split(data_args, data_args.split)
-    held_out = held_out.shuffle(seed=args.seed + 1).select(range(min(count, len(held_out))))
+    held_out = held_out.shuffle(seed=derive_seed("pretraining-health-images", args.seed))
+    held_out = held_out.select(range(min(count, len(held_out))))
     return _tensor_of(held_out, processor)
 
 
@@ -272,7 +274,8 @@ def build_datasets(
         )
         evaluation = None
         if data_args.num_eval_images > 0:
-            evaluation = ImageTensorDataset(_simulated_eval_images(data_args, args, processor, seed=args.seed + 1_000_003))
+            evaluation = ImageTensorDataset(_simulated_eval_images(
+                data_args, args, processor, seed=derive_seed("pretraining-eval-images", args.seed)))
         return train, evaluation
 
     dataset = _load_split(data_args, data_args.split)

@@ -55,3 +55,44 @@ def test_paired_stream_batches_hold_two_renders_of_each_lens():
     assert first["pixel_values"].shape == first["paired_pixel_values"].shape == (6, 1, 16, 16)
     assert not torch.allclose(first["pixel_values"], first["paired_pixel_values"])
     torch.testing.assert_close(batch(0)["paired_pixel_values"], first["paired_pixel_values"], rtol=0, atol=0)
+
+
+def test_shuffles_of_different_seeds_never_share_an_epochs_order():
+    """The epoch order is a named `derive_seed` part of (seed, epoch); the old `seed * 1_000_003 + epoch` gave seed 1's
+    first epoch the order of seed 0's epoch 1_000_003."""
+    images = torch.arange(64, dtype=torch.float32).reshape(64, 1, 1, 1)
+
+    def first_batch(seed, epoch):  # 1 batch per epoch: start_batch is the epoch
+        return next(iter(pretrain_data.TensorBatches(images, batch_size=64, seed=seed, start_batch=epoch)))
+
+    assert not torch.equal(first_batch(1, 0)["pixel_values"], first_batch(0, 1_000_003)["pixel_values"])
+
+
+def test_held_out_images_of_one_run_are_never_anothers(monkeypatch):
+    """Health and evaluation images are drawn under their own named seeds: with the old salts (+2_000_003,
+    +1_000_003), run 0's health images were run 1_000_000's evaluation images."""
+    from types import SimpleNamespace
+
+    seeds = []
+
+    class Stream:
+        def __init__(self, config, batch_size, device, seed, num_batches):
+            seeds.append(seed)
+            self.batch_size = batch_size
+
+        def __iter__(self):
+            yield {"pixel_values": torch.zeros(self.batch_size, 1, 4, 4)}
+
+    monkeypatch.setattr(pretrain_data, "LensingStream", Stream)
+    data_args = SimpleNamespace(is_stream=True, dataset_config="model2", num_health_images=4, num_eval_images=4,
+                                stream_device="cpu", stream_compile=False, paired=False)
+    processor = SimpleNamespace(process_tensor=lambda images: images)
+
+    def args(seed):
+        return SimpleNamespace(seed=seed, device="cpu", per_device_train_batch_size=4, gradient_accumulation_steps=1)
+
+    pretrain_data.build_health_images(data_args, args(0), processor)
+    health = seeds.pop()
+    pretrain_data.build_datasets(data_args, args(1_000_000), processor)
+    evaluation = seeds.pop()
+    assert health != evaluation
