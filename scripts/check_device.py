@@ -128,7 +128,7 @@ def run_checks(device: str, recipes, num_images: int, noise_images: int, compile
                 # Independent random streams: the statistics agree to sampling error, not exactly.
                 ok = abs(noise["std_ratio"] - 1) < 0.05 and noise["mean_offset_in_std"] < 0.05
                 record(f"noise {tag}", noise, ok)
-            if recipe.task != "lens_finding" or class_name != "non_lens":
+            if recipe.layout != "lens_finding" or class_name != "non_lens":
                 grad = check_gradient(recipe, class_name, device)
                 record(f"gradient {tag}", grad, grad["gradient_relative_l2"] < 10 * tolerance)
         stream = check_stream(recipe, device, batch_size=3 * len(recipe.class_names))

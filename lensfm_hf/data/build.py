@@ -69,7 +69,7 @@ def _image_shape(recipe) -> tuple[int, int]:
 
 def _high_resolution_shape(recipe) -> tuple[int, int] | None:
     """(H, W) of the `high_resolution` target, or None for recipes without one."""
-    if getattr(recipe, "task", recipe.name) != "super_resolution":
+    if getattr(recipe, "layout", recipe.name) != "super_resolution":
         return None
     size = getattr(recipe, "high_resolution_size", None)
     if size is None:
@@ -230,7 +230,9 @@ def prepare_config_dir(config_dir: str | os.PathLike, identity: Mapping[str, Any
                 "choose another output folder or pass overwrite=True to replace it"
             )
         return False
-    old = manifest.get("identity", {})
+    old = dict(manifest.get("identity", {}))
+    if isinstance(old.get("recipe"), dict):  # written before a recipe field was renamed (task -> layout)
+        old["recipe"] = simulation.upgrade_recipe_dict(old["recipe"])
     if json.dumps(old, sort_keys=True) != json.dumps(identity, sort_keys=True):
         raise ValueError(
             f"{config_dir} was built with different parameters ({_describe_difference(old, identity)}); "

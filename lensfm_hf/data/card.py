@@ -19,19 +19,12 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..hub.cards import card_template
+from ..simulation import PRESETS
 from .folder import MANIFEST_NAME, SPLITS, read_manifest
 
 TEMPLATE_NAME = "dataset_card.md"
 EXAMPLES_DIR = "images"
 DEFAULT_PRETTY_NAME = "DeepLense strong-lensing simulations (lensfm)"
-# One line per config for the card's config table.
-_DESCRIPTIONS = {
-    "model1": "DeepLenseSim Model I: 150×150 images, 0.05″ pixels, Gaussian PSF, Poisson noise.",
-    "model2": "DeepLenseSim Model II: Euclid-like 64×64 images, 0.101″ pixels.",
-    "model3": "DeepLenseSim Model III: HST-like 64×64 images, 0.08″ pixels.",
-    "lens_finding": "Lens finding: lensed versus unlensed galaxies.",
-    "super_resolution": "Super-resolution: low-resolution lensing images with high-resolution targets.",
-}
 _SIZE_CATEGORIES = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -54,7 +47,7 @@ def finished_configs(out_dir: str | os.PathLike) -> dict[str, dict]:
 
 def _card_order(item: tuple[str, dict]) -> tuple[int, str]:
     """Known configs in benchmark order (model1, model2, …), then any others by name."""
-    names = list(_DESCRIPTIONS)
+    names = list(PRESETS)
     return (names.index(item[0]) if item[0] in names else len(names), item[0])
 
 
@@ -104,7 +97,7 @@ def _config_context(out: Path, name: str, manifest: dict) -> dict:
     return {
         "name": name,
         "source": manifest.get("source", "simulation"),
-        "description": _DESCRIPTIONS.get(name, ""),
+        "description": PRESETS[name].description if name in PRESETS else "",
         "image_size": manifest.get("image_size"),
         "pixel_scale": manifest.get("pixel_scale"),
         "splits": {split: info.get("num_examples", 0) for split, info in splits.items()},

@@ -3,7 +3,16 @@
 """
 
 from .engines import ENGINES, render, render_flux
-from .recipes import PARAMETER_COLUMN_UNITS, RECIPE_NAMES, RECIPE_NOTES, SimulationRecipe, get_recipe
+from .recipes import (
+    PARAMETER_COLUMN_UNITS,
+    PRESETS,
+    RECIPE_NAMES,
+    SimulationPreset,
+    SimulationRecipe,
+    get_recipe,
+    preset_title,
+    upgrade_recipe_dict,
+)
 from .sampling import derive_seed, sample_parameters
 from .simulate import simulate, simulate_pairs
 from .stream import LensingStream
@@ -11,15 +20,18 @@ from .stream import LensingStream
 __all__ = [
     "ENGINES",
     "PARAMETER_COLUMN_UNITS",
+    "PRESETS",
     "RECIPE_NAMES",
-    "RECIPE_NOTES",
     "LensingStream",
+    "SimulationPreset",
     "SimulationRecipe",
     "derive_seed",
     "get_recipe",
+    "preset_title",
     "render",
     "render_flux",
     "sample_parameters",
     "simulate",
     "simulate_pairs",
+    "upgrade_recipe_dict",
 ]

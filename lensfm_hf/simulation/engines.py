@@ -235,7 +235,7 @@ def render(
     noise = recipe.add_noise if noise is None else noise
     flux = render_flux(recipe, params, engine, compile=compile)
     out = {"pixel_values": _apply_data_model(recipe, flux, params, noise, generator)}
-    if recipe.task == "super_resolution":
+    if recipe.layout == "super_resolution":
         factor = recipe.upscale_factor
         high = render_flux(recipe, params, engine, recipe.image_size * factor, recipe.pixel_scale / factor, compile)
         out["high_resolution"] = _apply_data_model(recipe, high, params, False, None)

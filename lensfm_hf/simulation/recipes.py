@@ -1,8 +1,8 @@
-"""DeepLenseSim-compatible simulation recipes: one frozen dataclass, five named presets.
+"""DeepLenseSim-compatible simulation recipes: one frozen dataclass, and one `SimulationPreset` record per named preset.
 
-Every quirk of DeepLenseSim (github mwt5345/DeepLenseSim @ a0c0191) is a named field, so a
-preset can be made faithful or physical by overriding one field; ``RECIPE_NOTES`` says which
-default was chosen and why (it goes into the dataset card).
+Every quirk of DeepLenseSim (github mwt5345/DeepLenseSim @ a0c0191) is a named field, so a preset can be made faithful
+or physical by overriding one field; a preset's notes say which default was chosen and why (the dataset card), its
+title and description name it in tables, plots and the card's config table.
 """
 
 from __future__ import annotations
@@ -15,17 +15,23 @@ from ..physics.noise import InstrumentConfig, get_instrument
 
 __all__ = [
     "SimulationRecipe",
+    "PRESETS",
     "RECIPE_NAMES",
-    "RECIPE_NOTES",
+    "SimulationPreset",
     "get_recipe",
+    "preset_title",
+    "register_preset",
+    "upgrade_recipe_dict",
     "SUBSTRUCTURE_CLASSES",
     "LENS_FINDING_CLASSES",
 ]
 
-RECIPE_NAMES = ("model1", "model2", "model3", "lens_finding", "super_resolution", "model2_varied")
 SUBSTRUCTURE_CLASSES = ("no_sub", "cdm", "axion")
 LENS_FINDING_CLASSES = ("non_lens", "lens")
-TASKS = ("substructure", "lens_finding", "super_resolution")
+# What a recipe's images are laid out for: substructure classes, lens vs non-lens, or low/high-resolution pairs.
+LAYOUTS = ("substructure", "lens_finding", "super_resolution")
+# Fields renamed since recipes were first saved (dataset manifests): old name -> new name.
+RENAMED_FIELDS = {"task": "layout"}
 NOISE_MODELS = ("none", "model1", "instrument")
 EINSTEIN_RADIUS_CONVENTIONS = ("luminosity", "angular_diameter")
 
@@ -50,67 +56,6 @@ _COMMON_NOTES = (
     "so both engines render single-plane."
 )
 
-RECIPE_NOTES = {
-    "model1": (
-        "DeepLenseSim Model I (simple_sim): 150x150 pixels of 0.05 arcsec, Gaussian PSF FWHM 0.087 "
-        "arcsec truncated at 3 sigma, source amp=20 (surface brightness at R_sersic). Noise as the "
-        "original: counts = Poisson(t * (image + N(0, sqrt(|image|/t)) + N(0, 0.01))), t = 10^U(3, 3.5) s, "
-        "i.e. Poisson noise applied twice (noise_model='model1'); pixel values are photon counts."
-    ),
-    "model2": (
-        "DeepLenseSim Model II (Euclid, simple_sim_2): 64x64 pixels of 0.101 arcsec, Gaussian PSF FWHM "
-        "0.16 arcsec, source magnitude 20 with the 2022 Euclid VIS zero point 24.0. Defaults follow the "
-        "committed code: (1) lenstronomy switched to multi-plane mode (z_source_convention=2.5 with the "
-        "source at z=1), scaling every deflection by 0.634 (multiplane_deflection_scale=0.634, effective "
-        "theta_E ~0.81 arcsec); (2) the noise realisation was computed but the saved image is "
-        "image_model + image_model (image_doubling=True, add_noise=False). Both are unverified against "
-        "the released files; the near-perfect published accuracies on Models II/III (vs ~91% on Model I) "
-        "are consistent with noise-free images. Set add_noise=True, image_doubling=False for Euclid noise "
-        "(565 s x 4, sky 22.35 mag/arcsec^2, read noise 4.2 e-) in e-/s."
-    ),
-    "model3": (
-        "DeepLenseSim Model III (HST): 64x64 pixels of 0.08 arcsec. The committed code has no HST branch "
-        "(the released data came from uncommitted code), so this uses lenstronomy HST WFC3_F160W with a "
-        "Gaussian PSF of FWHM 0.08 arcsec (zero point 25.96, 5400 s, sky 22.3, read noise 4) and the same "
-        "simple_sim_2 quirks as Model II (multiplane_deflection_scale=0.634, image_doubling=True, "
-        "add_noise=False). Pixel scale and PSF are unverified."
-    ),
-    "lens_finding": (
-        "Lens vs non-lens in the Model II geometry (Euclid, 64x64, 0.101 arcsec) WITH Euclid noise "
-        "(add_noise=True, image_doubling=False), since a noise-free lens-finding task is trivial. lens: "
-        "the Model II lens with CDM subhalos (lens_substructure='cdm'); non_lens: the same source galaxy "
-        "seen without any lens mass (non_lens_mode='unlensed_source', einstein_radius=0). Neither class "
-        "has lens light, so the task is 'arcs or no arcs'."
-    ),
-    "model2_varied": (
-        "Varied-physics pretraining data: Model II's instrument (Euclid VIS 2022, 64x64 pixels of 0.101 arcsec, "
-        "source magnitude 20, multiplane_deflection_scale=0.634 as Model II) with Euclid noise, but every image "
-        "draws its own lens, source and observing conditions from the priors below (a column per drawn value). "
-        "Priors and why: lens mass log10 M/Msun ~ U(11.7, 12.3), z_lens ~ U(0.4, 0.6), z_source ~ U(0.9, 1.3): "
-        "centred on DeepLenseSim's 1e12 Msun at z 0.5 -> 1.0, they give an effective theta_E of 0.44-1.48 arcsec "
-        "(90% in 0.57-1.23, median 0.84), covering Models II/III's 0.81 arcsec and keeping the ring well inside "
-        "the 6.5 arcsec field. "
-        "Lens axis ratio q ~ U(0.6, 1) and orientation ~ U(0, pi) (|e| <= 0.25; DeepLenseSim's e1=0.1 is q=0.82). "
-        "External shear strength ~ U(0, 0.1) (DeepLenseSim 0.05) and orientation ~ U(0, pi); the shear_gamma "
-        "columns are effective (x0.634), like einstein_radius. Source centre ~ U(-0.35, 0.35) arcsec per axis as "
-        "DeepLenseSim (near the caustic: rings, arcs and quads). Source R_sersic log-uniform on [0.1, 0.4] arcsec "
-        "(DeepLenseSim 0.25, one to four Euclid pixels), Sersic index ~ U(0.7, 2.5) (disc to "
-        "intermediate; DeepLenseSim 1), source axis ratio ~ U(0.6, 1) and orientation ~ U(0, pi) (DeepLenseSim "
-        "q=0.75). PSF FWHM ~ U(0.13, 0.19) arcsec around Euclid VIS's 0.16. Total exposure log-uniform on "
-        "[1130, 4520] s, a factor 2 either side of Euclid's 4 x 565 s, i.e. noise rms within a factor sqrt(2) "
-        "of Euclid's. Substructure classes as Model II. Only theta_E (not mass and redshifts separately) and "
-        "e1/e2 (not q and angle separately) are visible in an image; the columns keep both. Where the "
-        "DeepLenseSim description below calls a lens or source value fixed, these priors replace it."
-    ),
-    "super_resolution": (
-        "Paired images in the Model I set-up (PSF FWHM 0.087 arcsec, amp=20, Model I noise): "
-        "pixel_values is 75x75 at 0.1 arcsec with Model I noise, high_resolution the same system "
-        "noise-free on a 150x150 grid of 0.05 arcsec (upscale_factor=2), i.e. exactly the Model I grid "
-        "and field of view (7.5 arcsec). Both are expected photon counts per pixel of their own grid, "
-        "so an f x f block of high_resolution sums to about one low-resolution pixel. The low-resolution "
-        "size is 75 (not 150) to keep the high-resolution side at Model I's 150 pixels."
-    ),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +66,7 @@ class SimulationRecipe:
     image_size: int  # pixels per side
     pixel_scale: float  # arcsec per pixel
     class_names: tuple = SUBSTRUCTURE_CLASSES
-    task: str = "substructure"  # "substructure" | "lens_finding" | "super_resolution"
+    layout: str = "substructure"  # one of LAYOUTS: "substructure" | "lens_finding" | "super_resolution"
     # Cosmology and main lens.
     z_lens: float = 0.5
     z_source: float = 1.0
@@ -193,12 +138,12 @@ class SimulationRecipe:
             if not condition:
                 raise ValueError(f"recipe {self.name!r}: {message}")
 
-        check(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
+        check(self.layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         check(
             len(self.class_names) > 0 and len(set(self.class_names)) == len(self.class_names),
             "class_names must be unique and non-empty",
         )
-        allowed = LENS_FINDING_CLASSES if self.task == "lens_finding" else SUBSTRUCTURE_CLASSES
+        allowed = LENS_FINDING_CLASSES if self.layout == "lens_finding" else SUBSTRUCTURE_CLASSES
         check(set(self.class_names) <= set(allowed), f"class_names must be drawn from {allowed}")
         check(self.image_size > 0 and self.pixel_scale > 0, "image_size and pixel_scale must be > 0")
         check(self.noise_model in NOISE_MODELS, f"noise_model must be one of {NOISE_MODELS}")
@@ -276,7 +221,7 @@ class SimulationRecipe:
 
     @property
     def has_axion(self) -> bool:
-        if self.task == "lens_finding":
+        if self.layout == "lens_finding":
             return self.lens_substructure == "axion"
         return "axion" in self.class_names
 
@@ -358,11 +303,70 @@ PRIOR_COLUMNS = {
 }
 PRIOR_FIELDS = tuple(PRIOR_COLUMNS)
 
-_PRESETS = {
-    "model1": dict(
+
+@dataclasses.dataclass(frozen=True)
+class SimulationPreset:
+    """One named recipe: its title (tables, plots, cards), its line in the dataset card's config table, the notes on
+    what it chose and why (the card), and its `SimulationRecipe` fields besides `name` and `notes`."""
+
+    name: str
+    title: str
+    description: str
+    notes: str
+    fields: dict
+
+    def recipe(self) -> SimulationRecipe:
+        return SimulationRecipe(name=self.name, notes=self.notes + " " + _COMMON_NOTES, **self.fields)
+
+
+PRESETS: dict[str, SimulationPreset] = {}
+
+
+def register_preset(preset: SimulationPreset) -> SimulationPreset:
+    """Add `preset` to `PRESETS` (its fields are validated now; a name registered twice is an error)."""
+    if preset.name in PRESETS:
+        raise ValueError(f"simulation preset {preset.name!r} is already registered")
+    preset.recipe()
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def preset_title(name: str) -> str:
+    """The title of a preset (a dataset config) in tables, plots and cards; an unknown name passes through."""
+    return PRESETS[name].title if name in PRESETS else name
+
+
+register_preset(SimulationPreset(
+    name="model1",
+    title="DeepLenseSim Model 1",
+    description="DeepLenseSim Model I: 150×150 images, 0.05″ pixels, Gaussian PSF, Poisson noise.",
+    notes=(
+        "DeepLenseSim Model I (simple_sim): 150x150 pixels of 0.05 arcsec, Gaussian PSF FWHM 0.087 "
+        "arcsec truncated at 3 sigma, source amp=20 (surface brightness at R_sersic). Noise as the "
+        "original: counts = Poisson(t * (image + N(0, sqrt(|image|/t)) + N(0, 0.01))), t = 10^U(3, 3.5) s, "
+        "i.e. Poisson noise applied twice (noise_model='model1'); pixel values are photon counts."
+    ),
+    fields=dict(
         image_size=150, pixel_scale=0.05, psf_fwhm=0.087, psf_truncation=3.0, noise_model="model1", add_noise=True
     ),
-    "model2": dict(
+))
+
+register_preset(SimulationPreset(
+    name="model2",
+    title="DeepLenseSim Model 2",
+    description="DeepLenseSim Model II: Euclid-like 64×64 images, 0.101″ pixels.",
+    notes=(
+        "DeepLenseSim Model II (Euclid, simple_sim_2): 64x64 pixels of 0.101 arcsec, Gaussian PSF FWHM "
+        "0.16 arcsec, source magnitude 20 with the 2022 Euclid VIS zero point 24.0. Defaults follow the "
+        "committed code: (1) lenstronomy switched to multi-plane mode (z_source_convention=2.5 with the "
+        "source at z=1), scaling every deflection by 0.634 (multiplane_deflection_scale=0.634, effective "
+        "theta_E ~0.81 arcsec); (2) the noise realisation was computed but the saved image is "
+        "image_model + image_model (image_doubling=True, add_noise=False). Both are unverified against "
+        "the released files; the near-perfect published accuracies on Models II/III (vs ~91% on Model I) "
+        "are consistent with noise-free images. Set add_noise=True, image_doubling=False for Euclid noise "
+        "(565 s x 4, sky 22.35 mag/arcsec^2, read noise 4.2 e-) in e-/s."
+    ),
+    fields=dict(
         image_size=64,
         pixel_scale=0.101,
         instrument="euclid_vis_2022",
@@ -372,7 +376,20 @@ _PRESETS = {
         add_noise=False,
         image_doubling=True,
     ),
-    "model3": dict(
+))
+
+register_preset(SimulationPreset(
+    name="model3",
+    title="DeepLenseSim Model 3",
+    description="DeepLenseSim Model III: HST-like 64×64 images, 0.08″ pixels.",
+    notes=(
+        "DeepLenseSim Model III (HST): 64x64 pixels of 0.08 arcsec. The committed code has no HST branch "
+        "(the released data came from uncommitted code), so this uses lenstronomy HST WFC3_F160W with a "
+        "Gaussian PSF of FWHM 0.08 arcsec (zero point 25.96, 5400 s, sky 22.3, read noise 4) and the same "
+        "simple_sim_2 quirks as Model II (multiplane_deflection_scale=0.634, image_doubling=True, "
+        "add_noise=False). Pixel scale and PSF are unverified."
+    ),
+    fields=dict(
         image_size=64,
         pixel_scale=0.08,
         instrument="hst_wfc3_f160w",
@@ -382,7 +399,81 @@ _PRESETS = {
         add_noise=False,
         image_doubling=True,
     ),
-    "model2_varied": dict(
+))
+
+register_preset(SimulationPreset(
+    name="lens_finding",
+    title="lens finding (Euclid-like)",
+    description="Lens finding: lensed versus unlensed galaxies.",
+    notes=(
+        "Lens vs non-lens in the Model II geometry (Euclid, 64x64, 0.101 arcsec) WITH Euclid noise "
+        "(add_noise=True, image_doubling=False), since a noise-free lens-finding task is trivial. lens: "
+        "the Model II lens with CDM subhalos (lens_substructure='cdm'); non_lens: the same source galaxy "
+        "seen without any lens mass (non_lens_mode='unlensed_source', einstein_radius=0). Neither class "
+        "has lens light, so the task is 'arcs or no arcs'."
+    ),
+    fields=dict(
+        layout="lens_finding",
+        class_names=LENS_FINDING_CLASSES,
+        image_size=64,
+        pixel_scale=0.101,
+        instrument="euclid_vis_2022",
+        source_magnitude=20.0,
+        multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
+        noise_model="instrument",
+        add_noise=True,
+    ),
+))
+
+register_preset(SimulationPreset(
+    name="super_resolution",
+    title="super-resolution (Model 1-like)",
+    description="Super-resolution: low-resolution lensing images with high-resolution targets.",
+    notes=(
+        "Paired images in the Model I set-up (PSF FWHM 0.087 arcsec, amp=20, Model I noise): "
+        "pixel_values is 75x75 at 0.1 arcsec with Model I noise, high_resolution the same system "
+        "noise-free on a 150x150 grid of 0.05 arcsec (upscale_factor=2), i.e. exactly the Model I grid "
+        "and field of view (7.5 arcsec). Both are expected photon counts per pixel of their own grid, "
+        "so an f x f block of high_resolution sums to about one low-resolution pixel. The low-resolution "
+        "size is 75 (not 150) to keep the high-resolution side at Model I's 150 pixels."
+    ),
+    fields=dict(
+        layout="super_resolution",
+        image_size=75,
+        pixel_scale=0.1,
+        psf_fwhm=0.087,
+        psf_truncation=3.0,
+        noise_model="model1",
+        add_noise=True,
+        upscale_factor=2,
+    ),
+))
+
+register_preset(SimulationPreset(
+    name="model2_varied",
+    title="Model 2 geometry, varied physics",
+    description="Model II's Euclid-like 64×64 images with every lens, source, PSF and exposure drawn from priors.",
+    notes=(
+        "Varied-physics pretraining data: Model II's instrument (Euclid VIS 2022, 64x64 pixels of 0.101 arcsec, "
+        "source magnitude 20, multiplane_deflection_scale=0.634 as Model II) with Euclid noise, but every image "
+        "draws its own lens, source and observing conditions from the priors below (a column per drawn value). "
+        "Priors and why: lens mass log10 M/Msun ~ U(11.7, 12.3), z_lens ~ U(0.4, 0.6), z_source ~ U(0.9, 1.3): "
+        "centred on DeepLenseSim's 1e12 Msun at z 0.5 -> 1.0, they give an effective theta_E of 0.44-1.48 arcsec "
+        "(90% in 0.57-1.23, median 0.84), covering Models II/III's 0.81 arcsec and keeping the ring well inside "
+        "the 6.5 arcsec field. "
+        "Lens axis ratio q ~ U(0.6, 1) and orientation ~ U(0, pi) (|e| <= 0.25; DeepLenseSim's e1=0.1 is q=0.82). "
+        "External shear strength ~ U(0, 0.1) (DeepLenseSim 0.05) and orientation ~ U(0, pi); the shear_gamma "
+        "columns are effective (x0.634), like einstein_radius. Source centre ~ U(-0.35, 0.35) arcsec per axis as "
+        "DeepLenseSim (near the caustic: rings, arcs and quads). Source R_sersic log-uniform on [0.1, 0.4] arcsec "
+        "(DeepLenseSim 0.25, one to four Euclid pixels), Sersic index ~ U(0.7, 2.5) (disc to "
+        "intermediate; DeepLenseSim 1), source axis ratio ~ U(0.6, 1) and orientation ~ U(0, pi) (DeepLenseSim "
+        "q=0.75). PSF FWHM ~ U(0.13, 0.19) arcsec around Euclid VIS's 0.16. Total exposure log-uniform on "
+        "[1130, 4520] s, a factor 2 either side of Euclid's 4 x 565 s, i.e. noise rms within a factor sqrt(2) "
+        "of Euclid's. Substructure classes as Model II. Only theta_E (not mass and redshifts separately) and "
+        "e1/e2 (not q and angle separately) are visible in an image; the columns keep both. Where the "
+        "DeepLenseSim description below calls a lens or source value fixed, these priors replace it."
+    ),
+    fields=dict(
         image_size=64,
         pixel_scale=0.101,
         instrument="euclid_vis_2022",
@@ -401,28 +492,9 @@ _PRESETS = {
         psf_fwhm_range=(0.13, 0.19),
         total_exposure_time_range=(1130.0, 4520.0),
     ),
-    "lens_finding": dict(
-        task="lens_finding",
-        class_names=LENS_FINDING_CLASSES,
-        image_size=64,
-        pixel_scale=0.101,
-        instrument="euclid_vis_2022",
-        source_magnitude=20.0,
-        multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
-        noise_model="instrument",
-        add_noise=True,
-    ),
-    "super_resolution": dict(
-        task="super_resolution",
-        image_size=75,
-        pixel_scale=0.1,
-        psf_fwhm=0.087,
-        psf_truncation=3.0,
-        noise_model="model1",
-        add_noise=True,
-        upscale_factor=2,
-    ),
-}
+))
+
+RECIPE_NAMES = tuple(PRESETS)
 
 
 def get_recipe(name: str | SimulationRecipe, **overrides) -> SimulationRecipe:
@@ -433,14 +505,25 @@ def get_recipe(name: str | SimulationRecipe, **overrides) -> SimulationRecipe:
     """
     if isinstance(name, SimulationRecipe):
         base = name
-    elif name in _PRESETS:
-        base = SimulationRecipe(name=name, notes=RECIPE_NOTES[name] + " " + _COMMON_NOTES, **_PRESETS[name])
+    elif name in PRESETS:
+        base = PRESETS[name].recipe()
     else:
         raise ValueError(f"unknown recipe {name!r}; choose from {RECIPE_NAMES}")
     if not overrides:
         return base
+    overrides = upgrade_recipe_dict(overrides)
     valid = [field.name for field in dataclasses.fields(SimulationRecipe)]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown recipe field(s) {unknown}; valid fields: {valid}")
     return dataclasses.replace(base, **overrides)
+
+
+def upgrade_recipe_dict(data: dict) -> dict:
+    """A recipe dict (overrides, or `to_dict()` read back from a saved manifest) with renamed fields under their
+    current names: a file saved when `layout` was called `task` still reads."""
+    data = dict(data)
+    for old, new in RENAMED_FIELDS.items():
+        if old in data and new not in data:
+            data[new] = data.pop(old)
+    return data

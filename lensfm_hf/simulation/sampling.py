@@ -32,7 +32,7 @@ def class_kind(recipe: SimulationRecipe, class_name: str) -> str:
     """What a class is physically: ``"no_sub" | "cdm" | "axion" | "non_lens"``."""
     if class_name not in recipe.class_names:
         raise ValueError(f"unknown class {class_name!r} for recipe {recipe.name!r}; choose from {recipe.class_names}")
-    if recipe.task == "lens_finding":
+    if recipe.layout == "lens_finding":
         return "non_lens" if class_name == "non_lens" else recipe.lens_substructure
     return class_name
 

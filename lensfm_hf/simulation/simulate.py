@@ -21,7 +21,7 @@ _ACCELERATOR_PIXELS_PER_CHUNK = 1 << 26
 def images_per_chunk(recipe: SimulationRecipe, device) -> int:
     """How many images :func:`simulate` renders per call of the renderer on ``device``."""
     grid_pixels = (recipe.image_size * recipe.supersampling_factor) ** 2
-    if recipe.task == "super_resolution":
+    if recipe.layout == "super_resolution":
         grid_pixels *= recipe.upscale_factor**2
     budget = _PIXELS_PER_CHUNK.get(torch.device(device).type, _ACCELERATOR_PIXELS_PER_CHUNK)
     return max(1, budget // grid_pixels)
@@ -73,8 +73,8 @@ def simulate_pairs_with_generator(
     """Two batches of the same ``num_images`` lenses: the same macro lens, substructure realisation, PSF and
     exposure, a different source (position, and shape where the recipe has source priors) and its own noise draw.
     Each batch is as :func:`simulate` returns it (its own source columns)."""
-    if recipe.task != "substructure":
-        raise ValueError(f"simulator pairs need a substructure recipe; {recipe.name!r} is a {recipe.task} recipe.")
+    if recipe.layout != "substructure":
+        raise ValueError(f"simulator pairs need a substructure recipe; {recipe.name!r} is a {recipe.layout} recipe.")
     params = sample_parameters(recipe, class_name, num_images, generator, device, dtype)
     partner = resample_source(recipe, params, generator)
     first = _render_batch(recipe, params, generator, device, engine, compile)

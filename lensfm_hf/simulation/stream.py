@@ -104,7 +104,7 @@ class LensingStream(IterableDataset):
             }
             if self.paired:
                 batch["paired_pixel_values"] = torch.cat([p["pixel_values"] for p in partners])[order]
-            if self.recipe.task == "super_resolution":
+            if self.recipe.layout == "super_resolution":
                 batch["high_resolution"] = torch.cat([p["high_resolution"] for p in parts])[order]
             yield batch
             step += 1

@@ -206,3 +206,19 @@ def test_foreign_folder_is_not_overwritten(tmp_path, fake_sim):
         simulate_dataset(tmp_path / "ds", "model2", train_per_class=1, test_per_class=0)
     assert (folder / "precious.txt").exists()
     shutil.rmtree(folder)
+
+
+def test_a_folder_built_when_layout_was_called_task_resumes(tmp_path):
+    from lensfm_hf.data.build import prepare_config_dir
+    from lensfm_hf.data.folder import write_manifest
+    from lensfm_hf.simulation import get_recipe
+
+    recipe = {k: v for k, v in get_recipe("lens_finding").to_dict().items() if k != "notes"}
+    identity = {"source": "simulation", "recipe": recipe, "seed": 0}
+    old = dict(identity, recipe={("task" if k == "layout" else k): v for k, v in recipe.items()})
+    config_dir = tmp_path / "lens_finding"
+    config_dir.mkdir()
+    write_manifest(config_dir, {"identity": old, "complete": False})
+    assert prepare_config_dir(config_dir, identity, overwrite=False)  # resumes: the same build under the new name
+    with pytest.raises(ValueError, match="different parameters"):
+        prepare_config_dir(config_dir, dict(identity, seed=1), overwrite=False)

@@ -55,3 +55,44 @@ def test_overrides_and_errors():
         get_recipe("model1", class_names=("no_sub", "wdm"))
     with pytest.raises(ValueError, match="instrument"):
         get_recipe("model2", instrument="jwst")
+
+
+def test_each_preset_is_one_record_with_its_title_and_card_description():
+    from lensfm_hf.simulation import PRESETS, preset_title
+
+    assert tuple(PRESETS) == RECIPE_NAMES
+    for name, preset in PRESETS.items():
+        assert preset.name == name and preset.title and preset.description and preset.notes
+        assert preset_title(name) == preset.title and get_recipe(name).notes.startswith(preset.notes)
+    assert preset_title("model3") == "DeepLenseSim Model 3"
+    assert preset_title("my_own_sims") == "my_own_sims"  # a config no preset names passes through
+
+
+def test_a_registered_preset_is_validated_and_named_once():
+    import dataclasses
+
+    from lensfm_hf.simulation.recipes import register_preset
+
+    with pytest.raises(ValueError, match="'model1' is already registered"):
+        register_preset(get_preset("model1"))
+    with pytest.raises(ValueError, match="layout must be one of"):
+        register_preset(dataclasses.replace(get_preset("model1"), name="model1_bad", fields={"image_size": 8,
+                                                                                          "pixel_scale": 0.1,
+                                                                                          "layout": "segmentation"}))
+
+
+def get_preset(name):
+    from lensfm_hf.simulation import PRESETS
+
+    return PRESETS[name]
+
+
+def test_layout_says_what_the_images_are_for_and_old_saved_recipes_still_read():
+    from lensfm_hf.simulation import upgrade_recipe_dict
+
+    assert [get_recipe(n).layout for n in ("model2", "lens_finding", "super_resolution")] == [
+        "substructure", "lens_finding", "super_resolution"]
+    saved = {k: v for k, v in get_recipe("lens_finding").to_dict().items() if k != "layout"}
+    saved["task"] = "lens_finding"  # a manifest written before the rename
+    assert upgrade_recipe_dict(saved)["layout"] == "lens_finding" and "task" not in upgrade_recipe_dict(saved)
+    assert get_recipe("model1", task="substructure").layout == "substructure"  # the old override name reads too

@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ...pretraining import PRETRAINING_METHODS, method_aliases, method_display_name
+from ...simulation import preset_title
 from ..downstream.finetune import DEFAULT_BACKBONE, training_arguments
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
@@ -26,8 +27,6 @@ from .markers import encoder_ready
 from .protocols import PROTOCOLS, check_task_protocols
 
 RANDOM_INIT = "random_init"
-DATASET_TITLES = {"model1": "DeepLenseSim Model 1", "model2": "DeepLenseSim Model 2", "model3": "DeepLenseSim Model 3",
-                  "lens_finding": "lens finding (Euclid-like)", "super_resolution": "super-resolution (Model 1-like)"}
 
 
 def method_title(method: str) -> str:
@@ -161,7 +160,7 @@ class Evaluation:
 
     @property
     def title(self) -> str:
-        return f"{self.task.title}, {DATASET_TITLES.get(self.config, self.config)}"
+        return f"{self.task.title}, {preset_title(self.config)}"
 
 
 @dataclass
@@ -362,7 +361,6 @@ __all__ = [
     "BenchmarkPretrainArguments",
     "BenchmarkProtocolArguments",
     "BenchmarkRecipe",
-    "DATASET_TITLES",
     "Evaluation",
     "RANDOM_INIT",
     "check_methods",

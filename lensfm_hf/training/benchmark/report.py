@@ -17,11 +17,12 @@ from ...hub.cards import render_model_card
 from ...hub.zoo import zoo_repo_id
 from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
+from ...simulation import preset_title
 from ..downstream import plots
 from ..records import write_json
 from ..downstream.tasks import DEFAULT_TASK, TASKS, get_task
 from .protocols import PROTOCOLS
-from .recipe import DATASET_TITLES, RANDOM_INIT, BenchmarkRecipe, method_title
+from .recipe import RANDOM_INIT, BenchmarkRecipe, method_title
 
 # ----------------------------------------------------------------------------- tables
 
@@ -222,7 +223,7 @@ def _fine_tuned(cell: Mapping[str, Any], every_label: bool = False) -> bool:
 
 
 def _title(task, dataset: str, what: str) -> str:
-    return f"{task.title}, {DATASET_TITLES.get(dataset, dataset)}: {what}"
+    return f"{task.title}, {preset_title(dataset)}: {what}"
 
 
 def plot_roc(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
@@ -346,7 +347,7 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
             entries.append({
                 "task_type": task.card_task_type,
                 "task_name": task.title,
-                "dataset_name": f"{DATASET_TITLES.get(cell['finetuning_set'], cell['finetuning_set'])} (lensfm simulation)",
+                "dataset_name": f"{preset_title(cell['finetuning_set'])} (lensfm simulation)",
                 "dataset_type": dataset_type,
                 "dataset_config": cell["finetuning_set"],
                 "dataset_split": "test",
