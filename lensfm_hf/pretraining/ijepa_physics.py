@@ -253,15 +253,6 @@ def multiscale_mse(rendered: torch.Tensor, observed: torch.Tensor, pool_sizes: t
     return torch.stack(losses).mean()
 
 
-def target_pixel_mask(masks: MultiBlockMasks, grid_height: int, grid_width: int, patch_size: int) -> torch.Tensor:
-    """(B, 1, H, W) float mask of the pixels inside any target block."""
-    batch_size = masks.target_indices.shape[0]
-    patches = torch.zeros(batch_size, grid_height * grid_width, device=masks.target_indices.device)
-    patches.scatter_(1, masks.target_indices.reshape(batch_size, -1), 1.0)
-    patches = patches.reshape(batch_size, 1, grid_height, grid_width)
-    return F.interpolate(patches, scale_factor=patch_size, mode="nearest")
-
-
 @dataclass
 class LensPhysicsIJEPAOutput(LensIJEPAOutput):
     r"""I-JEPA outputs plus `physics_loss` (multi-scale render MSE, unweighted), `einstein_radius_mean` (arcsec) and
