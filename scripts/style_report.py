@@ -58,7 +58,8 @@ def missing_citations(text: str, path: Path, root: Path) -> list[str]:
         for match in SECTION.finditer(line):
             before = line[max(0, match.start() - 40):match.start()]
             if not any(_resolves(cited, path, root) for cited in CITATION.findall(before)):
-                out.setdefault(line_number, f"{where}:{line_number} {before.split('(')[-1].split(',')[-1].strip()} {match.group()}")
+                name = before.split("(")[-1].split(",")[-1].strip()
+                out.setdefault(line_number, f"{where}:{line_number} {name} {match.group()}")
     return list(out.values())
 
 
