@@ -41,21 +41,21 @@ class FlatLambdaCDM:
         """c / H0 in Mpc."""
         return SPEED_OF_LIGHT_M_S / 1e3 / self.H0
 
-    def comoving_distance(self, z) -> np.ndarray:
+    def comoving_distance(self, z: float | np.ndarray) -> np.ndarray:
         """Line-of-sight comoving distance (Mpc); Gauss-Legendre quadrature, relative error < 1e-12."""
         z = np.asarray(z, dtype=np.float64)
         zz = 0.5 * z[..., None] * (_NODES + 1.0)
         inverse_e = 1.0 / np.sqrt(self.Om0 * (1.0 + zz) ** 3 + (1.0 - self.Om0))
         return self.hubble_distance * 0.5 * z * (inverse_e * _WEIGHTS).sum(-1)
 
-    def angular_diameter_distance(self, z) -> np.ndarray:
+    def angular_diameter_distance(self, z: float | np.ndarray) -> np.ndarray:
         return self.comoving_distance(z) / (1.0 + np.asarray(z, dtype=np.float64))
 
-    def angular_diameter_distance_z1z2(self, z1, z2) -> np.ndarray:
+    def angular_diameter_distance_z1z2(self, z1: float | np.ndarray, z2: float | np.ndarray) -> np.ndarray:
         """Angular diameter distance (Mpc) of z2 seen from z1 (flat universe)."""
         return (self.comoving_distance(z2) - self.comoving_distance(z1)) / (1.0 + np.asarray(z2, dtype=np.float64))
 
-    def luminosity_distance(self, z) -> np.ndarray:
+    def luminosity_distance(self, z: float | np.ndarray) -> np.ndarray:
         return self.comoving_distance(z) * (1.0 + np.asarray(z, dtype=np.float64))
 
 
@@ -63,7 +63,9 @@ class FlatLambdaCDM:
 DEEPLENSE_COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
 
 
-def _lensing_distance_ratio(z_lens, z_source, cosmology, convention) -> np.ndarray:
+def _lensing_distance_ratio(
+    z_lens: float | np.ndarray, z_source: float | np.ndarray, cosmology: FlatLambdaCDM, convention: str
+) -> np.ndarray:
     """D_LS / (D_L D_S) in 1/Mpc for the chosen distance convention (element-wise over arrays)."""
     if convention == "angular_diameter":
         d_l = cosmology.angular_diameter_distance(z_lens)
@@ -94,7 +96,7 @@ def einstein_radius_per_sqrt_mass(
 
 
 def einstein_radius_from_mass(
-    mass,
+    mass: float | np.ndarray | torch.Tensor,
     z_lens: float = 0.5,
     z_source: float = 1.0,
     cosmology: FlatLambdaCDM = DEEPLENSE_COSMOLOGY,
@@ -119,7 +121,7 @@ def deflection_scale_for_source_redshift(
     (lens 0.5, source 1.0, convention 2.5), the effect of lenstronomy's multi-plane mode there.
     """
 
-    def efficiency(z):
+    def efficiency(z: float | np.ndarray):
         return cosmology.angular_diameter_distance_z1z2(z_lens, z) / cosmology.angular_diameter_distance(z)
 
     return float(efficiency(z_source) / efficiency(z_source_convention))

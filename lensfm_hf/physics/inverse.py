@@ -16,7 +16,7 @@ from .mass import lens_deflection
 __all__ = ["ray_shoot", "splat_to_source_plane", "lens_source_image", "reconstruct_source"]
 
 
-def ray_shoot(x, y, alpha_x, alpha_y):
+def ray_shoot(x: torch.Tensor, y: torch.Tensor, alpha_x: torch.Tensor, alpha_y: torch.Tensor):
     """Lens equation: source-plane positions ``beta = theta - alpha`` (arcsec)."""
     return x - alpha_x, y - alpha_y
 

@@ -24,22 +24,26 @@ _SERSIC_SMOOTHING = 1e-4
 _SERSIC_MAX_R_FRAC = 1000.0
 
 
-def _per_image(value, like: torch.Tensor) -> torch.Tensor:
+def _per_image(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     value = torch.as_tensor(value, device=like.device, dtype=like.dtype)
     return value.reshape(value.shape + (1, 1)) if value.ndim == 1 else value
 
 
-def _tensor(value) -> torch.Tensor:
+def _tensor(value: torch.Tensor | float) -> torch.Tensor:
     # Python numbers become float64 so that magnitude conversions keep full precision.
     return value if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float64)
 
 
-def sersic_b_n(n_sersic):
+def sersic_b_n(n_sersic: torch.Tensor | float):
     """lenstronomy's linear approximation of ``b_n`` (floored at 1e-5)."""
     return (1.9992 * torch.as_tensor(n_sersic) - 0.3271).clamp_min(1e-5)
 
 
-def sersic_ellipse(x, y, amp, r_sersic, n_sersic, e1, e2, center_x=0.0, center_y=0.0):
+def sersic_ellipse(
+    x: torch.Tensor, y: torch.Tensor, amp: torch.Tensor | float, r_sersic: torch.Tensor | float,
+    n_sersic: torch.Tensor | float, e1: torch.Tensor | float, e2: torch.Tensor | float,
+    center_x: torch.Tensor | float = 0.0, center_y: torch.Tensor | float = 0.0,
+):
     """Elliptical Sersic surface brightness ``amp * exp(-b_n [(R/R_sersic)^(1/n) - 1])``.
 
     Args:
@@ -67,7 +71,7 @@ def sersic_ellipse(x, y, amp, r_sersic, n_sersic, e1, e2, center_x=0.0, center_y
     return _per_image(amp, x) * profile
 
 
-def sersic_total_flux(amp, r_sersic, n_sersic):
+def sersic_total_flux(amp: torch.Tensor | float, r_sersic: torch.Tensor | float, n_sersic: torch.Tensor | float):
     """Total flux of a Sersic profile (flux units of ``amp`` x arcsec^2); independent of ``e1, e2``."""
     amp, r_sersic, n_sersic = (_tensor(value) for value in (amp, r_sersic, n_sersic))
     b_n = sersic_b_n(n_sersic)
@@ -75,12 +79,15 @@ def sersic_total_flux(amp, r_sersic, n_sersic):
     return amp * r_sersic * r_sersic * 2 * math.pi * n_sersic * torch.exp(log_norm)
 
 
-def magnitude_to_counts_per_second(magnitude, magnitude_zero_point):
+def magnitude_to_counts_per_second(magnitude: torch.Tensor | float, magnitude_zero_point: torch.Tensor | float):
     """Apparent magnitude to counts per second: ``10^(-0.4 (m - zp))``."""
     return 10.0 ** (-0.4 * (_tensor(magnitude) - magnitude_zero_point))
 
 
-def sersic_amplitude_from_magnitude(magnitude, magnitude_zero_point, r_sersic, n_sersic):
+def sersic_amplitude_from_magnitude(
+    magnitude: torch.Tensor | float, magnitude_zero_point: torch.Tensor | float, r_sersic: torch.Tensor | float,
+    n_sersic: torch.Tensor | float,
+):
     """``amp`` such that the Sersic's total flux is ``magnitude`` (as lenstronomy's ``magnitude2amplitude``)."""
     counts = magnitude_to_counts_per_second(magnitude, magnitude_zero_point)
     return counts / sersic_total_flux(1.0, r_sersic, n_sersic)

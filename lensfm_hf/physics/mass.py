@@ -8,6 +8,7 @@ Per-image parameters have shape ``(B,)``; subhalo parameters ``(B, N)``, padded 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -31,7 +32,7 @@ _POINT_MASS_R2_MIN = 1e-12
 _TNFW_X_MIN = 1e-3
 
 
-def _per_image(value, like: torch.Tensor) -> torch.Tensor:
+def _per_image(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """A ``(B,)`` parameter (or scalar) as a tensor that broadcasts against ``(B, H, W)``."""
     value = torch.as_tensor(value, device=like.device, dtype=like.dtype)
     return value.reshape(value.shape + (1, 1)) if value.ndim == 1 else value
@@ -44,7 +45,9 @@ def ellipticity_to_axis_ratio_angle(e1: torch.Tensor, e2: torch.Tensor) -> tuple
     return (1 - modulus) / (1 + modulus), 0.5 * torch.atan2(e2, e1)
 
 
-def axis_ratio_angle_to_ellipticity(q, phi) -> tuple[torch.Tensor, torch.Tensor]:
+def axis_ratio_angle_to_ellipticity(
+    q: torch.Tensor | float, phi: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """lenstronomy's ``phi_q2_ellipticity``, the inverse of :func:`ellipticity_to_axis_ratio_angle`:
     ``e = (1-q)/(1+q)``, ``(e1, e2) = e (cos 2phi, sin 2phi)`` (phi in rad)."""
     q, phi = torch.as_tensor(q), torch.as_tensor(phi)
@@ -52,7 +55,10 @@ def axis_ratio_angle_to_ellipticity(q, phi) -> tuple[torch.Tensor, torch.Tensor]
     return modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
 
 
-def sis_deflection(x, y, einstein_radius, center_x=0.0, center_y=0.0):
+def sis_deflection(
+    x: torch.Tensor, y: torch.Tensor, einstein_radius: torch.Tensor | float, center_x: torch.Tensor | float = 0.0,
+    center_y: torch.Tensor | float = 0.0,
+):
     """Singular isothermal sphere: ``|alpha| = theta_E`` everywhere. Returns ``(alpha_x, alpha_y)``."""
     dx = x - _per_image(center_x, x)
     dy = y - _per_image(center_y, x)
@@ -61,7 +67,10 @@ def sis_deflection(x, y, einstein_radius, center_x=0.0, center_y=0.0):
     return scale * dx, scale * dy
 
 
-def sie_deflection(x, y, einstein_radius, e1, e2, center_x=0.0, center_y=0.0):
+def sie_deflection(
+    x: torch.Tensor, y: torch.Tensor, einstein_radius: torch.Tensor | float, e1: torch.Tensor | float,
+    e2: torch.Tensor | float, center_x: torch.Tensor | float = 0.0, center_y: torch.Tensor | float = 0.0,
+):
     """Singular isothermal ellipsoid (Keeton & Kochanek 1998) in lenstronomy's parametrisation.
 
     Args:
@@ -95,18 +104,21 @@ def sie_deflection(x, y, einstein_radius, e1, e2, center_x=0.0, center_y=0.0):
     return alpha_major * cos_phi - alpha_minor * sin_phi, alpha_major * sin_phi + alpha_minor * cos_phi
 
 
-def shear_deflection(x, y, gamma1, gamma2):
+def shear_deflection(x: torch.Tensor, y: torch.Tensor, gamma1: torch.Tensor | float, gamma2: torch.Tensor | float):
     """External shear about the origin: ``alpha = (g1 x + g2 y, g2 x - g1 y)``."""
     gamma1, gamma2 = _per_image(gamma1, x), _per_image(gamma2, x)
     return gamma1 * x + gamma2 * y, gamma2 * x - gamma1 * y
 
 
-def _output_shape(x, y, batch: int) -> tuple:
+def _output_shape(x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple:
     """``(B, H, W)`` from coordinates that broadcast to ``(H, W)`` or ``(B, H, W)``."""
     return (batch, *torch.broadcast_shapes(x.shape, y.shape)[-2:])
 
 
-def _sum_radial_deflections(x, y, center_x, center_y, radial_factor, *profile_params, chunk_size: int = 8):
+def _sum_radial_deflections(
+    x: torch.Tensor, y: torch.Tensor, center_x: torch.Tensor | float, center_y: torch.Tensor | float,
+    radial_factor: Callable[..., torch.Tensor], *profile_params, chunk_size: int = 8,
+):
     """Sum ``f_k(r^2) * (x - x_k, y - y_k)`` over subhalos ``k`` (generic, autograd-safe).
 
     A loop over chunks keeps the working set at ``(B, chunk, H, W)`` instead of the
@@ -128,7 +140,10 @@ def _sum_radial_deflections(x, y, center_x, center_y, radial_factor, *profile_pa
     return alpha_x, alpha_y
 
 
-def point_mass_deflection(x, y, einstein_radius, center_x, center_y):
+def point_mass_deflection(
+    x: torch.Tensor, y: torch.Tensor, einstein_radius: torch.Tensor | float, center_x: torch.Tensor | float,
+    center_y: torch.Tensor | float,
+):
     """Point masses, ``|alpha| = theta_E^2 / r``.
 
     Args:
@@ -159,7 +174,7 @@ def point_mass_deflection(x, y, einstein_radius, center_x, center_y):
     return alpha_x, alpha_y
 
 
-def _nfw_f(x):
+def _nfw_f(x: torch.Tensor):
     """The NFW function F(x) = acosh(1/x)/sqrt(1-x^2) (x<1), acos(1/x)/sqrt(x^2-1) (x>1); series at 1."""
     d = x * x - 1
     near = d.abs() < 1e-3
@@ -170,8 +185,9 @@ def _nfw_f(x):
     return torch.where(near, 1 - d / 3, torch.where(d < 0, below, above))
 
 
-def _tnfw_factor(r2, alpha_scale_radius, scale_radius, truncation_radius):
-    # Baltz, Marshall & Oguri (2009) as in lenstronomy's TNFW.tnfw_alpha: alpha = 4 rho0 Rs g(X)/X^2 * offset.
+def _tnfw_factor(
+    r2: torch.Tensor, alpha_scale_radius: torch.Tensor, scale_radius: torch.Tensor, truncation_radius: torch.Tensor
+): # Baltz, Marshall & Oguri (2009) as in lenstronomy's TNFW.tnfw_alpha: alpha = 4 rho0 Rs g(X)/X^2 * offset.
     x = (torch.sqrt(r2) / scale_radius).clamp_min(_TNFW_X_MIN)
     tau = truncation_radius / scale_radius
     t2 = tau * tau
@@ -190,7 +206,11 @@ def _tnfw_factor(r2, alpha_scale_radius, scale_radius, truncation_radius):
     return 4 * rho0 * scale_radius * g / (x * x)
 
 
-def tnfw_deflection(x, y, scale_radius, alpha_scale_radius, truncation_radius, center_x, center_y, chunk_size=8):
+def tnfw_deflection(
+    x: torch.Tensor, y: torch.Tensor, scale_radius: torch.Tensor, alpha_scale_radius: torch.Tensor,
+    truncation_radius: torch.Tensor, center_x: torch.Tensor | float, center_y: torch.Tensor | float,
+    chunk_size: int = 8,
+):
     """Truncated NFW subhalos (lenstronomy ``TNFW``).
 
     Args:
@@ -219,17 +239,17 @@ def tnfw_deflection(x, y, scale_radius, alpha_scale_radius, truncation_radius, c
 
 
 def lens_deflection(
-    x,
-    y,
-    einstein_radius,
-    e1,
-    e2,
-    gamma1,
-    gamma2,
-    subhalo_einstein_radius=None,
-    subhalo_x=None,
-    subhalo_y=None,
-    deflection_scale=1.0,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    einstein_radius: torch.Tensor | float,
+    e1: torch.Tensor | float,
+    e2: torch.Tensor | float,
+    gamma1: torch.Tensor | float,
+    gamma2: torch.Tensor | float,
+    subhalo_einstein_radius: torch.Tensor | None = None,
+    subhalo_x: torch.Tensor | None = None,
+    subhalo_y: torch.Tensor | None = None,
+    deflection_scale: torch.Tensor | float = 1.0,
 ):
     """DeepLense lens: SIE at the origin + external shear + optional point-mass subhalos.
 

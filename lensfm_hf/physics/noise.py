@@ -35,7 +35,9 @@ class InstrumentConfig:
         """Summed exposure time (s)."""
         return self.exposure_time * self.num_exposures
 
-    def background_noise(self, pixel_scale: float | None = None, total_exposure_time=None):
+    def background_noise(
+        self, pixel_scale: float | None = None, total_exposure_time: float | torch.Tensor | None = None
+    ):
         """Gaussian background rms per pixel (e-/s): read noise and sky, as lenstronomy's ``bkg_noise``.
 
         ``total_exposure_time`` (s; a float or a tensor of per-image times) defaults to the instrument's."""
