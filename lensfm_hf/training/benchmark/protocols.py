@@ -165,11 +165,11 @@ def run_linear(run: SeedRun) -> dict:
 
 def run_finetune(run: SeedRun) -> dict:
     """One fine-tune (`finetune_seed`): the encoder and a new (or LP-FT) head, checkpoint chosen on validation."""
-    return finetune_seed(dict(
-        task=run.task, encoder=run.encoder, train=run.train, validation=run.validation, test=run.test,
-        output_dir=run.output_dir, seed=run.seed, training=run.settings["training"], augment=run.settings["augment"],
-        head_init=run.settings.get("head_init", "random"),
-    ))
+    return finetune_seed({
+        "task": run.task, "encoder": run.encoder, "train": run.train, "validation": run.validation, "test": run.test,
+        "output_dir": run.output_dir, "seed": run.seed, "training": run.settings["training"],
+        "augment": run.settings["augment"], "head_init": run.settings.get("head_init", "random"),
+    })
 
 
 # ----------------------------------------------------------------------------- the protocols

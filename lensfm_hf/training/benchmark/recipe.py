@@ -321,6 +321,12 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; the known baseline is {RANDOM_INIT!r}.")
     recipe.benchmark.methods = [aliases[m.lower()] for m in recipe.benchmark.methods]  # `ijepa-physics` too
+    overrides = recipe.pretrain.method_overrides or {}
+    unknown = [name for name in overrides if str(name).lower() not in aliases]
+    if unknown:  # a misspelt key used to be ignored: its method pretrained without the override
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))} in pretrain.method_overrides; known "
+                         f"methods: {', '.join(known)}.")
+    recipe.pretrain.method_overrides = {aliases[str(name).lower()]: values for name, values in overrides.items()}
     missing = [str(pretrain_recipe_path(recipe, m)) for m in recipe.benchmark.methods
                if not pretrain_recipe_path(recipe, m).is_file() and not encoder_ready(recipe.root / "pretrain" / m / "encoder")]
     if missing:

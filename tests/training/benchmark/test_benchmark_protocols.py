@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lensfm_hf.training.benchmark import PROTOCOLS, Protocol, SeedRun, register_protocol, run_benchmark
+from lensfm_hf.training.benchmark import (
+    PROTOCOLS,
+    Protocol,
+    SeedRun,
+    register_protocol,
+    run_benchmark,
+)
 from lensfm_hf.training.benchmark.protocols import check_task_protocols, every_label
 from lensfm_hf.training.downstream.tasks import TARGET_KINDS, TASKS
 

@@ -76,6 +76,11 @@ def test_the_zoos_spelling_of_a_method_is_accepted(mini, tmp_path):
     spelled = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.methods=[ijepa-physics]",
                                                  "pretrain.method_overrides={ijepa_physics: {model.method: lensfm/ijepa-physics}}"])
     assert spelled.benchmark.methods == ["ijepa_physics"]  # the method's own name, in the zoo's spelling, is no mismatch
+    keyed = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path),
+                                              "pretrain.method_overrides={lensfm/mae: {training.max_steps: 2}}"])
+    assert keyed.pretrain.method_overrides == {"mae": {"training.max_steps": 2}}  # the key names mae's pretraining
+    with pytest.raises(ValueError, match="unknown method.*'maee' in pretrain.method_overrides"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "pretrain.method_overrides={maee: {seed: 1}}"])
 
 
 def test_an_unknown_method_is_refused_before_anything_runs(mini, tmp_path, monkeypatch, capsys):
