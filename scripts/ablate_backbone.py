@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from lensfm_hf.files import atomic_write
 from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTForImageClassification
 from lensfm_hf.models.configuration_lens_vit import LENS_VIT_PRESETS
+from lensfm_hf.pretraining import PRETRAINING_METHODS
 from lensfm_hf.training.downstream.callbacks import recompute_batchnorm_statistics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +47,7 @@ SUPERVISED_VARIANTS = {
     "conv stem, learned, no head norm": ("minmax", {**NEW, "classifier_norm": "none"}),
     "conv stem, learned, standardised": ("standard", NEW),
 }
-SSL_METHODS = ("mae", "simclr", "moco", "dino", "ibot", "ijepa", "ijepa_physics")
+SSL_METHODS = tuple(PRETRAINING_METHODS)  # the registry, in its order
 
 
 def processed(images: torch.Tensor, normalization: str, reference: torch.Tensor) -> torch.Tensor:
