@@ -1,10 +1,7 @@
-"""Simulate a DeepLenseSim-compatible dataset into a repo-shaped folder of parquet shards plus a card.
-
-The folder loads with `datasets.load_dataset(DIR, "model2")` and uploads as-is. Generation is
-resumable: shards are written atomically, each with a seed derived from (seed, config, split,
-class, shard index), so a resumed run is bit-identical to an uninterrupted one. The manifest
-records each finished shard's SHA-256, and a resumed run keeps only shards that still match it.
-A build holds an exclusive lock on its config (`build_lock`), so two processes never mix shards.
+"""Simulate a DeepLenseSim-compatible dataset into a repo-shaped folder of parquet shards plus a card, loadable
+with `datasets.load_dataset(DIR, "model2")`. Resumable and bit-identical: each shard is written atomically with a
+seed derived from (seed, config, split, class, shard index), and a resumed run keeps only shards whose SHA-256
+still matches the manifest. A build holds a lock on its config (`build_lock`), so two processes never mix shards.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -59,7 +57,7 @@ def get_recipe_checked(config: str):
     return api.get_recipe(config)
 
 
-def _image_shape(recipe) -> tuple[int, int]:
+def _image_shape(recipe: simulation.SimulationRecipe) -> tuple[int, int]:
     size = recipe.image_size
     if isinstance(size, int):
         return (size, size)
@@ -67,7 +65,7 @@ def _image_shape(recipe) -> tuple[int, int]:
     return (int(height), int(width))
 
 
-def _high_resolution_shape(recipe) -> tuple[int, int] | None:
+def _high_resolution_shape(recipe: simulation.SimulationRecipe) -> tuple[int, int] | None:
     """(H, W) of the `high_resolution` target, or None for recipes without one."""
     if getattr(recipe, "layout", recipe.name) != "super_resolution":
         return None
@@ -79,7 +77,7 @@ def _high_resolution_shape(recipe) -> tuple[int, int] | None:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def lensing_features(recipe):
+def lensing_features(recipe: simulation.SimulationRecipe):
     """`datasets.Features` of the data contract for `recipe`.
 
     `pixel_values` Array3D (1, H, W) float32, [`high_resolution` Array3D (1, 2H, 2W) float32],
@@ -124,7 +122,7 @@ def interleave_order(class_sizes: Sequence[int]) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------- shard writing
 
 
-def _rows_per_group(features) -> int:
+def _rows_per_group(features: Features) -> int:
     row_bytes = 8
     for feature in features.values():
         if isinstance(feature, Array3D):
@@ -132,7 +130,7 @@ def _rows_per_group(features) -> int:
     return max(1, min(1000, _ROW_GROUP_BYTES // row_bytes))
 
 
-def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], features) -> int:
+def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], features: Features) -> int:
     """Write one parquet shard atomically (`files.atomic_write`: a per-process temp name, fsync, then rename).
 
     `columns` maps every feature name to an array of N rows (images (N, 1, H, W) float32, `label`
@@ -279,13 +277,16 @@ def plan_shards(split: str, per_class: int, num_classes: int, shard_size: int) -
     ]
 
 
-def _as_numpy(value) -> np.ndarray:
+def _as_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # torch tensor, maybe on a GPU
         value = value.detach().cpu().numpy()
     return np.asarray(value)
 
 
-def _simulate_shard(api, recipe, features, spec: ShardSpec, seed: int, engine: str, device: str) -> dict:
+def _simulate_shard(
+    api: ModuleType, recipe: simulation.SimulationRecipe, features: Features, spec: ShardSpec, seed: int, engine: str,
+    device: str,
+) -> dict:
     """Simulate every class chunk of one shard and interleave the rows; columns as in `write_shard`."""
     columns = [name for name in features if name != "label"]
     chunks = []
@@ -403,7 +404,7 @@ def simulate_dataset(
     return out
 
 
-def _base_manifest(recipe, features, identity: Mapping[str, Any]) -> dict:
+def _base_manifest(recipe: simulation.SimulationRecipe, features: Features, identity: Mapping[str, Any]) -> dict:
     """What the card needs about one config, so rendering it never has to import the simulator."""
     height, width = _image_shape(recipe)
     return {

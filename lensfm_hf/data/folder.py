@@ -35,7 +35,7 @@ def to_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-def _json_default(value):
+def _json_default(value: Any):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

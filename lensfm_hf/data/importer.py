@@ -12,8 +12,10 @@ import re
 import secrets
 import shutil
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,6 +23,11 @@ from tqdm.auto import tqdm
 from . import build
 from .folder import SPLITS, WORK_DIR_NAME, build_lock, config_lock_name, fsync_dir, to_json, write_manifest
 from .npy import CorruptFileError, read_deeplensesim_image
+
+if TYPE_CHECKING:
+    from datasets import Features
+
+    from ..simulation import SimulationRecipe
 
 # Folder-name tokens that mark a test split (`Model_II_test/`, `test/`, `val/` as in Model IV).
 _TEST_TOKENS = {"test", "testing", "val", "valid", "validation", "eval"}
@@ -54,7 +61,7 @@ def _is_test_folder(name: str) -> bool:
     return any(token in _TEST_TOKENS for token in re.split(r"[^a-z0-9]+", name.lower()))
 
 
-def find_class_files(root: str | os.PathLike, class_names) -> dict[str, dict[str, list[Path]]]:
+def find_class_files(root: str | os.PathLike, class_names: Sequence[str]) -> dict[str, dict[str, list[Path]]]:
     """{split: {class: sorted .npy paths}} found under `root`, splits from folder names.
 
     A folder named like a class (case-insensitive) anywhere under `root` holds that class's files
@@ -170,7 +177,10 @@ def import_deeplensesim(
     return stats
 
 
-def _import_files(found, root: Path, staging: Path, recipe, features, identity, strict: bool, shard_size: int):
+def _import_files(
+    found: Mapping[str, Mapping[str, list[Path]]], root: Path, staging: Path, recipe: SimulationRecipe,
+    features: Features, identity: Mapping[str, Any], strict: bool, shard_size: int,
+):
     """Read every file in `found` ({split: {class: paths}}) into shards + a complete manifest in `staging`."""
     config = recipe.name
     class_names = list(recipe.class_names)

@@ -1,11 +1,7 @@
-"""Read DeepLenseSim `.npy` files without unpickling them.
-
-Axion files are pickled object arrays `[image, axion_mass]`. They are never unpickled: the pickle's
-opcodes are walked (`pickletools.genops`) by a small symbolic machine that calls nothing, the result
-must match the exact structure `np.save` writes for DeepLenseSim's files, and the image and mass are
-then decoded by us with `np.frombuffer` from checked dtypes, shapes and byte counts. numpy's own
-unpickling code (`_reconstruct`, dtype and array `__setstate__`) never sees a byte of the file.
-Imports only numpy, so a crash probe can load it alone.
+"""Read DeepLenseSim `.npy` files, whose axion files are pickled `[image, axion_mass]`, without unpickling them: a
+symbolic machine that calls nothing walks the pickle's opcodes (`pickletools.genops`), checks the exact structure
+`np.save` writes, and decodes image and mass with `np.frombuffer` from checked dtypes, shapes and byte counts.
+numpy's unpickling code never sees a byte of the file. Imports only numpy, so a crash probe can load it alone.
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ import reprlib
 import stat
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,10 +71,10 @@ class _ShortRepr(reprlib.Repr):
         super().__init__()
         self.maxlevel, self.maxstring, self.maxother, self.maxlist, self.maxtuple = 3, 40, 40, 4, 8
 
-    def repr_bytes(self, value, level):
+    def repr_bytes(self, value: Any, level: int):
         return f"<{len(value)} bytes>"
 
-    def repr_int(self, value, level):
+    def repr_int(self, value: Any, level: int):
         if value.bit_length() > 64:  # repr of a huge int is slow, and refused above 4300 digits
             return f"<{value.bit_length()}-bit integer>"
         return repr(value)
@@ -94,7 +91,7 @@ class CorruptFileError(ValueError):
     """A `.npy` file that cannot be parsed or does not hold a lensing image of the expected shape."""
 
 
-def _describe(value) -> str:
+def _describe(value: Any) -> str:
     """A short, always-safe description of a value taken from a file, for error messages."""
     if isinstance(value, _Node):
         return repr(value)
@@ -150,7 +147,7 @@ def _walk_pickle(payload: bytes, source: str):
                 return items
         raise CorruptFileError(f"{source}: broken pickle payload (no MARK)")
 
-    def global_node(module, name) -> _Node:
+    def global_node(module: str, name: str) -> _Node:
         if not isinstance(module, str) or not isinstance(name, str):
             raise CorruptFileError(f"{source}: broken pickle payload (a global named by non-strings)")
         role = _ALLOWED_GLOBALS.get((module, name))
@@ -249,11 +246,11 @@ def _walk_pickle(payload: bytes, source: str):
 # ----------------------------------------------------------------------------- structure of a DeepLenseSim pickle
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is an int subclass and never a shape or version
 
 
-def _dtype_of(node, source: str, what: str) -> np.dtype:
+def _dtype_of(node: Any, source: str, what: str) -> np.dtype:
     """The dtype a `dtype(...)` node with numpy's exact state describes; ours, never built from the file."""
     if not (isinstance(node, _Node) and node.is_call and node.role == "dtype"):
         raise CorruptFileError(f"{source}: {what} has dtype {_describe(node)}, not a numpy dtype")
@@ -277,7 +274,7 @@ def _dtype_of(node, source: str, what: str) -> np.dtype:
     )
 
 
-def _array_state(node, source: str, what: str) -> tuple:
+def _array_state(node: Any, source: str, what: str) -> tuple:
     """(shape, dtype node, fortran_order, data) of an `_reconstruct(ndarray, (0,), b'b')` node after BUILD."""
     if not (isinstance(node, _Node) and node.is_call and node.role == "_reconstruct"):
         raise CorruptFileError(f"{source}: {what} is {_describe(node)}, not a numpy array")
@@ -300,7 +297,7 @@ def _array_state(node, source: str, what: str) -> tuple:
     return shape, dtype, fortran_order, data
 
 
-def _raw_bytes(data, source: str, what: str) -> bytes:
+def _raw_bytes(data: object, source: str, what: str) -> bytes:
     if isinstance(data, str):  # Python 2 pickles read with latin-1 carry bytes as str
         try:
             return data.encode("latin1")
@@ -311,7 +308,9 @@ def _raw_bytes(data, source: str, what: str) -> bytes:
     return data
 
 
-def _float_array(shape: tuple, dtype: np.dtype, fortran_order: bool, data, source: str, what: str) -> np.ndarray:
+def _float_array(
+    shape: tuple, dtype: np.dtype, fortran_order: bool, data: object, source: str, what: str
+) -> np.ndarray:
     """A float array decoded by `np.frombuffer` after the element count and byte count are checked."""
     count = math.prod(shape)
     if count > MAX_IMAGE_ELEMENTS:
@@ -328,7 +327,7 @@ def _float_array(shape: tuple, dtype: np.dtype, fortran_order: bool, data, sourc
     return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran_order else "C").copy()
 
 
-def _mass_value(node, source: str):
+def _mass_value(node: Any, source: str):
     """The axion mass item: a Python float or `scalar(dtype f4/f8, 4 or 8 raw bytes)`."""
     if type(node) is float:
         return node
