@@ -19,8 +19,13 @@ from ..models.modeling_lens_vit import LensViTModel, LensViTPreTrainedModel
 from .ema import EMATeacher
 from .heads import DINOHead
 from .registry import register_method
+from .trivial import TRIVIAL_OBJECTIVES
 from .views import ViewConfig
 from .views import view_policy as policy_views
+
+# The two 0-dim outputs every method returns on each batch (see `LensPretrainingModel`): their ratio is how far the
+# objective is below what it scores knowing nothing of the images (`lensfm_hf.training.health`).
+LEARNING_DIAGNOSTICS = ("objective_loss", "trivial_loss")
 
 # Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the
 # super-resolution head and provenance fields, which are no part of an encoder being pretrained.
@@ -135,12 +140,17 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     `set_progress(step, max_steps)` drives the schedules through `progress` ∈ [0, 1] (0 until a schedule is known);
     `update_teacher()` moves the EMA teacher of methods that set `self.ema_teacher` (an [`EMATeacher`]) and is a no-op
     for the others; `get_encoder()` returns the encoder to export. Forward takes `pixel_values` (B, C, H, W) and builds its own views and masks on that device.
+
+    Every forward also returns `objective_loss` (the loss term a trivial value exists for: the loss without
+    regularisers or auxiliary terms) and `trivial_loss` (what that term scores on this batch for a model that knows
+    nothing of the images, `TRIVIAL_OBJECTIVES[trivial_objective]`), both detached, in `diagnostic_names`.
     """
 
     config_class = LensPretrainingConfig
     # The losses do not use num_items_in_batch, so Trainer must scale for gradient accumulation (hf-stack §10).
     accepts_loss_kwargs = False
     diagnostic_names: tuple[str, ...] = ()
+    trivial_objective: str = ""  # a key of TRIVIAL_OBJECTIVES: what `trivial_loss` is
     ema_teacher: EMATeacher | None = None  # methods with an EMA teacher set one in __init__
 
     def __init_subclass__(cls, **kwargs):
@@ -148,6 +158,8 @@ class LensPretrainingModel(LensViTPreTrainedModel):
         # PreTrainedModel's hook, which copies the inherited config_class onto every subclass.
         names_a_method = "config_class" in cls.__dict__ and bool(cls.config_class.method)
         super().__init_subclass__(**kwargs)
+        if cls.trivial_objective and cls.trivial_objective not in TRIVIAL_OBJECTIVES:
+            raise TypeError(f"{cls.__name__}.trivial_objective must be one of {sorted(TRIVIAL_OBJECTIVES)}.")
         # Every method's forward honours return_dict=False (argument, else config.return_dict) as transformers'
         # models do, returning the output's non-None fields as a tuple: `loss, *diagnostics = model(x,
         # return_dict=False)`. Applied here once so no method can forget it; the signature stays visible to Trainer.
@@ -262,6 +274,7 @@ def embedding_std(embeddings: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "BACKBONE_DEFAULTS",
+    "LEARNING_DIAGNOSTICS",
     "LensPretrainingConfig",
     "LensPretrainingModel",
     "embedding_std",

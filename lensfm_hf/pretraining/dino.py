@@ -4,7 +4,8 @@ A student (encoder + DINOHead) matches the softmax of an EMA teacher on 2 global
 local crops. Teacher logits are centred (DINO: EMA of their raw batch mean, all-reduced, updated after the loss;
 default here: Sinkhorn-Knopp as in DINOv2) and sharpened by a low temperature; same-view pairs are skipped.
 Lensing images share one large common component, on which DINO's paper settings collapse to a uniform teacher;
-the departures that keep it learning, and their measured reasons, are listed in `LensDINOConfig`.
+the departures that keep it learning, and their measured reasons, are listed in `LensDINOConfig`. Trivial value:
+ln K, the cross-entropy of a uniform student over the K prototypes (and the teacher entropy at uniform collapse).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from ..distributed import all_reduce_mean, world_size
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .base import LEARNING_DIAGNOSTICS, LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .ema import EMATeacher
 from .heads import DINOHead
 from .schedules import warmup_schedule
+from .trivial import uniform_cross_entropy
 from .views import make_local_views, make_views
 
 
@@ -228,6 +230,8 @@ class LensDINOOutput(ModelOutput):
     koleo_loss: the KoLeo term before its weight (0-dim; 0 when `koleo_loss_weight` is 0).
     center_norm: L2 norm of the center (0-dim; the center is not used under Sinkhorn-Knopp centring).
     teacher_temperature, momentum: current schedule values (0-dim).
+    objective_loss: the distillation cross-entropy, without the KoLeo term (0-dim, detached).
+    trivial_loss: ln K (K = `out_dim`), the cross-entropy of a uniform student against any teacher (0-dim).
     """
 
     loss: torch.FloatTensor | None = None
@@ -237,13 +241,18 @@ class LensDINOOutput(ModelOutput):
     center_norm: torch.FloatTensor | None = None
     teacher_temperature: torch.FloatTensor | None = None
     momentum: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 class LensDINOForPreTraining(LensPretrainingModel):
     """DINO: student `lens_vit` + `head`; frozen EMA `teacher` + `teacher_head`; `center` buffer (1, out_dim)."""
 
     config_class = LensDINOConfig
-    diagnostic_names = ("teacher_entropy", "embedding_std", "koleo_loss", "center_norm", "teacher_temperature", "momentum")
+    diagnostic_names = (
+        "teacher_entropy", "embedding_std", "koleo_loss", "center_norm", "teacher_temperature", "momentum",
+    ) + LEARNING_DIAGNOSTICS
+    trivial_objective = "uniform_student"
     use_mask_token = False
 
     def __init__(self, config: LensDINOConfig):
@@ -396,6 +405,7 @@ class LensDINOForPreTraining(LensPretrainingModel):
         loss = dino_loss(
             student_logits, teacher_probs, self.config.student_temperature, num_student_crops=2 + len(local_views)
         )
+        objective_loss = loss.detach()
         koleo = self.koleo(student_features)
         loss = loss + self.config.koleo_loss_weight * koleo
         if self.training:  # after the loss, from the raw teacher logits
@@ -409,6 +419,8 @@ class LensDINOForPreTraining(LensPretrainingModel):
             center_norm=self.center.detach().norm(),
             teacher_temperature=self._diagnostic(temperature, device),
             momentum=self._diagnostic(self.momentum, device),
+            objective_loss=objective_loss,
+            trivial_loss=self._diagnostic(uniform_cross_entropy(self.config.out_dim), device),
         )
 
 

@@ -3,7 +3,8 @@
 The student sees the 2 global views with BEiT-style block masks (masked tokens replaced by the mask embedding
 before positions); the teacher sees them unmasked. L = L_cls (DINO, cross-view) + L_patch (same view, masked
 positions only, per image `sum(loss·mask)/mask.sum().clamp(min=1)`). Patch logits have their own center (center2).
-One head is shared by CLS and patch tokens. Local crops are unmasked and feed L_cls only.
+One head is shared by CLS and patch tokens. Local crops are unmasked and feed L_cls only. Trivial value: λ1·ln K +
+λ2·ln K·(share of global views with a mask), the loss of a uniform student.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from .base import embedding_std
+from .base import LEARNING_DIAGNOSTICS, embedding_std
 from .dino import LensDINOConfig, LensDINOForPreTraining, dino_loss, entropy
 from .masks import block_mask
 from .schedules import warmup_schedule
+from .trivial import uniform_cross_entropy
 from .views import make_views
 
 
@@ -96,6 +98,9 @@ class LensIBOTOutput(ModelOutput):
     center_norm, patch_center_norm: norms of the two centers (0-dim).
     mask_ratio: fraction of masked patches over the global views (0-dim).
     teacher_temperature, momentum: current schedule values (0-dim).
+    objective_loss: λ1·L_cls + λ2·L_patch, without the KoLeo term (0-dim, detached).
+    trivial_loss: the same for a uniform student: λ1·ln K + λ2·ln K·(share of global views with a mask), since an
+        unmasked view adds 0 to L_patch (0-dim).
     """
 
     loss: torch.FloatTensor | None = None
@@ -110,6 +115,8 @@ class LensIBOTOutput(ModelOutput):
     mask_ratio: torch.FloatTensor | None = None
     teacher_temperature: torch.FloatTensor | None = None
     momentum: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 class LensIBOTForPreTraining(LensDINOForPreTraining):
@@ -128,7 +135,7 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
         "mask_ratio",
         "teacher_temperature",
         "momentum",
-    )
+    ) + LEARNING_DIAGNOSTICS
     use_mask_token = True
 
     def __init__(self, config: LensIBOTConfig):
@@ -220,6 +227,11 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
         ) / 2
         koleo = self.koleo(student.pooler_output)
         loss = config.cls_loss_weight * cls_loss + config.patch_loss_weight * patch_loss
+        objective_loss = loss.detach()
+        with torch.no_grad():
+            ln_k = uniform_cross_entropy(config.out_dim)
+            masked_share = masks.any(dim=-1).float().mean()
+            trivial_loss = config.cls_loss_weight * ln_k + config.patch_loss_weight * ln_k * masked_share
         loss = loss + config.koleo_loss_weight * koleo
         if self.training:  # after the loss, from the raw teacher logits
             self.update_center(teacher_cls_logits, batch_center=cls_center)
@@ -238,6 +250,8 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
             mask_ratio=masks.float().mean().detach(),
             teacher_temperature=self._diagnostic(temperature, device),
             momentum=self._diagnostic(self.momentum, device),
+            objective_loss=objective_loss,
+            trivial_loss=trivial_loss,
         )
 
 

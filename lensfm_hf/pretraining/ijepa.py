@@ -18,10 +18,11 @@ from transformers.utils import ModelOutput
 
 from ..distributed import all_reduce_mean
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .base import LEARNING_DIAGNOSTICS, LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .ema import EMATeacher
 from .masks import MultiBlockMaskGenerator, MultiBlockMasks
 from .schedules import linear_schedule
+from .trivial import leave_one_out_position_mean
 from .views import make_views
 
 TARGET_NORMALIZATIONS = ("layer", "position", "position_center")
@@ -120,6 +121,10 @@ class LensIJEPAOutput(ModelOutput):
         dimensions (0-dim; → 0 on collapse).
     context_tokens: number of context patches per image in this batch (0-dim).
     momentum: current EMA momentum (0-dim).
+    objective_loss: the prediction loss, without a variant's auxiliary term (0-dim, detached).
+    trivial_loss: the prediction loss of predict-mean: each target predicted by the mean target of the other images
+        of the batch at its patch position (`leave_one_out_position_mean`); with the per-position target
+        normalisation that mean is ~0, so this is predict-zero up to the batch noise (0-dim).
     """
 
     loss: torch.FloatTensor | None = None
@@ -128,6 +133,8 @@ class LensIJEPAOutput(ModelOutput):
     prediction_std: torch.FloatTensor | None = None
     context_tokens: torch.FloatTensor | None = None
     momentum: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 def _gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -214,7 +221,8 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
 
     config_class = LensIJEPAConfig
     output_class = LensIJEPAOutput
-    diagnostic_names = ("embedding_std", "target_std", "prediction_std", "context_tokens", "momentum")
+    diagnostic_names = ("embedding_std", "target_std", "prediction_std", "context_tokens", "momentum") + LEARNING_DIAGNOSTICS
+    trivial_objective = "predict_mean"
 
     def __init__(self, config: LensIJEPAConfig):
         super().__init__(config)
@@ -282,6 +290,11 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
         context_tokens = context.last_hidden_state[:, self.lens_vit.num_prefix_tokens :]
         predictions = self.predict(context_tokens, masks, grid_h, grid_w)
         loss = self.prediction_loss(predictions, targets, masks)
+        objective_loss = loss.detach()
+        with torch.no_grad():
+            flat = targets.reshape(batch_size, -1, targets.shape[-1])
+            baseline = leave_one_out_position_mean(flat, masks.target_indices.reshape(batch_size, -1), grid_h * grid_w)
+            trivial_loss = self.prediction_loss(baseline.reshape(targets.shape), targets, masks).detach().float()
         auxiliary_loss, auxiliary_diagnostics = self.auxiliary_loss(images, context, masks)
         if auxiliary_loss is not None:
             loss = loss + auxiliary_loss
@@ -296,6 +309,8 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
             prediction_std=prediction_std,
             context_tokens=self._diagnostic(masks.context_indices.shape[1], device),
             momentum=self._diagnostic(self.momentum, device),
+            objective_loss=objective_loss,
+            trivial_loss=trivial_loss,
             **auxiliary_diagnostics,
         )
 

@@ -257,7 +257,8 @@ def multiscale_mse(rendered: torch.Tensor, observed: torch.Tensor, pool_sizes: t
 class LensPhysicsIJEPAOutput(LensIJEPAOutput):
     r"""I-JEPA outputs plus `physics_loss` (multi-scale render MSE, unweighted), `einstein_radius_mean` (arcsec) and
     `source_position_spread` (arcsec, std over the batch of the predicted source centre, mean of x and y; → 0
-    when the head ignores the image)."""
+    when the head ignores the image). `objective_loss` and `trivial_loss` are the I-JEPA term's (the render loss is
+    reported apart, in `physics_loss`)."""
 
     physics_loss: torch.FloatTensor | None = None
     einstein_radius_mean: torch.FloatTensor | None = None

@@ -2,7 +2,8 @@
 
 The encoder sees only the visible 25% of patches; a narrow decoder with sin-cos positions and a mask token
 predicts every patch; the loss is the MSE on masked patches only, each target patch normalised by its own mean and
-variance (`norm_pix_loss`). `patchify` handles any channel count.
+variance (`norm_pix_loss`). `patchify` handles any channel count. Trivial value: predict-mean, the MSE of predicting
+each masked patch as the mean target patch of the other images at that position (`leave_one_out_position_mean`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..models.modeling_lens_vit import LensViTLayer, sincos_position_embedding
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std, init
+from .base import LEARNING_DIAGNOSTICS, LensPretrainingConfig, LensPretrainingModel, embedding_std, init
 from .masks import random_token_mask
+from .trivial import leave_one_out_position_mean
 from .views import make_views
 
 
@@ -94,12 +96,18 @@ class LensMAEOutput(ModelOutput):
     embedding_std: std over the batch of the L2-normalised pooled encoder output (0-dim).
     logits: (B, N, p·p·C) predicted patches (normalised if `norm_pix_loss`), only with `return_reconstruction`.
     mask: (B, N) 1 = masked, only with `return_reconstruction`.
+    objective_loss: the masked-patch MSE (0-dim, detached).
+    trivial_loss: the masked-patch MSE of predict-mean: each target patch predicted by the mean target of the other
+        images at its position (with `norm_pix_loss` the targets are per-patch standardised, so a patch's own mean is
+        already removed; what a position-only decoder can still learn is the shared shape, e.g. of the lens centre).
     """
 
     loss: torch.FloatTensor | None = None
     embedding_std: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     mask: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 class LensMAEDecoder(nn.Module):
@@ -144,7 +152,8 @@ class LensMAEForPreTraining(LensPretrainingModel):
     """MAE: LensViT encoder on visible patches (`lens_vit`) + `decoder`; forward returns the masked-patch MSE."""
 
     config_class = LensMAEConfig
-    diagnostic_names = ("embedding_std",)
+    diagnostic_names = ("embedding_std",) + LEARNING_DIAGNOSTICS
+    trivial_objective = "predict_mean"
 
     def __init__(self, config: LensMAEConfig):
         super().__init__(config)
@@ -200,8 +209,14 @@ class LensMAEForPreTraining(LensPretrainingModel):
         target = self.pixel_targets(images)
         per_patch = (prediction.float() - target).pow(2).mean(dim=-1)
         loss = (per_patch * masking.mask).sum() / masking.mask.sum()
+        with torch.no_grad():
+            positions = torch.arange(target.shape[1], device=target.device).expand(batch_size, -1)
+            baseline = leave_one_out_position_mean(target, positions, target.shape[1])
+            trivial = ((baseline - target).pow(2).mean(dim=-1) * masking.mask).sum() / masking.mask.sum()
         return LensMAEOutput(
             loss=loss,
+            objective_loss=loss.detach(),
+            trivial_loss=trivial,
             embedding_std=embedding_std(encoded.pooler_output),
             logits=prediction if return_reconstruction else None,
             mask=masking.mask if return_reconstruction else None,

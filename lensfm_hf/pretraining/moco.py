@@ -2,7 +2,8 @@
 
 q = predictor(projector(encoder(view))) against keys k = momentum_projector(momentum_encoder(other view)), keys
 gathered from all ranks without gradient, labels arange(N) + N·rank, loss 2τ·CE, symmetrised. The momentum
-branch follows a cosine schedule 0.99 → 1 from the training progress.
+branch follows a cosine schedule 0.99 → 1 from the training progress. Trivial value: 2 · 2τ · ln B, B the keys of
+the step over all ranks (each query against the B keys of the other view, no same-view negatives; two directions).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..distributed import concat_all_gather, dist_is_active, rank
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
+from ..distributed import concat_all_gather, dist_is_active, rank, world_size
+from .base import LEARNING_DIAGNOSTICS, LensPretrainingConfig, LensPretrainingModel, embedding_std
 from .ema import EMATeacher
 from .heads import ProjectionHead
+from .trivial import uniform_cross_entropy
 from .views import make_views
 
 
@@ -81,12 +83,16 @@ class LensMoCoOutput(ModelOutput):
     embedding_std: std over the batch of the L2-normalised pooled encoder output (0-dim).
     positive_similarity: mean cosine similarity of queries and their keys (0-dim).
     momentum: current key-encoder momentum (0-dim).
+    objective_loss: the loss (0-dim, detached).
+    trivial_loss: 2 · 2τ · ln B, the loss of uniform similarities; B = keys of the step over all ranks (0-dim).
     """
 
     loss: torch.FloatTensor | None = None
     embedding_std: torch.FloatTensor | None = None
     positive_similarity: torch.FloatTensor | None = None
     momentum: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 class LensMoCoForPreTraining(LensPretrainingModel):
@@ -99,7 +105,8 @@ class LensMoCoForPreTraining(LensPretrainingModel):
     """
 
     config_class = LensMoCoConfig
-    diagnostic_names = ("embedding_std", "positive_similarity", "momentum")
+    diagnostic_names = ("embedding_std", "positive_similarity", "momentum") + LEARNING_DIAGNOSTICS
+    trivial_objective = "uniform_contrastive"
 
     def __init__(self, config: LensMoCoConfig):
         super().__init__(config)
@@ -168,6 +175,10 @@ class LensMoCoForPreTraining(LensPretrainingModel):
             embedding_std=embedding_std(features[:batch_size]),
             positive_similarity=positive.mean(),
             momentum=self._diagnostic(self.momentum, device=loss.device),
+            objective_loss=loss.detach(),
+            trivial_loss=self._diagnostic(
+                2 * 2 * temperature * uniform_cross_entropy(batch_size * world_size()), device=loss.device
+            ),
         )
 
 

@@ -2,6 +2,7 @@
 
 Two lensing-safe views per image → encoder → MLP projection head → NT-Xent on L2-normalised projections with 2N−2
 negatives per positive. Under DDP the negatives are gathered from every rank *with* gradient, inside the loss.
+Trivial value: ln(2B − 1), B the images of the step over all ranks (each query against 2B − 1 candidates).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from ..distributed import gather_with_grad, rank
-from .base import LensPretrainingConfig, LensPretrainingModel, embedding_std
+from ..distributed import gather_with_grad, rank, world_size
+from .base import LEARNING_DIAGNOSTICS, LensPretrainingConfig, LensPretrainingModel, embedding_std
 from .heads import ProjectionHead
+from .trivial import uniform_cross_entropy
 from .views import make_views
 
 
@@ -82,18 +84,23 @@ class LensSimCLROutput(ModelOutput):
     loss: NT-Xent (scalar).
     embedding_std: std over the batch of the L2-normalised pooled encoder output (0-dim).
     positive_similarity: mean cosine similarity of the two views' projections (0-dim).
+    objective_loss: the NT-Xent (0-dim, detached).
+    trivial_loss: ln(2B − 1), the NT-Xent of uniform similarities; B = images of the step over all ranks (0-dim).
     """
 
     loss: torch.FloatTensor | None = None
     embedding_std: torch.FloatTensor | None = None
     positive_similarity: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    trivial_loss: torch.FloatTensor | None = None
 
 
 class LensSimCLRForPreTraining(LensPretrainingModel):
     """SimCLR: encoder `lens_vit` + `projection_head`; forward makes two views and returns the NT-Xent loss."""
 
     config_class = LensSimCLRConfig
-    diagnostic_names = ("embedding_std", "positive_similarity")
+    diagnostic_names = ("embedding_std", "positive_similarity") + LEARNING_DIAGNOSTICS
+    trivial_objective = "uniform_contrastive"
 
     def __init__(self, config: LensSimCLRConfig):
         super().__init__(config)
@@ -127,8 +134,10 @@ class LensSimCLRForPreTraining(LensPretrainingModel):
         loss = nt_xent_loss(z0, z1, self.config.contrastive_temperature)
         with torch.no_grad():
             positive = F.cosine_similarity(z0.float(), z1.float(), dim=-1).mean()
+        trivial = uniform_cross_entropy(2 * batch_size * world_size() - 1)
         return LensSimCLROutput(
-            loss=loss, embedding_std=embedding_std(features[:batch_size]), positive_similarity=positive.detach()
+            loss=loss, embedding_std=embedding_std(features[:batch_size]), positive_similarity=positive.detach(),
+            objective_loss=loss.detach(), trivial_loss=self._diagnostic(trivial, loss.device),
         )
 
 

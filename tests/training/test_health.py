@@ -9,10 +9,13 @@ from lensfm_hf.models import LensViTConfig, LensViTModel
 from lensfm_hf.training.health import (
     RepresentationHealth,
     between_image_share,
+    embedding_health,
     encoder_health,
     normalized_embedding_std,
+    objective_learning,
     rankme,
     warn_if_collapsed,
+    warn_if_not_learning,
 )
 
 
@@ -73,3 +76,49 @@ def test_encoder_health_on_a_model_and_images():
     assert same.collapsed and same.between_image_share < 1e-6
     with pytest.raises(ValueError, match="at least 2 images"):
         encoder_health(encoder, images[:1])
+
+
+# ------------------------------------------------------------------------- centred readings and learning (issue 17)
+
+
+def test_a_shared_offset_with_healthy_spread_is_not_collapsed():
+    # Lensing images put ~99% of every encoder's embedding in one shared direction: the uncentred readings call that
+    # collapse, the centred ones (which the verdict reads) see the healthy spread around it.
+    generator = torch.Generator().manual_seed(0)
+    offset = 100.0 * torch.randn(1, 64, generator=generator)
+    pooled = offset + torch.randn(512, 64, generator=generator)
+    patches = torch.randn(512, 4, 64, generator=generator)
+    health = embedding_health(pooled, patches)
+    uncentred = RepresentationHealth(health.rankme, health.embedding_dim, health.embedding_std,
+                                     health.between_image_share)
+    assert uncentred.collapsed and health.relative_embedding_std < 0.1  # what the uncentred verdict flagged
+    assert health.centred_rankme > 40 and health.centred_relative_embedding_std > 0.8
+    assert not health.collapsed, health.collapse_reasons()
+    row = health.to_dict()
+    assert row["centred_rankme"] == health.centred_rankme and row["centred_relative_embedding_std"] > 0.8
+
+
+def test_equal_rows_plus_tiny_noise_are_still_collapsed():
+    # Centring is scale-free: float noise around one vector looks isotropic once centred, so the spread fraction
+    # must catch it.
+    generator = torch.Generator().manual_seed(0)
+    pooled = torch.ones(512, 64) + 1e-6 * torch.randn(512, 64, generator=generator)
+    patches = torch.randn(512, 4, 64, generator=generator)
+    health = embedding_health(pooled, patches)
+    assert health.centred_rankme > 40  # centred, the noise alone looks healthy...
+    assert health.collapsed and "differ between images" in " ".join(health.collapse_reasons())  # ...but it is not
+    with pytest.warns(UserWarning, match="collapsed"):
+        assert warn_if_collapsed(health, "constant")
+
+
+def test_an_objective_at_its_trivial_value_is_not_learning():
+    at_trivial = objective_learning(4.84, 4.84, "uniform similarities")
+    assert at_trivial["not_learning"] and at_trivial["objective_ratio"] == 1.0
+    assert objective_learning(0.97 * 4.84, 4.84)["not_learning"]  # within 5%
+    with pytest.warns(UserWarning, match="simclr: not learning.*100.0% of its trivial value"):
+        assert warn_if_not_learning(at_trivial, "simclr")
+    below = objective_learning(0.5, 1.0)
+    assert not below["not_learning"] and below["objective_ratio"] == 0.5
+    assert not warn_if_not_learning(below, "mae") and not warn_if_not_learning(None, "random init")
+    with pytest.raises(ValueError, match="trivial value > 0"):
+        objective_learning(1.0, 0.0)

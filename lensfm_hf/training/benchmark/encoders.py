@@ -16,7 +16,7 @@ from ...data.build import simulate_dataset
 from ...models import LensViTConfig, LensViTModel
 from ..downstream.finetune import architecture_of, backbone_config
 from ..evaluation import method_evaluation
-from ..health import encoder_health, warn_if_collapsed
+from ..health import encoder_health, warn_if_collapsed, warn_if_not_learning
 from ..pretrain.run import run_pretraining
 from ..downstream.probes import load_encoder
 from ..records import settings_key
@@ -123,15 +123,19 @@ def spec_encoder(spec: Mapping[str, Any], seed: int) -> LensViTModel:
 
 def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], images: torch.Tensor, where: str) -> dict:
     """Representation health of one encoder on `images` (the same test images for every encoder; seed 0 for the
-    random init), with the teacher entropy its pretraining logged (DINO, iBOT)."""
+    random init), with the teacher entropy its pretraining logged (DINO, iBOT) and, under `learning`, its objective
+    against the trivial value at the end of pretraining (None for the random init and older encoders)."""
     seed = recipe.benchmark.seeds[0] if recipe.benchmark.seeds else 0
-    logged = {} if spec["random"] else (spec["config"].pretraining or {}).get("health") or {}
+    pretraining = {} if spec["random"] else spec["config"].pretraining or {}
+    logged = pretraining.get("health") or {}
     health = encoder_health(
         spec_encoder(spec, seed).to(device_of(recipe)), images,
         teacher_entropy=logged.get("teacher_entropy"), teacher_entropy_max=logged.get("teacher_entropy_max"),
     ).to_dict()
     health["images"] = f"{where}, {len(images)} images"
+    health["learning"] = pretraining.get("learning")
     warn_if_collapsed(health, spec["name"])
+    warn_if_not_learning(health["learning"], spec["name"])
     return health
 
 

@@ -125,17 +125,30 @@ def task_sections(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _number(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
-    """One row per encoder: RankMe, normalised-embedding std × √D, between-image share, teacher entropy / ln K."""
-    lines = ["| Method | RankMe (of D) | Embedding std × √D | Between-image share | Teacher entropy / ln K | Status |",
-             "|---|---|---|---|---|---|"]
+    """One row per encoder: RankMe and normalised-embedding std × √D, centred (the verdict's) and uncentred, the
+    between-image share, teacher entropy / ln K, and the pretraining loss over its trivial value (`learning`)."""
+    lines = ["| Method | Centred RankMe (of D) | Centred std × √D | RankMe | Std × √D | Between-image share | "
+             "Teacher entropy / ln K | Loss / trivial | Status |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, h in health.items():
         entropy = "–"
         if h.get("teacher_entropy") is not None and h.get("teacher_entropy_max"):
             entropy = f"{h['teacher_entropy']:.3f} / {h['teacher_entropy_max']:.3f}"
-        status = "**collapsed**: " + "; ".join(h["collapse_reasons"]) if h.get("collapsed") else "healthy"
-        lines.append(f"| {method_title(method)} | {h['rankme']:.1f} (of {h['embedding_dim']}) | "
-                     f"{h['relative_embedding_std']:.3f} | {h['between_image_share']:.3f} | {entropy} | {status} |")
+        learning = h.get("learning") or {}
+        problems = []
+        if h.get("collapsed"):
+            problems.append("**collapsed**: " + "; ".join(h["collapse_reasons"]))
+        if learning.get("not_learning"):
+            problems.append("**not learning**: loss within 5% of its trivial value")
+        lines.append(f"| {method_title(method)} | {_number(h.get('centred_rankme'), '.1f')} (of {h['embedding_dim']}) | "
+                     f"{_number(h.get('centred_relative_embedding_std'), '.3f')} | {h['rankme']:.1f} | "
+                     f"{h['relative_embedding_std']:.3f} | {h['between_image_share']:.3f} | {entropy} | "
+                     f"{_number(learning.get('objective_ratio'), '.3f')} | {'; '.join(problems) or 'healthy'} |")
     return "\n".join(lines)
 
 
@@ -194,8 +207,10 @@ def write_readme_table(results_dir: str | os.PathLike, plots_prefix: str | None 
         lines[-1] += (f" End-to-end wall time (simulation, pretraining, all cells, plots): "
                       f"{results['full_run_wall_time_s'] / 60:.1f} min on {results.get('device', '')}.")
     if results.get("health"):
-        lines += ["", "**Representation health** (on the first evaluation's test images; a collapsed encoder's "
-                  "numbers measure no learned representation)", "", health_table(results["health"])]
+        lines += ["", "**Representation health** (on the first evaluation's test images; centred: the dataset mean "
+                  "removed, which the collapse verdict reads; loss / trivial: the pretraining objective at the end over "
+                  "what it scores knowing nothing of the images. A collapsed or not-learning encoder's numbers measure "
+                  "no learned representation)", "", health_table(results["health"])]
     if results.get("physics_recovery"):
         lines += ["", "**Physics branch: lens parameters recovered per image** (held-out simulations; the truth is "
                   "a measurement only, never a training signal)", "", *recovery_lines(results["physics_recovery"])]

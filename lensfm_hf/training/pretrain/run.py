@@ -30,8 +30,10 @@ from transformers.modeling_utils import unwrap_model
 from ...distributed import rank
 from ...hub.export import save_for_hub
 from ...models import LensImageProcessor
+from ...pretraining.base import LEARNING_DIAGNOSTICS
+from ...pretraining.trivial import TRIVIAL_OBJECTIVES
 from .callbacks import SelfSupervisedCallback
-from ..health import encoder_health, warn_if_collapsed
+from ..health import encoder_health, objective_learning, warn_if_collapsed, warn_if_not_learning
 from .checkpoints import checkpoint_step, resolve_checkpoint
 from .data import BatchIterable, StreamBatches, TensorBatches, build_datasets, build_health_images, make_processor
 from .recipe import (
@@ -57,8 +59,9 @@ class PretrainingTrainer(Trainer):
     """`Trainer` for `<Method>ForPreTraining` models: the model computes its own loss from `pixel_values`.
 
     Adds the model's 0-dim diagnostics (`model.diagnostic_names`, e.g. `embedding_std`, `teacher_entropy`)
-    to the training logs as their mean since the last log (averaged over ranks), and feeds
-    `BatchIterable` sources (whole batches per rank) without accelerate's re-batching.
+    to the training logs as their mean since the last log (averaged over ranks), with `objective_ratio` (the mean
+    `objective_loss` over the mean `trivial_loss` of the window: how far the objective is below its trivial value),
+    and feeds `BatchIterable` sources (whole batches per rank) without accelerate's re-batching.
     """
 
     def __init__(self, *args, stream_workers: int = 0, health_images: torch.Tensor | None = None, **kwargs):
@@ -117,10 +120,26 @@ class PretrainingTrainer(Trainer):
             logs.update({name: round(float(v), 6) for name, v in zip(names, stacked.tolist())})
             self.last_diagnostics = {name: float(v) for name, v in zip(names, stacked.tolist())}
             self._diagnostic_sums, self._diagnostic_count = {}, 0
+            learning = self.learning()
+            if learning is not None:
+                logs["objective_ratio"] = round(learning["objective_ratio"], 6)
         if "loss" in logs and self.health_images is not None and self.is_world_process_zero():
             logs.update({f"health_{k}": round(v, 6) for k, v in self.representation_health().items()
                          if isinstance(v, float) and k not in ("teacher_entropy", "teacher_entropy_max")})
         super().log(logs, *args, **kwargs)
+
+    def learning(self) -> dict[str, Any] | None:
+        """The objective against its trivial value (`training.health.objective_learning`) over the last logged
+        window, or over the steps since the start when none was logged yet; None for a model without the two
+        diagnostics (`LEARNING_DIAGNOSTICS`)."""
+        means = self.last_diagnostics
+        if not set(LEARNING_DIAGNOSTICS) <= set(means) and self._diagnostic_count:
+            means = {name: float(total) / self._diagnostic_count for name, total in self._diagnostic_sums.items()}
+        if not set(LEARNING_DIAGNOSTICS) <= set(means):
+            return None
+        model = unwrap_model(self.model)
+        description = TRIVIAL_OBJECTIVES.get(getattr(model, "trivial_objective", ""), "")
+        return objective_learning(means["objective_loss"], means["trivial_loss"], description)
 
     def representation_health(self) -> dict[str, Any]:
         """`training.health` of the current encoder on `health_images`, with the last logged teacher entropy
@@ -210,7 +229,9 @@ def run_pretraining(
     """Pretrain from a recipe (YAML path or dict) with `key=value` overrides; export the encoder.
 
     Returns {"output_dir", "encoder_dir", "pretraining_dir", "method", "global_step", "train_loss",
-    "metrics" (Trainer's train metrics, plus eval_loss with an eval set), "log_history"}.
+    "metrics" (Trainer's train metrics, plus eval_loss with an eval set), "health" (representation health of the
+    exported encoder), "learning" (the objective against its trivial value over the last logged window, also in
+    the encoder's `config.pretraining["learning"]`), "log_history"}.
     `callbacks`: extra `TrainerCallback`s (monitoring, tests).
     """
     recipe = load_pretraining_recipe(recipe, overrides)
@@ -253,12 +274,15 @@ def run_pretraining(
 
     encoder_dir = Path(args.output_dir) / ENCODER_DIR
     health = None
+    learning = trainer.learning()
     if trainer.is_world_process_zero() and trainer.health_images is not None:
         health = trainer.representation_health()
         warn_if_collapsed(health, f"{recipe.model.method} pretraining ({args.output_dir})")
     if trainer.is_world_process_zero():
+        warn_if_not_learning(learning, f"{recipe.model.method} pretraining ({args.output_dir})")
         info = pretraining_info(recipe, trainer.state.global_step, world_size=args.world_size)
         info["health"] = health
+        info["learning"] = learning
         export_encoder(trainer.model, encoder_dir, info, processor)
         trainer.save_state()
     trainer.accelerator.wait_for_everyone()
@@ -271,6 +295,7 @@ def run_pretraining(
         "train_loss": train_output.training_loss,
         "metrics": metrics,
         "health": health,
+        "learning": learning,
         "log_history": list(trainer.state.log_history),
     }
 

@@ -103,7 +103,14 @@ def test_results_carry_representation_health_per_encoder(mini_run):
         assert health["rankme"] >= 1.0 and 0.0 <= health["between_image_share"] <= 1.0
         assert isinstance(health["collapsed"], bool) and isinstance(health["collapse_reasons"], list)
         assert health["collapsed"] == bool(health["collapse_reasons"])
-    assert "**Representation health**" in (root / "mini" / "results.md").read_text()
+        assert health["centred_rankme"] >= 1.0 and health["centred_relative_embedding_std"] > 0
+    # The pretrained encoders carry their objective against its trivial value; the random init has none.
+    assert results["health"]["random_init"]["learning"] is None
+    for method in ("mae", "simclr"):
+        learning = results["health"][method]["learning"]
+        assert learning["objective_ratio"] > 0 and learning["not_learning"] == (learning["objective_ratio"] > 0.95)
+    text = (root / "mini" / "results.md").read_text()
+    assert "**Representation health**" in text and "| Centred RankMe (of D) |" in text and "Loss / trivial" in text
 
 
 def test_a_failed_method_exits_nonzero_and_results_md_says_why(mini, mini_copy, monkeypatch, capsys):

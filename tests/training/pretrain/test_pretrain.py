@@ -85,6 +85,19 @@ def test_diagnostics_are_logged(trained, methods):
         assert all(math.isfinite(entry[name]) for name in names)
 
 
+def test_objective_against_its_trivial_value_is_logged_and_exported(trained):
+    train_logs = [entry for entry in trained["log_history"] if "loss" in entry]
+    assert all(entry["objective_ratio"] > 0 and math.isfinite(entry["objective_ratio"]) for entry in train_logs)
+    last = train_logs[-1]
+    learning = trained["learning"]
+    # The stored ratio is the last logged window's: its mean objective over its mean trivial value.
+    assert learning["objective_ratio"] == pytest.approx(last["objective_loss"] / last["trivial_loss"], rel=1e-4)
+    assert learning["not_learning"] == (learning["objective_ratio"] > 0.95)
+    assert "mean target of the other images" in learning["trivial_objective"]  # I-JEPA: predict-mean
+    stored = AutoModel.from_pretrained(trained["encoder_dir"]).config.pretraining["learning"]
+    assert stored["objective_ratio"] == pytest.approx(learning["objective_ratio"])
+
+
 def test_export_loads_with_auto_classes(trained, methods):
     encoder_dir = Path(trained["encoder_dir"])
     encoder = AutoModel.from_pretrained(encoder_dir)
