@@ -330,6 +330,33 @@ class LensImageProcessor(BaseImageProcessor):
             nan_to_num=self.nan_to_num,
         )
 
+    def fit_standardization(self, images) -> "LensImageProcessor":
+        """Set `image_mean` and `image_std` to the mean and std over every pixel of `images` after this processor's
+        stretch (the dataset standardisation of `normalization="standard"`), and return the processor.
+
+        `images`: a (B, 1, H, W) tensor or array, or an iterable of them (e.g. batches of a training split), in the
+        raw flux units the processor will see; sums run in float64, so any number of batches gives one exact pass.
+        """
+        batches = [images] if isinstance(images, (torch.Tensor, np.ndarray)) else images
+        count, total, squares = 0, 0.0, 0.0
+        for batch in batches:
+            batch = torch.as_tensor(batch).double()
+            if self.nan_to_num:
+                batch = _replace_non_finite(batch)
+            stretched = self.apply_stretch(batch, self.stretch, self.stretch_scale)
+            count += stretched.numel()
+            total += float(stretched.sum())
+            squares += float(stretched.square().sum())
+        if count < 2:
+            raise ValueError(f"fit_standardization needs at least 2 pixels, got {count}; pass the training images.")
+        mean = total / count
+        std = math.sqrt(max(squares / count - mean * mean, 0.0))
+        if not (math.isfinite(mean) and math.isfinite(std)) or std <= 0:
+            raise ValueError(f"the images have pixel mean {mean!r} and std {std!r} after the stretch; standardisation "
+                             "needs finite images that are not all equal.")
+        self.image_mean, self.image_std = mean, std
+        return self
+
     @staticmethod
     def apply_stretch(batch: torch.Tensor, stretch: str, scale: float) -> torch.Tensor:
         if stretch == "asinh":

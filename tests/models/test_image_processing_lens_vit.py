@@ -57,6 +57,20 @@ def test_stretches_and_standard_normalisation():
     np.testing.assert_allclose(std[0, 0].numpy(), (image - 3.0) / 2.0, rtol=1e-6)
 
 
+def test_fit_standardization_is_the_stretched_datasets_mean_and_std():
+    images = np.abs(np.stack([ring(seed=0), 3 * ring(seed=1)]))[:, None]
+    processor = LensImageProcessor(stretch="asinh", stretch_scale=2.0, normalization="standard")
+    # Batch by batch (an iterable, as a training split is read) gives the one-pass statistics of all pixels.
+    assert processor.fit_standardization(torch.from_numpy(image[None]) for image in images) is processor
+    stretched = np.arcsinh(images.astype(np.float64) / 2.0)
+    assert processor.image_mean == pytest.approx(stretched.mean(), rel=1e-9)
+    assert processor.image_std == pytest.approx(stretched.std(), rel=1e-9)
+    out = processor(images)["pixel_values"].double()
+    assert float(out.mean()) == pytest.approx(0.0, abs=1e-6) and float(out.std(unbiased=False)) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="not all equal"):
+        LensImageProcessor().fit_standardization(np.ones((2, 1, 4, 4)))
+
+
 def test_resize_and_numpy_output():
     out = LensImageProcessor(size=64)(ring(150), return_tensors="np")["pixel_values"]
     assert isinstance(out, np.ndarray) and out.shape == (1, 1, 64, 64) and out.dtype == np.float32

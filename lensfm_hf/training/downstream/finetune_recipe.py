@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from transformers import TrainingArguments
 
 from ...data.build import simulate_dataset
-from ...models import LensViTConfig
+from ...models import LensImageProcessor, LensViTConfig
 from .finetune import (
     DEFAULT_BACKBONE,
     backbone_config,
@@ -30,7 +30,7 @@ from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from ..records import write_json
 from ..recipes import apply_overrides, load_recipe, read_recipe
-from .splits import load_processor, load_task_split, split_train_validation
+from .splits import fit_split_standardization, load_processor, load_task_split, split_train_validation
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 @dataclass
@@ -98,6 +98,14 @@ class FinetuneDataArguments:
                   "writes (an f x f block sums to one low-res pixel); they are scaled by f^2 to the low-res brightness"},
     )
     preprocess_batch_size: int = 512
+    # Input transform (LensImageProcessor): null keeps the encoder's saved processor (a random init: per-image min-max).
+    stretch: str | None = field(default=None, metadata={"help": "none | asinh | log contrast stretch of the flux; null: the encoder's"})
+    stretch_scale: float | None = field(default=None, metadata={"help": "flux scale of the stretch (image units); null: the encoder's"})
+    normalization: str | None = field(
+        default=None,
+        metadata={"help": "minmax (per image) | standard (mean/std of the stretched training split, fitted here) | none; "
+                  "null: the encoder's"},
+    )
 
 
 # `model:` fields that choose the architecture of a random init, beyond preset / image_size / patch_size.
@@ -198,6 +206,19 @@ def random_init_architecture(model_args: FinetuneModelArguments, recipe: Any = N
     return architecture
 
 
+def recipe_processor(processor, data_args: FinetuneDataArguments, path: str, config: str, task: Task):
+    """`processor` with the recipe's input transform (`data.stretch`, `stretch_scale`, `normalization`) where set;
+    `normalization: standard` gets the mean and std of the stretched training split (`fit_split_standardization`)."""
+    changes = {key: getattr(data_args, key) for key in ("stretch", "stretch_scale", "normalization")
+               if getattr(data_args, key) is not None}
+    if not changes:
+        return processor
+    processor = LensImageProcessor(**{**processor.to_dict(), **changes})  # validates the values with its messages
+    if processor.normalization == "standard":
+        fit_split_standardization(processor, path, config, data_args.train_split, task, data_args.preprocess_batch_size)
+    return processor
+
+
 def _encoder_image_size(model_args: FinetuneModelArguments, recipe) -> int:
     """The image size of `model.encoder` (its config), or the recipe's for a random init."""
     if model_args.encoder is None:
@@ -233,6 +254,7 @@ def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], ove
     image_size = _encoder_image_size(model_args, recipe_path_or_dict)
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
     path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
+    processor = recipe_processor(processor, data_args, path, config, task)
     full_train, test = (
         load_task_split(path, config, name, task, processor, image_size, max_samples=max_samples,
                         batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)
@@ -309,6 +331,7 @@ __all__ = [
     "check_encoder_path",
     "parse_finetune_recipe",
     "random_init_architecture",
+    "recipe_processor",
     "recipe_task",
     "resolve_dataset",
     "run_finetune",

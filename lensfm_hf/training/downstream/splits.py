@@ -225,6 +225,17 @@ def load_task_split(
     return prepare_split(rows, task, processor, image_size, batch_size=batch_size, flux_per_pixel=flux_per_pixel)
 
 
+def fit_split_standardization(
+    processor: LensImageProcessor, path: str, config: str, split: str, task, batch_size: int = 512
+) -> LensImageProcessor:
+    """Set the dataset standardisation of `processor` (`image_mean`, `image_std` after its stretch) from the raw
+    images of one split of a dataset (the task's rows, `task_rows`): the training split, so test images never
+    shape the transform. Returns the processor."""
+    rows = task_rows(load_lensing_dataset(path, config, split=split), task, f"{path}/{config} ({split})")
+    batches = (batch["pixel_values"] for batch in iter_torch_batches(rows, batch_size, columns=["pixel_values"]))
+    return processor.fit_standardization(batches)
+
+
 # ----------------------------------------------------------------------------- validation cuts and label subsets
 
 
@@ -319,6 +330,7 @@ __all__ = [
     "collate_batch",
     "few_label_indices",
     "few_label_subset",
+    "fit_split_standardization",
     "load_processor",
     "load_task_split",
     "prepare_split",

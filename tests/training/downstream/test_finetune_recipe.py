@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from lensfm_hf.data.loading import load_lensing_dataset
+from lensfm_hf.models import LensImageProcessor
 from lensfm_hf.resources import recipes_dir
 from lensfm_hf.training.downstream.finetune_recipe import (
     FinetuneDataArguments,
     check_encoder_path,
     parse_finetune_recipe,
+    recipe_processor,
     recipe_task,
     resolve_dataset,
     run_finetune,
@@ -174,6 +177,24 @@ def test_a_target_override_reaches_the_prepared_split(tmp_path, dataset_dir):
     result = run_finetune(recipe, overrides=["data.target_class=cdm"])
     assert result["num_train"] + result["num_validation"] == 12 and result["num_test"] == 4  # cdm rows only
     assert math.isfinite(result["metrics"]["mae"])
+
+
+def test_the_recipes_input_transform_is_fitted_on_train_and_saved_with_the_model(tmp_path, dataset_dir):
+    recipe = _recipe(tmp_path, {"task": "classification", "config": "model3"}, dataset_dir)
+    run_finetune(recipe, overrides=["data.stretch=log", "data.stretch_scale=0.5", "data.normalization=standard"])
+    saved = LensImageProcessor.from_pretrained(tmp_path / "run" / "model")
+    assert (saved.stretch, saved.stretch_scale, saved.normalization) == ("log", 0.5, "standard")
+    # The dataset standardisation: mean and std of the stretched training images, every pixel.
+    train = load_lensing_dataset(dataset_dir, "model3", split="train").with_format("torch")[:]["pixel_values"]
+    stretched = torch.log1p(train.double().clamp(min=0) / 0.5)
+    assert saved.image_mean == pytest.approx(float(stretched.mean()), rel=1e-6)
+    assert saved.image_std == pytest.approx(float(stretched.std(unbiased=False)), rel=1e-6)
+    # null keeps the encoder's processor (here the random init's per-image min-max)
+    _, data, _, _ = parse_finetune_recipe(recipe)
+    plain = recipe_processor(LensImageProcessor(), data, dataset_dir, "model3", recipe_task(data))
+    assert (plain.stretch, plain.normalization) == ("none", "minmax")
+    with pytest.raises(ValueError, match="stretch must be one of"):
+        run_finetune(recipe, overrides=["data.stretch=sqrt"])
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in (recipes_dir() / "finetune").glob("*.yaml")))
