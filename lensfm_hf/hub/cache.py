@@ -1,7 +1,8 @@
 """Install a hub-ready folder into the local Hugging Face hub cache, as if it had been downloaded.
 
 With `HF_HUB_OFFLINE=1`, `AutoModel.from_pretrained("ORG/NAME")` then resolves `refs/main` to a
-snapshot made of plain files (hf-stack notes §9): no Hub, no network, the same repo id as online.
+snapshot made of plain files (tests/hub/test_hub_cache.py loads one offline): no Hub, no network, the same repo
+id as online.
 """
 
 from __future__ import annotations

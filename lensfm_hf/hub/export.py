@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import ModelCard
+from transformers import PreTrainedModel
 from transformers.dynamic_module_utils import get_imports
 
 from ..models import LensImageProcessor, LensViTConfig
@@ -51,13 +54,13 @@ def _update_json(path: Path, **updates) -> None:
 
 
 def save_for_hub(
-    model,
-    processor,
+    model: PreTrainedModel,
+    processor: LensImageProcessor | None,
     out_dir: str | Path,
     card: ModelCard | str | None = None,
     *,
     repo_id: str | None = None,
-    results=None,
+    results: str | Path | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `config.json` (full `auto_map`), `model.safetensors`, `preprocessor_config.json`, the remote-code
     files and `README.md` to `out_dir`; return it.

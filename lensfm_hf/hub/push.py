@@ -1,11 +1,8 @@
-"""Upload a hub-ready model or dataset folder with huggingface_hub.
+"""Upload a hub-ready model or dataset folder with huggingface_hub (`HF_ENDPOINT` selects another Hub).
 
-`push_folder` checks the folder and the credentials before talking to the Hub, and turns the
-usual failures (no token, Hub unreachable or silent, offline mode, token refused) into one-line
-errors that say how to fix them. `HF_ENDPOINT` selects another Hub (a mirror or a local test server).
-
-Trainer state and pickles are never uploaded (`upload_exclusions`): a `checkpoint-N` folder holds
-`training_args.bin`, into which transformers pickles the raw `hub_token`.
+`push_folder` checks folder and credentials first and turns the usual failures (no token, Hub unreachable or
+silent, offline mode, token refused) into one-line errors that say how to fix them. Trainer state and pickles are
+never uploaded (`upload_exclusions`): a checkpoint's `training_args.bin` holds the raw `hub_token`.
 """
 
 from __future__ import annotations
@@ -14,7 +11,9 @@ import contextlib
 import fnmatch
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import constants, create_repo, get_token, set_client_factory, upload_folder
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -63,7 +62,7 @@ def report_exclusions(folder: Path, excluded: list[str], action: str) -> None:
         )
 
 
-def _auto_map_modules(auto_map) -> set[str]:
+def _auto_map_modules(auto_map: Mapping[str, Any] | None) -> set[str]:
     """Module names (`modeling_lens_vit`) that an `auto_map` refers to in the same repo."""
     modules = set()
     for value in (auto_map or {}).values():

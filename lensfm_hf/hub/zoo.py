@@ -1,9 +1,8 @@
 """The model zoo on this machine: every method's exported encoder in the local HF cache as `lensfm/<name>`.
 
-Nothing is published on the Hub yet. `install_zoo_encoder` gives an exported encoder folder the card of its zoo
-repo id and installs it into the hub cache (`install_cache`), so that
-`AutoModel.from_pretrained("lensfm/mae")` works offline (`HF_HUB_OFFLINE=1`) exactly as it would after a download.
-`lensfm zoo` (`lensfm_hf.training.benchmark.zoo.build_zoo`) pretrains or reuses the encoders and calls it for each.
+`install_zoo_encoder` gives an exported encoder the card of its zoo repo id and installs it in the hub cache, so
+`AutoModel.from_pretrained("lensfm/mae")` works offline (`HF_HUB_OFFLINE=1`) as after a download. `lensfm zoo`
+(`training.benchmark.zoo.build_zoo`) pretrains or reuses the encoders and calls it for each.
 """
 
 from __future__ import annotations
