@@ -249,10 +249,12 @@ class LensImageProcessor(BaseImageProcessor):
         self.size = _check_size(size)
         self.nan_to_num = bool(nan_to_num)
 
-    def __call__(self, images, **kwargs) -> BatchFeature:
+    def __call__(self, images: np.ndarray | torch.Tensor | str | os.PathLike | list, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
 
-    def preprocess(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+    def preprocess(
+        self, images: np.ndarray | torch.Tensor | str | os.PathLike | list, return_tensors: str | None = "pt", **kwargs
+    ) -> BatchFeature:
         """Images: array/tensor (H, W), (1, H, W) or (B, 1, H, W), a list of those, or FITS paths.
 
         Returns a `BatchFeature` with `pixel_values` float32 (B, 1, size, size) (torch for `return_tensors="pt"`,

@@ -26,7 +26,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from .configuration_lens_vit import LensViTConfig
 
 
-def sincos_position_embedding(grid_height: int, grid_width: int, dim: int, device=None) -> torch.Tensor:
+def sincos_position_embedding(
+    grid_height: int, grid_width: int, dim: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding (MAE convention), shape (grid_height * grid_width, dim), float32."""
     if dim % 4:
         raise ValueError(f"sin-cos position embeddings need hidden_size divisible by 4, got {dim}.")
@@ -36,7 +38,7 @@ def sincos_position_embedding(grid_height: int, grid_width: int, dim: int, devic
     cols = torch.arange(grid_width, dtype=torch.float64, device=device)
     grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")
 
-    def encode(positions):
+    def encode(positions: torch.Tensor):
         angles = positions.reshape(-1, 1) * omega.reshape(1, -1)
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
@@ -163,7 +165,9 @@ class LensViTEmbeddings(nn.Module):
         # getattr: configs saved before the field existed load with today's unscaled table.
         return float(getattr(self.config, "position_embedding_scale", 1.0))
 
-    def scaled_sincos(self, grid_height: int, grid_width: int, device=None) -> torch.Tensor:
+    def scaled_sincos(
+        self, grid_height: int, grid_width: int, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """(grid_height * grid_width, D) sin-cos table times `config.position_embedding_scale`, float32."""
         pos = sincos_position_embedding(grid_height, grid_width, self.config.hidden_size, device=device)
         scale = self.position_embedding_scale
@@ -366,7 +370,7 @@ class LensViTEncoder(nn.Module):
         self.layer = nn.ModuleList([LensViTLayer(config, rate) for rate in rates])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, output_attentions: bool = False, output_hidden_states: bool = False):
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layer:
@@ -421,7 +425,7 @@ class LensViTPreTrainedModel(PreTrainedModel):
             return_dict = getattr(config, "return_dict", True)
         return bool(output_attentions), bool(output_hidden_states), bool(return_dict)
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             if getattr(module, "zero_init", False):
                 init.zeros_(module.weight)
