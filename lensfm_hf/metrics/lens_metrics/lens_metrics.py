@@ -1,16 +1,17 @@
 """Lensing evaluation metrics as an offline `evaluate` module (load it by path; no Hub needed).
 
-Configs: "classification" (accuracy, macro one-vs-rest ROC AUC, per-class AUC, confusion matrix, TPR at fixed FPR
-from logits or probabilities), "regression" (MAE, RMSE, R², bias), "super_resolution" (PSNR, SSIM). The numbers
-come from scikit-learn and scikit-image; the functions below only shape inputs and handle the edge cases (a class
-absent from the references, identical images). `lensfm_hf.training.downstream.metrics` reuses these functions directly.
+Configs: "classification" (accuracy, macro and per-class ROC AUC, confusion matrix, TPR at fixed FPR, from logits or
+probabilities), "regression" (MAE, RMSE, R², bias), "super_resolution" (PSNR, SSIM). scikit-learn and scikit-image
+compute; these functions shape inputs and handle edge cases. `training.downstream.metrics` reuses them directly.
 """
 
 import math
+from collections.abc import Sequence
 
 import datasets
 import evaluate
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, mean_absolute_error, mean_squared_error, r2_score, roc_auc_score, roc_curve
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -46,7 +47,7 @@ SCORE_KINDS = ("auto", "logits", "probabilities")
 # ----------------------------------------------------------------------------- classification
 
 
-def softmax(logits):
+def softmax(logits: ArrayLike):
     """Row-wise softmax of (N, C) logits, in float64."""
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -54,7 +55,7 @@ def softmax(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def as_probabilities(scores, kind="auto"):
+def as_probabilities(scores: ArrayLike, kind: str = "auto"):
     """(N, C) scores as probabilities: softmax of logits, or the scores themselves when they already are."""
     if kind not in SCORE_KINDS:
         raise ValueError(f"scores kind must be one of {SCORE_KINDS}, got {kind!r}")
@@ -69,7 +70,7 @@ def as_probabilities(scores, kind="auto"):
     return softmax(scores) if kind == "logits" else scores
 
 
-def binary_auc(scores, positives):
+def binary_auc(scores: ArrayLike, positives: ArrayLike):
     """ROC AUC of `scores` for boolean `positives` (sklearn); NaN when positives or negatives are missing."""
     positives = np.asarray(positives, dtype=bool).reshape(-1)
     if positives.all() or not positives.any():
@@ -77,12 +78,12 @@ def binary_auc(scores, positives):
     return float(roc_auc_score(positives, np.asarray(scores, dtype=np.float64).reshape(-1)))
 
 
-def confusion_matrix(predicted, references, num_classes):
+def confusion_matrix(predicted: ArrayLike, references: ArrayLike, num_classes: int):
     """(num_classes, num_classes) counts, rows = true class, columns = predicted class."""
     return sklearn_confusion_matrix(references, predicted, labels=np.arange(num_classes))
 
 
-def tpr_at_fpr(scores, positives, fpr):
+def tpr_at_fpr(scores: ArrayLike, positives: ArrayLike, fpr: float):
     """True-positive rate at false-positive rate `fpr` on the ROC curve of `scores` (linear between its vertices).
 
     Where the curve is vertical at `fpr` (several thresholds give that FPR) the highest TPR is taken: the best
@@ -102,7 +103,10 @@ def tpr_at_fpr(scores, positives, fpr):
     return float(tprs[last] + weight * (tprs[last + 1] - tprs[last]))
 
 
-def classification_metrics(scores, references, num_classes=None, kind="auto", tpr_at_fprs=()):
+def classification_metrics(
+    scores: ArrayLike, references: ArrayLike, num_classes: int | None = None, kind: str = "auto",
+    tpr_at_fprs: Sequence[float] = (),
+):
     """accuracy, roc_auc, roc_auc_per_class (list), confusion_matrix (nested list), tpr_at_fpr_<f> (binary only)."""
     probabilities = as_probabilities(scores, kind)
     references = np.asarray(references).reshape(-1)
@@ -142,7 +146,7 @@ def classification_metrics(scores, references, num_classes=None, kind="auto", tp
 # ----------------------------------------------------------------------------- regression
 
 
-def _root_mean_squared_error(references, predictions):
+def _root_mean_squared_error(references: ArrayLike, predictions: ArrayLike):
     try:  # scikit-learn >= 1.4
         from sklearn.metrics import root_mean_squared_error
     except ImportError:
@@ -150,7 +154,7 @@ def _root_mean_squared_error(references, predictions):
     return root_mean_squared_error(references, predictions)
 
 
-def regression_metrics(predictions, references):
+def regression_metrics(predictions: ArrayLike, references: ArrayLike):
     """mae, rmse, r2 and bias = mean(prediction - reference), in the units of the inputs (e.g. dex)."""
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     references = np.asarray(references, dtype=np.float64).reshape(-1)
@@ -173,7 +177,7 @@ def regression_metrics(predictions, references):
 # ----------------------------------------------------------------------------- super-resolution
 
 
-def _as_image_batch(images):
+def _as_image_batch(images: ArrayLike):
     """(N, C, H, W), (N, H, W) or (H, W) -> (N*C, H, W) float64 planes."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim == 2:
@@ -185,7 +189,7 @@ def _as_image_batch(images):
     return images
 
 
-def _image_pairs(predictions, references, data_range):
+def _image_pairs(predictions: ArrayLike, references: ArrayLike, data_range: float | None):
     predictions, references = _as_image_batch(predictions), _as_image_batch(references)
     if predictions.shape != references.shape:
         raise ValueError(f"prediction shape {predictions.shape} differs from reference shape {references.shape}")
@@ -201,7 +205,7 @@ def _image_pairs(predictions, references, data_range):
     return predictions, references, ranges
 
 
-def psnr(predictions, references, data_range=None):
+def psnr(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None):
     """Per-image PSNR in dB (skimage), (N,) array; inf where an image is reproduced exactly."""
     predictions, references, ranges = _image_pairs(predictions, references, data_range)
     with np.errstate(divide="ignore"):
@@ -211,7 +215,7 @@ def psnr(predictions, references, data_range=None):
         ])
 
 
-def ssim(predictions, references, data_range=None, sigma=1.5):
+def ssim(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None, sigma: float = 1.5):
     """Per-image mean SSIM (skimage, Gaussian window `sigma`, population covariance), (N,) array."""
     predictions, references, ranges = _image_pairs(predictions, references, data_range)
     window = 2 * int(3.5 * sigma + 0.5) + 1  # skimage's Gaussian window at its default truncate of 3.5
@@ -225,7 +229,7 @@ def ssim(predictions, references, data_range=None, sigma=1.5):
     ])
 
 
-def super_resolution_metrics(predictions, references, data_range=None):
+def super_resolution_metrics(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None):
     """psnr (dB) and ssim, each the mean over images."""
     return {
         "psnr": float(np.mean(psnr(predictions, references, data_range))),
@@ -236,7 +240,7 @@ def super_resolution_metrics(predictions, references, data_range=None):
 # ----------------------------------------------------------------------------- evaluate module
 
 
-def _features(config_name):
+def _features(config_name: str):
     if config_name == "classification":
         return datasets.Features(
             {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}
@@ -262,7 +266,10 @@ class LensMetrics(evaluate.Metric):
             reference_urls=["https://github.com/mwt5345/DeepLenseSim"],
         )
 
-    def _compute(self, predictions, references, scores="auto", num_classes=None, data_range=None, tpr_at_fpr=()):
+    def _compute(
+        self, predictions: ArrayLike, references: ArrayLike, scores: ArrayLike | str = "auto",
+        num_classes: int | None = None, data_range: float | None = None, tpr_at_fpr: Sequence[float] = (),
+    ):
         if self.config_name == "classification":
             return classification_metrics(
                 np.asarray(predictions), references, num_classes=num_classes, kind=scores, tpr_at_fprs=tpr_at_fpr
