@@ -1,11 +1,8 @@
 """`lensfm` command line: thin argument parsing that calls the library functions.
 
-Every subcommand maps to one Python function, so anything the CLI does is scriptable:
-simulate, import-deeplensesim, pretrain, finetune, benchmark, zoo, push, install-cache.
-
-Why the imports live inside the command functions: `import lensfm_hf` loads torch and transformers (seconds);
-the console script (`lensfm_cli.py`) loads this file without the package, so `lensfm --help` and argument errors
-answer at once, and a command pays for the imports it needs.
+Each subcommand (simulate, import-deeplensesim, pretrain, finetune, benchmark, zoo, push, install-cache) is one
+function, so the CLI is scriptable. Imports live inside the commands: the console script loads this file alone, so
+`--help` and argument errors answer at once, without loading torch and transformers.
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 # What a user passes instead of the data layer's `overwrite=True` keyword, per command.
 OVERWRITE_HINTS = {
@@ -40,7 +38,7 @@ def _check_device(device: str | None, option: str) -> None:
             )
 
 
-def _recipe(args, kind: str) -> str:
+def _recipe(args: argparse.Namespace, kind: str) -> str:
     from .resources import resolve_recipe
 
     return str(resolve_recipe(args.recipe, kind))
@@ -55,7 +53,7 @@ def _recipe_section_value(path: str, section: str, key: str):
     return (data.get(section) or {}).get(key) if isinstance(data, dict) else None
 
 
-def _overrides_value(overrides, *keys):
+def _overrides_value(overrides: Sequence[str] | None, *keys: str) -> str | None:
     for item in overrides or []:
         name, _, value = item.partition("=")
         if name in keys:
@@ -63,13 +61,13 @@ def _overrides_value(overrides, *keys):
     return None
 
 
-def _setting(args, recipe: str, section: str, key: str):
+def _setting(args: argparse.Namespace, recipe: str, section: str, key: str):
     """`section.key` as the run will see it: a command-line override (`section.key=` or `key=`), else the recipe's."""
     value = _overrides_value(args.overrides, f"{section}.{key}", key)
     return value if value is not None else _recipe_section_value(recipe, section, key)
 
 
-def _simulate(args):
+def _simulate(args: argparse.Namespace):
     _check_device(args.device, "--device")
     from .data.build import simulate_dataset
 
@@ -89,7 +87,7 @@ def _simulate(args):
     _say("simulate", f"dataset written to {path} (load_dataset({str(path)!r}, {args.config!r}))")
 
 
-def _import(args):
+def _import(args: argparse.Namespace):
     from .data.importer import import_deeplensesim
 
     _say("import-deeplensesim", f"{args.path} as {args.config} -> {args.out}")
@@ -105,7 +103,7 @@ def _import(args):
     print(stats)
 
 
-def _pretrain(args):
+def _pretrain(args: argparse.Namespace):
     recipe = _recipe(args, "pretrain")
     method, seed = _setting(args, recipe, "model", "method"), _setting(args, recipe, "training", "seed")
     _say("pretrain", f"method {method}, recipe {recipe}, seed {seed if seed is not None else 42}")
@@ -119,7 +117,7 @@ def _pretrain(args):
     _say("pretrain", f"full pretraining state in {result.get('pretraining_dir')}")
 
 
-def _finetune(args):
+def _finetune(args: argparse.Namespace):
     recipe = _recipe(args, "finetune")
     task, config = _setting(args, recipe, "data", "task"), _setting(args, recipe, "data", "config")
     encoder, seed = _setting(args, recipe, "model", "encoder"), _setting(args, recipe, "training", "seed")
@@ -134,7 +132,7 @@ def _finetune(args):
          f"load it with trust_remote_code=True from {result['model_dir']}")
 
 
-def _benchmark(args):
+def _benchmark(args: argparse.Namespace):
     recipe = _recipe(args, "benchmark")
     _say("benchmark", f"recipe {recipe}")
     from .training.benchmark import run_benchmark
@@ -148,7 +146,7 @@ def _benchmark(args):
         raise RuntimeError(f"{failed} failed; see the 'Failed methods' section of {result.get('table_path')}")
 
 
-def _zoo(args):
+def _zoo(args: argparse.Namespace):
     from .training.benchmark.zoo import build_zoo
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -159,7 +157,7 @@ def _zoo(args):
          f"AutoModel.from_pretrained({next(iter(installed.values()))['repo_id']!r})")
 
 
-def _push(args):
+def _push(args: argparse.Namespace):
     from .hub.push import push_folder
 
     url = push_folder(
@@ -168,7 +166,7 @@ def _push(args):
     _say("push", f"pushed {args.folder} to {url}")
 
 
-def _install_cache(args):
+def _install_cache(args: argparse.Namespace):
     from .hub.cache import install_cache
 
     path = install_cache(args.folder, repo_id=args.repo, repo_type=args.repo_type, cache_dir=args.cache_dir)
@@ -275,7 +273,7 @@ def _one_line(command: str, err: BaseException, recipe: str | None) -> str:
     return text
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

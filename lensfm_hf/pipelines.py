@@ -1,12 +1,12 @@
 """Lets `pipeline("image-feature-extraction")` take numpy arrays and tensors, as "image-classification" already does,
-and keeps both image pipelines from asking to run remote code when lensfm_hf is imported.
-
-The stock pipeline sends every input through `load_image`, which accepts only PIL/paths/URLs and converts to
-8-bit RGB: fatal for float32 single-band lensing images. Our subclass passes arrays and tensors straight to
-the image processor and defers to the stock behaviour for everything else, so other models are unaffected.
+and keeps both image pipelines from asking to run remote code when lensfm_hf is imported. The stock `load_image`
+makes 8-bit RGB of every input, fatal for float32 single-band lensing images; our subclass passes arrays and tensors
+straight to the image processor and defers to the stock behaviour otherwise, so other models are unaffected.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ class ArrayImageFeatureExtractionPipeline(ImageFeatureExtractionPipeline):
 
     _load_video_processor = False
 
-    def preprocess(self, image, timeout=None, **image_processor_kwargs):
+    def preprocess(self, image: Any, timeout: float | None = None, **image_processor_kwargs):
         if not isinstance(image, (np.ndarray, torch.Tensor)):
             return super().preprocess(image, timeout=timeout, **image_processor_kwargs)
         model_inputs = self.image_processor(image, return_tensors="pt", **image_processor_kwargs)
