@@ -4,7 +4,7 @@ the detailed table, failures, and card results from each task's reported metrics
 from __future__ import annotations
 
 from lensfm_hf.training.benchmark import card_results, detailed_table, markdown_table
-from lensfm_hf.training.benchmark.report import failures_section, task_sections
+from lensfm_hf.training.benchmark.report import failures_section, health_table, task_sections
 from lensfm_hf.training.downstream.tasks import TASKS
 
 
@@ -97,3 +97,20 @@ def test_failures_section_names_method_stage_and_error():
     text = failures_section([{"method": "simclr", "stage": "pretrain", "error": "RuntimeError: out\nof memory"}])
     assert text.startswith("### Failed methods")
     assert "- **SimCLR** (`simclr`), pretrain: RuntimeError: out of memory" in text
+
+
+def test_health_table_shows_centred_readings_and_the_objective_against_its_trivial_value():
+    base = {"rankme": 1.4, "embedding_dim": 64, "relative_embedding_std": 0.02, "between_image_share": 0.4,
+            "collapsed": False, "collapse_reasons": []}
+    rows = {
+        "simclr": {**base, "centred_rankme": 13.0, "centred_relative_embedding_std": 0.92,
+                   "learning": {"objective_ratio": 0.42, "not_learning": False}},
+        "ijepa": {**base, "centred_rankme": 9.0, "centred_relative_embedding_std": 0.5,
+                  "learning": {"objective_ratio": 0.998, "not_learning": True}},
+        "dino": base,  # a results.json written before the centred readings and the learning check
+    }
+    lines = health_table(rows).splitlines()
+    assert "Centred RankMe (of D)" in lines[0] and "Loss / trivial" in lines[0]
+    assert "| 13.0 (of 64) | 0.920 | 1.4 | 0.020 |" in lines[2] and "| 0.420 | healthy |" in lines[2]
+    assert "| 0.998 | **not learning**" in lines[3]
+    assert "| – (of 64) | – | 1.4 |" in lines[4] and lines[4].endswith("| – | healthy |")
