@@ -147,7 +147,8 @@ class LensPretrainingModel(LensViTPreTrainedModel):
     """
 
     config_class = LensPretrainingConfig
-    # The losses do not use num_items_in_batch, so Trainer must scale for gradient accumulation (hf-stack §10).
+    # The losses do not use num_items_in_batch: with False, transformers' Trainer.training_step itself divides
+    # each micro-batch loss by gradient_accumulation_steps.
     accepts_loss_kwargs = False
     diagnostic_names: tuple[str, ...] = ()
     trivial_objective: str = ""  # a key of TRIVIAL_OBJECTIVES: what `trivial_loss` is

@@ -1,11 +1,8 @@
 """DINO (Caron et al. 2021, facebookresearch/dino): self-distillation with no labels.
 
-A student (encoder + DINOHead) matches the softmax of an EMA teacher on 2 global views; the student also sees
-local crops. Teacher logits are centred (DINO: EMA of their raw batch mean, all-reduced, updated after the loss;
-default here: Sinkhorn-Knopp as in DINOv2) and sharpened by a low temperature; same-view pairs are skipped.
-Lensing images share one large common component, on which DINO's paper settings collapse to a uniform teacher;
-the departures that keep it learning, and their measured reasons, are listed in `LensDINOConfig`. Trivial value:
-ln K, the cross-entropy of a uniform student over the K prototypes (and the teacher entropy at uniform collapse).
+A student (encoder + DINOHead) matches the sharpened, centred softmax of an EMA teacher on 2 global views; it also
+sees local crops. On lensing images DINO's paper settings collapse to a uniform teacher; the departures that keep it
+learning are measured in docs/pretraining/dino.md. Trivial value: ln K, a uniform student over K prototypes.
 """
 
 from __future__ import annotations
@@ -100,29 +97,9 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 class LensDINOConfig(LensPretrainingConfig):
     r"""DINO pretraining of a LensViT encoder.
 
-    Departures from DINO, measured on DeepLenseSim (micro ViT with the conv stem and learned positions, 64 px,
-    patch 8, 200 steps, batch 64, lr 1e-3, out_dim 256, two local crops; `scripts/ssl_health_probe.py`, linear probe
-    on Model 3 at 100 labels per class; init: RankMe 3.6, relative embedding std 0.10, probe AUC 0.670). Lensing
-    images share one large common component, so pooled features differ between images by ~1% and DINO's teacher
-    is uniform (entropy ln K) from step ~10:
-
-    | setting                                                   | teacher entropy (ln K = 5.545) | RankMe | rel. std | AUC   |
-    | DINO paper (EMA centring, τ_t 0.04→0.07, m 0.996)          | 5.545 (uniform)                | 1.3    | 0.003    | 0.566 |
-    | + m 0.99, τ_t 0.04 (step 50)                              | 5.465, student std 0.0027      |        |          |       |
-    | + m 0.99, τ_t 0.04, head BN                               | 5.233                          | 3.8    | 0.33     | 0.555 |
-    | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, KoLeo 0.1             | 5.524                          | 16.7   | 0.78     | 0.539 |
-    | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, KoLeo 0.1, head BN    | 5.299                          | 17.6   | 0.81     | 0.574 |
-    | + m 0.99, τ_t 0.04, Sinkhorn-Knopp, head input BN         | 5.349                          | 1.8    | 0.074    | 0.677 |
-    | iBOT with the defaults, 150 steps                         | 5.477 (patch 4.19)             | 15.2   | 0.64     | 0.590 |
-
-    The defaults are the KoLeo + head BN row: `centering="sinkhorn_knopp"` (DINOv2) instead of the EMA center,
-    `koleo_loss_weight=0.1` (DINOv2), `head_batch_norm=True`, `momentum_start=0.99` and a constant teacher
-    temperature 0.04 (DINO's vanilla value, the maintainers' advice for small data is lower still). Only head input
-    BN (one seed, +0.007, within noise, with a low RankMe) reached the random init's probe AUC in 200 steps; the
-    defaults are chosen on health (teacher off uniform, RankMe 17.6 against 1.3, embedding std 0.81 against 0.003). Set
-    `centering="ema", koleo_loss_weight=0, head_batch_norm=False, momentum_start=0.996, teacher_temperature=0.07`
-    for the paper's recipe. A config saved before this change loads with its stored values of the older fields
-    (`head_batch_norm`, temperatures, momentum) and the new defaults of `centering` and `koleo_loss_weight`.
+    Lensing images share one large common component on which DINO's paper settings give a uniform teacher. The
+    defaults (Sinkhorn-Knopp centring, KoLeo 0.1, head BN, momentum 0.99, teacher temperature 0.04) keep it
+    learning; the measurements that chose them, and the paper's recipe as overrides: docs/pretraining/dino.md.
 
     Args:
         out_dim (`int`, defaults to 1024): head output (prototype) count. DINO's 65536 is for ImageNet; small data

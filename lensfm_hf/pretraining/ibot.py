@@ -1,10 +1,8 @@
 """iBOT (Zhou et al. 2022, bytedance/ibot): DINO's CLS self-distillation plus masked patch self-distillation.
 
-The student sees the 2 global views with BEiT-style block masks (masked tokens replaced by the mask embedding
-before positions); the teacher sees them unmasked. L = L_cls (DINO, cross-view) + L_patch (same view, masked
-positions only, per image `sum(loss·mask)/mask.sum().clamp(min=1)`). Patch logits have their own center (center2).
-One head is shared by CLS and patch tokens. Local crops are unmasked and feed L_cls only. Trivial value: λ1·ln K +
-λ2·ln K·(share of global views with a mask), the loss of a uniform student.
+The student sees the 2 global views with BEiT-style block masks, the teacher unmasked; L = L_cls (DINO, cross-view)
++ L_patch (same view, masked positions only), patch logits with their own center, one head for CLS and patches;
+local crops feed L_cls only. Trivial value: λ1·ln K + λ2·ln K·(share of global views with a mask).
 """
 
 from __future__ import annotations

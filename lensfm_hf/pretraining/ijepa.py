@@ -1,10 +1,8 @@
 """I-JEPA (Assran et al. 2023, facebookresearch/ijepa): predict the representations of masked target blocks.
 
-A context encoder sees one large block minus 4 target blocks; a narrow predictor (sin-cos positions, mask token,
-one sequence per target block) predicts the EMA target encoder's layer-normalised features of each target block
-on the full image; smooth-L1 loss; EMA momentum linear 0.996 → 1. The masker (`mask_generator`), the predictor
-(`predictor` / `predict`) and the target path (`compute_targets`) are separate so a physics-informed subclass can
-replace any of them.
+A context encoder sees one large block minus 4 target blocks; a narrow predictor predicts the EMA target encoder's
+layer-normalised features of each target block (smooth-L1; EMA 0.996 → 1). Masker (`mask_generator`), predictor
+(`predict`) and targets (`compute_targets`) are separate so a physics-informed subclass can replace any of them.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""Physics-informed I-JEPA: I-JEPA plus a differentiable lensing forward model of each image.
-
-From the patch tokens of the full image (context encoder, one extra pass), a small head infers the lens (SIE θ_E,
-e1, e2, external shear γ1, γ2) and the Sérsic source (position, radius, index, ellipticity); `lensfm_hf.physics`
-renders the lensed image (ray shooting + Sérsic + Gaussian PSF, on the data's sky grid) and the render must match
-the observed pixels at coarse-to-fine scales. The encoder must therefore represent each image's lensing
-configuration (design option B in shared/notes/ssl-methods.md §5). Loss: L_ijepa + physics_weight · L_render.
-With `residual_targets` the JEPA targets are the features of `image − render`: the smooth lens explained, what is
-left is the substructure signal the downstream tasks need.
-
-`lensfm_hf.training.evaluation.parameter_recovery` measures the branch against the simulator's truth on held-out
-images (the truth is never a training signal); `scripts/measure_physics_recovery.py` runs it on a checkpoint.
+"""Physics-informed I-JEPA: a head reads the full image's patch tokens and infers its lens (SIE, shear) and Sérsic
+source; `lensfm_hf.physics` renders them and the render must match the pixels at coarse-to-fine scales, so the
+encoder must represent each image's lensing configuration. Loss: L_ijepa + physics_weight · L_render; with
+`residual_targets` the JEPA targets are features of `image − render`. Design and measurements:
+docs/pretraining/ijepa_physics.md; `training.evaluation.parameter_recovery` measures the branch on held-out images.
 """
 
 from __future__ import annotations
@@ -52,14 +45,7 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
     the CPU smoke test, 64 px elsewhere) therefore keeps the render on the data's sky grid. (A recipe constant
     `pixel_scale: 0.202` once rendered 64-px images of 0.101″/px at twice their scale.)
 
-    Departures from the first version, each measured (`scripts/measure_physics_recovery.py`, shared notes §6):
-      - The head reads the **full image** through the context encoder (one extra encoder pass) and its render
-        is compared with every pixel. From the ~20 context tokens left by the multi-block masks the head
-        converged to one image-independent "average ring" (source-position spread 2e-5″ against 0.2″ true).
-      - The head keeps the positions of the patch tokens (a flattened, BatchNorm-centred token map, not the
-        mean-pooled feature, which differs between images by ~1%).
-      - The render loss is coarse-to-fine: mean of MSEs after `physics_loss_pool_sizes` average pooling. Thin
-        arcs that do not overlap give no gradient for the source position at full resolution.
+    Measured departures from the first version and the settings' measurements: docs/pretraining/ijepa_physics.md.
 
     Args:
         data_recipe (`str`, defaults to `"model2"`): simulation recipe whose field of view and PSF the renderer
@@ -71,24 +57,16 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
             (`model2_varied`), so the branch infers every parameter that shapes the noise-free image.
         psf_fwhm_range (`tuple`, defaults to (0.05, 0.3)): bounds of the inferred PSF FWHM in arcsec.
         pixel_scale: accepted for configs saved before `field_of_view` existed and ignored (see above).
-        physics_weight (`float`, defaults to 0.1): weight of the render loss next to the I-JEPA loss, set by
-            measurement (micro ViT, conv stem, 64 px, 200 steps, lr 1e-3, batch 64, Model 2). Gradient balance:
-            the unweighted render loss's gradient into the encoder is 90× the I-JEPA term's at init and 0.07× at
-            step 200, so 0.1 lets the physics lead only early (9× → 0.007×). Validation metric (held-out source
-            position, RMS): weight 0.01 (≈1× at init) reached 0.21″ (r 0.80), 0.1 reached 0.06″ (r 0.98),
-            against 0.29″ for an image-independent head.
+        physics_weight (`float`, defaults to 0.1): weight of the render loss next to the I-JEPA loss (set by
+            measurement: the physics leads only early; see the docs page).
         physics_hidden_size (`int`, *optional*): width of the parameter head (default: encoder width).
         physics_token_channels (`int`, defaults to 8): channels per patch token in the head's flattened map.
         physics_loss_pool_sizes (`tuple`, defaults to (8, 4, 2, 1)): average-pooling sizes of the render loss.
         image_parameters (`tuple`, *optional*): parameters the head infers per image; the others are learned but
-            shared by all images. Default `None`: all per image. Measured (single seeds, noisy): restricting to
-            (θ_E, source x, y), which is all DeepLenseSim Models 1–3 vary, helped a 2-layer model on 64 images
-            (r 0.86 against 0.69) but hurt the micro ViT at 200 steps (held-out source position 0.20″, r 0.78,
-            against 0.06″, r 0.98 with all per image).
+            shared by all images. Default `None`: all per image (measured better on the micro ViT; docs page).
         residual_targets (`bool`, defaults to True): the JEPA targets are the target encoder's features of the
             residual `image − render` (render detached; what the smooth lens does not explain is the substructure
-            signal) instead of the image. Measured (micro, 200 steps, Model 3 linear probe, 100 labels/class):
-            AUC 0.674 with, 0.608 without (plain I-JEPA 0.578), with the same parameter recovery (0.064″ / 0.062″).
+            signal) instead of the image (measured better on a Model 3 linear probe; docs page).
         einstein_radius_range (`tuple`, defaults to (0.3, 2.0)): bounds of θ_E in arcsec (Model 2's effective
             θ_E ≈ 0.81″ and nominal 1.28″ both lie inside).
         ellipticity_max, shear_max (`float`): bounds of |e1|, |e2| (lens and source) and of |γ1|, |γ2|.

@@ -1,9 +1,8 @@
 """MAE (He et al. 2022, facebookresearch/mae): reconstruct the pixels of randomly masked patches.
 
-The encoder sees only the visible 25% of patches; a narrow decoder with sin-cos positions and a mask token
-predicts every patch; the loss is the MSE on masked patches only, each target patch normalised by its own mean and
-variance (`norm_pix_loss`). `patchify` handles any channel count. Trivial value: predict-mean, the MSE of predicting
-each masked patch as the mean target patch of the other images at that position (`leave_one_out_position_mean`).
+The encoder sees the visible 25% of patches; a narrow decoder predicts every patch; the loss is the MSE on masked
+patches, each target normalised by its own mean and variance (`norm_pix_loss`). Trivial value: the MSE of the mean
+target patch of the other images at each position (`leave_one_out_position_mean`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """MoCo v3 (Chen, Xie, He 2021, facebookresearch/moco-v3): contrast queries against momentum-encoder keys.
 
-q = predictor(projector(encoder(view))) against keys k = momentum_projector(momentum_encoder(other view)), keys
-gathered from all ranks without gradient, labels arange(N) + N·rank, loss 2τ·CE, symmetrised. The momentum
-branch follows a cosine schedule 0.99 → 1 from the training progress. Trivial value: 2 · 2τ · ln B, B the keys of
-the step over all ranks (each query against the B keys of the other view, no same-view negatives; two directions).
+q = predictor(projector(encoder(view))) against momentum-branch keys of the other view gathered from all ranks,
+loss 2τ·CE, symmetrised; momentum cosine 0.99 → 1. Trivial value: 2 · 2τ · ln B, B the keys of the step over all
+ranks (each query against the B keys of the other view, no same-view negatives; two directions).
 """
 
 from __future__ import annotations
