@@ -59,6 +59,7 @@ def test_per_parameter_recovery_scores_each_varying_parameter_against_the_traini
     constant = {name: torch.full((60,), guess[BRANCH_TRUTH_COLUMNS[name][0]], dtype=torch.float64) for name in varying}
     blind = per_parameter_recovery(constant, truth, guess)
     assert all(abs(blind[f"{n}_skill"]) < 0.05 or blind[f"{n}_skill"] < 0 for n in varying)
+    assert blind["recovered_fraction"] == 0.0
     # On Model 2 only the source centre varies: the constants are left out.
     _, model2_truth = held_out_images("model2", per_class=5, image_size=32, seed=5)
     model2 = per_parameter_recovery(exact | {"source_x": model2_truth["source_x"].double(),
