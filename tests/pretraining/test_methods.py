@@ -569,3 +569,16 @@ def test_trained_contrastive_objectives_end_well_below_their_trivial_value(train
     outputs = trained[method]["outputs"]
     learning = objective_learning(outputs.objective_loss.item(), outputs.trivial_loss.item())
     assert learning["objective_ratio"] < 0.8 and not learning["not_learning"]
+
+
+@pytest.mark.parametrize("method", ["dino", "ijepa_physics"])
+def test_the_objective_term_leaves_out_regularisers_and_auxiliary_losses(method):
+    # The trivial value belongs to the method's objective: DINO's cross-entropy without KoLeo, the physics variant's
+    # JEPA term without the render loss.
+    torch.manual_seed(0)
+    model = make_model(method).train()
+    outputs = model(lensing_images(8))
+    extra = model.config.koleo_loss_weight * outputs.koleo_loss if method == "dino" else \
+        model.config.physics_weight * outputs.physics_loss
+    assert extra.item() != 0
+    torch.testing.assert_close(outputs.loss.detach(), outputs.objective_loss + extra)
