@@ -187,7 +187,8 @@ def _nfw_f(x: torch.Tensor):
 
 def _tnfw_factor(
     r2: torch.Tensor, alpha_scale_radius: torch.Tensor, scale_radius: torch.Tensor, truncation_radius: torch.Tensor
-): # Baltz, Marshall & Oguri (2009) as in lenstronomy's TNFW.tnfw_alpha: alpha = 4 rho0 Rs g(X)/X^2 * offset.
+):
+    # Baltz, Marshall & Oguri (2009) as in lenstronomy's TNFW.tnfw_alpha: alpha = 4 rho0 Rs g(X)/X^2 * offset.
     x = (torch.sqrt(r2) / scale_radius).clamp_min(_TNFW_X_MIN)
     tau = truncation_radius / scale_radius
     t2 = tau * tau
