@@ -42,8 +42,8 @@ def _collapse_uniform(params: dict, keys: tuple) -> dict:
 
 
 def _lensed_flux(
-    x,
-    y,
+    x: torch.Tensor,
+    y: torch.Tensor,
     macro: tuple,
     subhalos: tuple,
     source: tuple,
@@ -70,7 +70,10 @@ def _compiled_lensed_flux():
     return torch.compile(_lensed_flux)
 
 
-def _lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation) -> tuple:
+def _lensed_flux_arguments(
+    params: dict[str, torch.Tensor], image_size: int, pixel_scale: float, supersampling_factor: int,
+    psf_fwhm: float | torch.Tensor, psf_truncation: float,
+) -> tuple:
     """The arguments of :func:`_lensed_flux` for sampled ``params`` (batch-uniform lens and source collapsed)."""
     reference = params["source_x"]
     # Separable axes (1, W) and (H, 1): the deflection code broadcasts them to (B, H, W).
@@ -91,7 +94,10 @@ def _lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor
     )
 
 
-def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation, compile=False):
+def _render_flux_torch(
+    params: dict[str, torch.Tensor], image_size: int, pixel_scale: float, supersampling_factor: int,
+    psf_fwhm: float | torch.Tensor, psf_truncation: float, compile: bool = False,
+):
     """Noise-free flux per pixel ``(B, 1, H, W)`` of a DeepLense system, in torch (the PSF per image when the
     parameters carry ``psf_fwhm_arcsec``)."""
     lensed_flux = _compiled_lensed_flux() if compile else _lensed_flux
@@ -101,7 +107,10 @@ def _render_flux_torch(params, image_size, pixel_scale, supersampling_factor, ps
     )
 
 
-def _render_flux_lenstronomy(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation):
+def _render_flux_lenstronomy(
+    params: dict[str, torch.Tensor], image_size: int, pixel_scale: float, supersampling_factor: int,
+    psf_fwhm: float | torch.Tensor, psf_truncation: float,
+):
     """The same as :func:`_render_flux_torch` with lenstronomy ``ImageModel``, one image at a time."""
     try:
         from lenstronomy.Data.imaging_data import ImageData
@@ -191,7 +200,10 @@ def render_flux(
     return _render_flux_torch(*args, compile=compile)
 
 
-def _apply_data_model(recipe: SimulationRecipe, flux: torch.Tensor, params, noise: bool, generator) -> torch.Tensor:
+def _apply_data_model(
+    recipe: SimulationRecipe, flux: torch.Tensor, params: dict[str, torch.Tensor], noise: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """Flux -> the recipe's data units: counts for Model I noise, e-/s otherwise; noisy or the expectation."""
     if recipe.image_doubling:  # DeepLenseSim simple_sim_2 saved image_model + image_model
         flux = 2 * flux

@@ -134,7 +134,7 @@ class SimulationRecipe:
         self._validate()
 
     def _validate(self):
-        def check(condition, message):
+        def check(condition: bool, message: str):
             if not condition:
                 raise ValueError(f"recipe {self.name!r}: {message}")
 

@@ -37,13 +37,18 @@ def class_kind(recipe: SimulationRecipe, class_name: str) -> str:
     return class_name
 
 
-def _uniform(generator, shape, low, high, device):
+def _uniform(
+    generator: torch.Generator, shape: tuple[int, ...] | int, low: float, high: float, device: torch.device | str
+):
     # Always draw float32 so float32 and float64 simulations share the same parameters.
     u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32).double()
     return low + (high - low) * u
 
 
-def _prior(generator, recipe: SimulationRecipe, key: str, n: int, device, log: bool = False):
+def _prior(
+    generator: torch.Generator, recipe: SimulationRecipe, key: str, n: int, device: torch.device | str,
+    log: bool = False,
+):
     """(n,) float64 draws from the recipe's range `key` (uniform, or log-uniform with `log`); None when unset."""
     bounds = getattr(recipe, key)
     if bounds is None:
@@ -53,11 +58,13 @@ def _prior(generator, recipe: SimulationRecipe, key: str, n: int, device, log: b
     return torch.exp(values) if log else values
 
 
-def _orientation(generator, n: int, device) -> torch.Tensor:
+def _orientation(generator: torch.Generator, n: int, device: torch.device | str) -> torch.Tensor:
     return _uniform(generator, (n,), 0.0, math.pi, device)
 
 
-def _lens_parameters(recipe: SimulationRecipe, n: int, generator, device, lensed: bool):
+def _lens_parameters(
+    recipe: SimulationRecipe, n: int, generator: torch.Generator, device: torch.device | str, lensed: bool
+):
     """Main-lens entries (effective: multi-plane factor folded in) and theta_E / sqrt(M) of point masses, a float or
     (n, 1) arcsec when the redshifts vary."""
     full = lambda value: torch.full((n,), float(value), device=device, dtype=torch.float64)  # noqa: E731
@@ -102,7 +109,7 @@ def _lens_parameters(recipe: SimulationRecipe, n: int, generator, device, lensed
 
 
 def sample_source(
-    recipe: SimulationRecipe, num_images: int, generator: torch.Generator, device="cpu"
+    recipe: SimulationRecipe, num_images: int, generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> dict[str, torch.Tensor]:
     """The Sersic source of ``num_images`` images, float64: centre (arcsec), shape (the recipe's constants or its
     priors, with the drawn axis ratio and orientation), and ``source_amp`` from the magnitude."""

@@ -18,7 +18,7 @@ _PIXELS_PER_CHUNK = {"cpu": 1 << 17}
 _ACCELERATOR_PIXELS_PER_CHUNK = 1 << 26
 
 
-def images_per_chunk(recipe: SimulationRecipe, device) -> int:
+def images_per_chunk(recipe: SimulationRecipe, device: torch.device | str) -> int:
     """How many images :func:`simulate` renders per call of the renderer on ``device``."""
     grid_pixels = (recipe.image_size * recipe.supersampling_factor) ** 2
     if recipe.layout == "super_resolution":
@@ -27,7 +27,7 @@ def images_per_chunk(recipe: SimulationRecipe, device) -> int:
     return max(1, budget // grid_pixels)
 
 
-def _resolve(recipe_or_name) -> SimulationRecipe:
+def _resolve(recipe_or_name: SimulationRecipe | str) -> SimulationRecipe:
     return recipe_or_name if isinstance(recipe_or_name, SimulationRecipe) else get_recipe(recipe_or_name)
 
 
@@ -36,7 +36,7 @@ def simulate_with_generator(
     class_name: str,
     num_images: int,
     generator: torch.Generator,
-    device="cpu",
+    device: torch.device | str = "cpu",
     engine: str = "torch",
     dtype: torch.dtype = torch.float32,
     compile: bool = False,
@@ -46,7 +46,10 @@ def simulate_with_generator(
     return _render_batch(recipe, params, generator, device, engine, compile)
 
 
-def _render_batch(recipe, params, generator, device, engine, compile) -> dict[str, torch.Tensor]:
+def _render_batch(
+    recipe: SimulationRecipe, params: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device | str,
+    engine: str, compile: bool,
+) -> dict[str, torch.Tensor]:
     """Images of sampled ``params`` (rendered in chunks) plus the recipe's parameter columns, float32."""
     num_images = params["source_x"].shape[0]
     chunk = images_per_chunk(recipe, device)
@@ -65,7 +68,7 @@ def simulate_pairs_with_generator(
     class_name: str,
     num_images: int,
     generator: torch.Generator,
-    device="cpu",
+    device: torch.device | str = "cpu",
     engine: str = "torch",
     dtype: torch.dtype = torch.float32,
     compile: bool = False,
@@ -86,7 +89,7 @@ def simulate_pairs(
     class_name: str,
     num_images: int,
     seed: int,
-    device="cpu",
+    device: torch.device | str = "cpu",
     engine: str = "torch",
     dtype: torch.dtype = torch.float32,
     compile: bool = False,
@@ -103,7 +106,7 @@ def simulate(
     class_name: str,
     num_images: int,
     seed: int,
-    device="cpu",
+    device: torch.device | str = "cpu",
     engine: str = "torch",
     dtype: torch.dtype = torch.float32,
     compile: bool = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -45,9 +46,9 @@ class LensingStream(IterableDataset):
         self,
         recipe_or_name: SimulationRecipe | str,
         batch_size: int,
-        device="cpu",
+        device: torch.device | str = "cpu",
         seed: int = 0,
-        class_names=None,
+        class_names: Sequence[str] | None = None,
         num_batches: int | None = None,
         engine: str = "torch",
         dtype: torch.dtype = torch.float32,
