@@ -1,5 +1,6 @@
 """LensViT model family: the files in this folder are exported verbatim as hub remote code."""
 
+from .baseline_resnet import LensResNetConfig, LensResNetForImageClassification, LensResNetModel
 from .configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from .image_processing_lens_vit import LensImageProcessor, minmax_normalize
 from .modeling_lens_vit import (
@@ -13,6 +14,9 @@ __all__ = [
     "LENS_VIT_PRESETS",
     "LensViTConfig",
     "LensImageProcessor",
+    "LensResNetConfig",
+    "LensResNetForImageClassification",
+    "LensResNetModel",
     "LensViTModel",
     "LensViTPreTrainedModel",
     "LensViTForImageClassification",

@@ -513,7 +513,43 @@ class LensViTModel(LensViTPreTrainedModel):
         return outputs if return_dict else outputs.to_tuple()
 
 
-class LensViTForImageClassification(LensViTPreTrainedModel):
+class PooledClassificationHead:
+    """Mixin of a `PreTrainedModel`: the head on pooled features of an image encoder (LensViT, the ResNet-18
+    baseline): non-affine BatchNorm (`config.classifier_norm`, see `LensViTConfig`) + linear layer, and
+    transformers' loss by `config.problem_type`. Its modules are `classifier_norm` and `classifier`."""
+
+    def init_classification_head(self, config, num_features: int) -> None:
+        self.num_labels = config.num_labels
+        with_head = config.num_labels > 0
+        use_norm = with_head and config.classifier_norm == "batchnorm"
+        self.classifier_norm = nn.BatchNorm1d(num_features, affine=False) if use_norm else nn.Identity()
+        self.classifier = nn.Linear(num_features, config.num_labels) if with_head else nn.Identity()
+
+    def classify_pooled(self, pooled: torch.Tensor, labels: torch.Tensor | None = None):
+        """(loss or None, logits) of pooled features (B, D)."""
+        norm = self.classifier_norm
+        if self.training and pooled.shape[0] == 1 and isinstance(norm, nn.BatchNorm1d):
+            # A 1-image batch (say the last of an epoch) has no batch variance: use the running statistics.
+            pooled = F.batch_norm(pooled, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        else:
+            pooled = norm(pooled)
+        logits = self.classifier(pooled)
+        loss = None if labels is None else self.classification_loss(logits, labels.to(logits.device))
+        return loss, logits
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """transformers' image-classification loss (MSE / cross-entropy / BCE by `config.problem_type`, inferred
+        from `num_labels` and the label dtype when unset) on float32 logits. Datasets give int32 class indices or
+        float64 targets, so the labels are first cast to the dtype that loss needs."""
+        problem = self.config.problem_type
+        class_indices = problem == "single_label_classification" or (
+            problem is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int)
+        )
+        labels = labels.long() if class_indices else labels.float()
+        return self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config)
+
+
+class LensViTForImageClassification(PooledClassificationHead, LensViTPreTrainedModel):
     """Encoder + (non-affine BatchNorm, see `config.classifier_norm`) + linear head on the pooled output.
 
     `config.problem_type` selects the loss as in `ViTForImageClassification`: `single_label_classification`
@@ -523,12 +559,8 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
 
     def __init__(self, config: LensViTConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.lens_vit = LensViTModel(config)
-        with_head = config.num_labels > 0
-        use_norm = with_head and config.classifier_norm == "batchnorm"
-        self.classifier_norm = nn.BatchNorm1d(config.hidden_size, affine=False) if use_norm else nn.Identity()
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if with_head else nn.Identity()
+        self.init_classification_head(config, config.hidden_size)
         self.post_init()
 
     def forward(
@@ -553,31 +585,12 @@ class LensViTForImageClassification(LensViTPreTrainedModel):
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        pooled, norm = outputs.pooler_output, self.classifier_norm
-        if self.training and pooled.shape[0] == 1 and isinstance(norm, nn.BatchNorm1d):
-            # A 1-image batch (say the last of an epoch) has no batch variance: use the running statistics.
-            pooled = F.batch_norm(pooled, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
-        else:
-            pooled = norm(pooled)
-        logits = self.classifier(pooled)
-        loss = None
-        if labels is not None:
-            loss = self.classification_loss(logits, labels.to(logits.device))
+        loss, logits = self.classify_pooled(outputs.pooler_output, labels)
         outputs = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return outputs if return_dict else outputs.to_tuple()
 
-    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """transformers' image-classification loss (MSE / cross-entropy / BCE by `config.problem_type`, inferred
-        from `num_labels` and the label dtype when unset) on float32 logits. Datasets give int32 class indices or
-        float64 targets, so the labels are first cast to the dtype that loss needs."""
-        problem = self.config.problem_type
-        class_indices = problem == "single_label_classification" or (
-            problem is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int)
-        )
-        labels = labels.long() if class_indices else labels.float()
-        return self.loss_function(labels=labels, pooled_logits=logits.float(), config=self.config)
 
 
 class LensViTForImageSuperResolution(LensViTPreTrainedModel):

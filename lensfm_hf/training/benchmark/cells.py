@@ -147,7 +147,7 @@ def compute_cell(protocol: str, budget, data: TaskData, spec: Mapping[str, Any],
     A probe's seeds run here on frozen features; a fine-tune's run in `pool` (a process pool, see
     `benchmark.workers`) when given.
     """
-    task, seeds, record = data.task, list(recipe.benchmark.seeds), PROTOCOLS[protocol]
+    task, seeds, record = data.task, recipe.seeds_of(spec["name"]), PROTOCOLS[protocol]
     device = device_of(recipe)
     settings = protocol_settings(recipe, task, protocol)
     runs, num_train = {}, {}
@@ -209,12 +209,13 @@ def _manifest_class_counts(path: str, config: str) -> list[int] | None:
     return [int(counts[name]) for name in info.get("class_names", counts)]
 
 
-def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[int] | None) -> list[tuple[str, Any]]:
-    """(protocol, label budget) pairs of one evaluation: the recipe's protocols that fit the task; few-label
-    budgets larger than the train part allows are dropped."""
+def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[int] | None,
+                  protocols: Sequence[str] | None = None) -> list[tuple[str, Any]]:
+    """(protocol, label budget) pairs of one evaluation: the recipe's protocols (or `protocols`, e.g. a baseline's
+    share of them) that fit the task; few-label budgets larger than the train part allows are dropped."""
     plan = []
     available = int(min(class_counts) * (1 - recipe.data.validation_fraction)) if class_counts else 0
-    for protocol in recipe.benchmark.protocols:
+    for protocol in (recipe.benchmark.protocols if protocols is None else protocols):
         if protocol not in task.protocols:
             continue
         for budget in PROTOCOLS[protocol].budgets(recipe.protocols, task):
@@ -255,19 +256,19 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
     method, root, processor = spec["name"], recipe.root, spec["processor"]
     feature_cache: dict = {}
     cells = []
-    for evaluation in recipe.evaluations:
+    for evaluation in recipe.evaluations_of(method):
         task, config = evaluation.task, evaluation.config
         counts = _manifest_class_counts(data_path, config) if task.has_classes else None
         if task.has_classes and counts is None:
             counts = np.bincount(splits.get(evaluation, processor).train.labels.numpy()).tolist()
-        for protocol, budget in protocol_plan(recipe, task, counts):
+        for protocol, budget in protocol_plan(recipe, task, counts, recipe.protocols_of(method)):
             settings = {
                 "version": CELL_FORMAT_VERSION, "method": method, "encoder": spec["fingerprint"],
                 "pretraining_set": spec["pretraining_set"], "task": task.name,
                 "target": {"column": task.target_column, "class": task.target_class, "log10": task.target_log10},
                 "finetuning_set": config, "dataset": _dataset_identity(data_path, config),
                 "processor": processor.to_dict(), "protocol": protocol, "label_budget": budget,
-                "seeds": list(recipe.benchmark.seeds), "validation_fraction": recipe.data.validation_fraction,
+                "seeds": recipe.seeds_of(method), "validation_fraction": recipe.data.validation_fraction,
                 "max_test_samples": recipe.data.max_test_samples,
                 "protocol_settings": protocol_settings(recipe, task, protocol),
             }
@@ -283,7 +284,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
             work_dir = root / "runs" / method / task.name / config / f"{protocol}_{budget}"
             budget_text = f", {budget} labels/class" if budget not in (None, "all") else ""
             print(f"[lensfm benchmark] {method} on {task.name}/{config}: {protocol}{budget_text}, seeds "
-                  f"{', '.join(str(seed) for seed in recipe.benchmark.seeds)} ...", flush=True)
+                  f"{', '.join(str(seed) for seed in recipe.seeds_of(method))} ...", flush=True)
             per_seed, arrays = compute_cell(protocol, budget, data, spec, recipe, feature_cache, work_dir, pool)
             counters["computed"] += 1
             cell = {
@@ -300,7 +301,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                     if task.has_classes else None),
                 "num_train": per_seed[0].get("num_train"),
                 "label_names": data.label_names,
-                "seeds": list(recipe.benchmark.seeds),
+                "seeds": recipe.seeds_of(method),
                 "metrics": summarise_seeds(per_seed),
                 "confusion_matrix": per_seed[0].get("confusion_matrix"),
                 "per_seed": [{k: v for k, v in r.items() if k != "confusion_matrix"} for r in per_seed],

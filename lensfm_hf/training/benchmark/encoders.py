@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForPreTraining
 
 from ...data.build import simulate_dataset
-from ...models import LensViTConfig, LensViTModel
+from ...models import LensResNetConfig, LensViTConfig, LensViTModel
 from ..downstream.finetune import architecture_of, backbone_config
 from ..evaluation import method_evaluation
 from ..health import encoder_health, warn_if_collapsed, warn_if_not_learning
@@ -22,7 +22,7 @@ from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
-from .recipe import RANDOM_INIT, BenchmarkRecipe, pretrain_overrides, pretrain_recipe_path
+from .recipe import RANDOM_INIT, RESNET18, BenchmarkRecipe, pretrain_overrides, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,9 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
             "processor": load_processor(info["encoder_dir"], config.image_size),
             "fingerprint": file_fingerprint(info["encoder_dir"]), "pretraining_set": recipe.data.pretrain_config,
         })
+    extra = [resnet_spec(recipe)] if RESNET18 in recipe.benchmark.baselines else []
     if RANDOM_INIT not in recipe.benchmark.baselines:
-        return specs
+        return specs + extra
     if specs:
         # The shared backbone: a method without per-method overrides (e.g. MAE's mean pooling) if there is one.
         plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(s["name"])]
@@ -113,7 +114,16 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
     specs.append({"name": RANDOM_INIT, "random": True, "encoder_dir": None, "config": config,
                   "processor": load_processor(None, config.image_size),
                   "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"})
-    return specs
+    return specs + extra
+
+
+def resnet_spec(recipe: BenchmarkRecipe) -> dict[str, Any]:
+    """The ResNet-18 row: trained from scratch by every fine-tune cell, on the same processed images as the ViT
+    rows (the benchmark's image size, the random init's processor). No encoder is measured of it (`supervised`)."""
+    config = LensResNetConfig(image_size=recipe.model.image_size)
+    return {"name": RESNET18, "random": True, "supervised": True, "encoder_dir": None, "config": config,
+            "processor": load_processor(None, config.image_size),
+            "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"}
 
 
 def spec_encoder(spec: Mapping[str, Any], seed: int) -> LensViTModel:
@@ -158,5 +168,6 @@ __all__ = [
     "prepare_benchmark_data",
     "pretrain_overrides",
     "random_encoder",
+    "resnet_spec",
     "spec_encoder",
 ]

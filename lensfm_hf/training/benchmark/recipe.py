@@ -27,11 +27,31 @@ from .markers import encoder_ready
 from .protocols import PROTOCOLS, check_task_protocols
 
 RANDOM_INIT = "random_init"
+RESNET18 = "resnet18"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A row of the tables that no pretraining makes: what it is, the protocols it runs, the note under the table."""
+
+    name: str
+    title: str
+    protocols: tuple[str, ...]
+    note: str
+
+
+BASELINES: dict[str, Baseline] = {
+    RANDOM_INIT: Baseline(RANDOM_INIT, "Random init", tuple(PROTOCOLS),
+                          "probes of a random encoder; its fine-tune is the same ViT trained from scratch"),
+    RESNET18: Baseline(RESNET18, "ResNet-18 (scratch)", ("finetune", "few_label"),
+                       "timm's resnet18 architecture with one input channel (11.2M parameters), trained from scratch "
+                       "at the same fine-tune budget (lensfm_hf/models/baseline_resnet.py)"),
+}
 
 
 def method_title(method: str) -> str:
     """The name tables, plots and cards give an encoder: the method's display name, or the baseline's."""
-    return "Random init" if method == RANDOM_INIT else method_display_name(method)
+    return BASELINES[method].title if method in BASELINES else method_display_name(method)
 
 
 @dataclass
@@ -42,7 +62,16 @@ class BenchmarkArguments:
     results_dir: str = "results"
     methods: list[str] = field(default_factory=lambda: list(PRETRAINING_METHODS),
                                metadata={"help": "pretraining methods; default: every registered one"})
-    baselines: list[str] = field(default_factory=lambda: [RANDOM_INIT])
+    baselines: list[str] = field(default_factory=lambda: [RANDOM_INIT],
+                                 metadata={"help": f"rows without pretraining: {', '.join(BASELINES)}"})
+    baseline_seeds: dict[str, list[int]] = field(
+        default_factory=dict,
+        metadata={"help": "baseline: [seeds] instead of `seeds` (e.g. resnet18: [0], whose step costs ~5 ViT steps)"},
+    )
+    baseline_tasks: dict[str, list[str]] = field(
+        default_factory=dict,
+        metadata={"help": "baseline: [TASK or TASK:CONFIG] evaluations it runs instead of every one of `tasks`"},
+    )
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS),
                                  metadata={"help": "protocols to run; each task runs those of them that fit it"})
     tasks: list[str] = field(
@@ -188,6 +217,27 @@ class BenchmarkRecipe:
                     out.append(Evaluation(task, each))
         return out
 
+    def seeds_of(self, name: str) -> list[int]:
+        """The seeds of a method's or baseline's cells: `baseline_seeds[name]`, else `seeds`."""
+        return list(self.benchmark.baseline_seeds.get(name) or self.benchmark.seeds)
+
+    def evaluations_of(self, name: str) -> list[Evaluation]:
+        """The evaluations a method or baseline runs: `baseline_tasks[name]` (TASK or TASK:CONFIG), else all."""
+        entries = self.benchmark.baseline_tasks.get(name)
+        if entries is None:
+            return self.evaluations
+        chosen = []
+        for entry in entries:
+            task_name, _, config = str(entry).partition(":")
+            task = get_task(task_name)
+            chosen += [Evaluation(task, each) for each in ([config] if config else task.benchmark_configs)]
+        return [evaluation for evaluation in self.evaluations if evaluation in chosen]
+
+    def protocols_of(self, name: str) -> list[str]:
+        """The protocols a method (every one of `benchmark.protocols`) or baseline (those of them it runs) runs."""
+        own = BASELINES[name].protocols if name in BASELINES else PROTOCOLS
+        return [protocol for protocol in self.benchmark.protocols if protocol in own]
+
     def training_for(self, task: Task, protocol: str) -> dict[str, Any]:
         """TrainingArguments fields of a fine-tune cell: `finetune`, then the protocol's own section (`few_label`),
         then the task's own."""
@@ -317,9 +367,9 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
             f"unknown method(s) {', '.join(map(repr, unknown))} in benchmark.methods; known methods: "
             f"{', '.join(known)} (e.g. benchmark.methods=[{','.join(known[:2])}])."
         )
-    unknown = [b for b in recipe.benchmark.baselines if b != RANDOM_INIT]
+    unknown = [b for b in recipe.benchmark.baselines if b not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; the known baseline is {RANDOM_INIT!r}.")
+        raise ValueError(f"unknown baseline(s) {unknown} in benchmark.baselines; known baselines: {', '.join(BASELINES)}.")
     recipe.benchmark.methods = [aliases[m.lower()] for m in recipe.benchmark.methods]  # `ijepa-physics` too
     overrides = recipe.pretrain.method_overrides or {}
     unknown = [name for name in overrides if str(name).lower() not in aliases]
@@ -327,6 +377,16 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
         raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))} in pretrain.method_overrides; known "
                          f"methods: {', '.join(known)}.")
     recipe.pretrain.method_overrides = {aliases[str(name).lower()]: values for name, values in overrides.items()}
+    for key in ("baseline_seeds", "baseline_tasks"):
+        stray = [b for b in getattr(recipe.benchmark, key) if b not in recipe.benchmark.baselines]
+        if stray:
+            raise ValueError(f"benchmark.{key} names {stray}, which benchmark.baselines "
+                             f"({recipe.benchmark.baselines}) does not run; add them there or drop the entry.")
+    for name, seeds in recipe.benchmark.baseline_seeds.items():
+        if not seeds:
+            raise ValueError(f"benchmark.baseline_seeds.{name} is empty; give at least one seed.")
+    for name in recipe.benchmark.baseline_tasks:
+        recipe.evaluations_of(name)  # unknown tasks fail here
     missing = [str(pretrain_recipe_path(recipe, m)) for m in recipe.benchmark.methods
                if not pretrain_recipe_path(recipe, m).is_file() and not encoder_ready(recipe.root / "pretrain" / m / "encoder")]
     if missing:
@@ -361,6 +421,8 @@ def check_pretrain_method(recipe: BenchmarkRecipe, method: str) -> None:
 
 
 __all__ = [
+    "BASELINES",
+    "Baseline",
     "BenchmarkArguments",
     "BenchmarkDataArguments",
     "BenchmarkModelArguments",
@@ -369,6 +431,7 @@ __all__ = [
     "BenchmarkRecipe",
     "Evaluation",
     "RANDOM_INIT",
+    "RESNET18",
     "check_methods",
     "check_pretrain_method",
     "check_pretrain_overrides",

@@ -22,7 +22,7 @@ from ..downstream import plots
 from ..records import write_json
 from ..downstream.tasks import DEFAULT_TASK, TASKS, get_task
 from .protocols import PROTOCOLS
-from .recipe import RANDOM_INIT, BenchmarkRecipe, method_title
+from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, method_title
 
 # ----------------------------------------------------------------------------- tables
 
@@ -52,7 +52,7 @@ def ordered_columns(cells) -> list[tuple[str, Any]]:
 
 
 def ordered_rows(cells) -> list[tuple[str, str, str]]:
-    method_order = {m: i for i, m in enumerate([*PRETRAINING_METHODS, RANDOM_INIT])}
+    method_order = {m: i for i, m in enumerate([*PRETRAINING_METHODS, *BASELINES])}
     rows = {(c["method"], c["pretraining_set"], c["finetuning_set"]) for c in cells}
     return sorted(rows, key=lambda r: (r[2], method_order.get(r[0], 99), r[0]))
 
@@ -187,6 +187,25 @@ def load_results(results_dir: str | os.PathLike) -> tuple[dict, Path]:
     return json.loads(path.read_text()), path.parent
 
 
+def baseline_notes(results: Mapping[str, Any]) -> list[str]:
+    """One sentence per baseline row of `results`: what it is, and its seeds and datasets where they differ."""
+    cells, seeds, notes = results.get("cells") or [], results.get("seeds") or [], []
+    for name in results.get("baselines", [RANDOM_INIT]):
+        if name not in BASELINES:
+            continue
+        own = [cell for cell in cells if cell["method"] == name]
+        note = f"{BASELINES[name].title}: {BASELINES[name].note}"
+        own_seeds = sorted({seed for cell in own for seed in cell.get("seeds") or []})
+        if own and own_seeds != sorted(seeds):
+            note += f"; seeds {', '.join(map(str, own_seeds))} only"
+        sets = sorted({f"{cell.get('task', DEFAULT_TASK)}/{cell['finetuning_set']}" for cell in own})
+        everything = sorted({f"{cell.get('task', DEFAULT_TASK)}/{cell['finetuning_set']}" for cell in cells})
+        if own and sets != everything:
+            note += f"; run on {', '.join(sets)} only"
+        notes.append(note + ".")
+    return notes
+
+
 def write_readme_table(results_dir: str | os.PathLike, plots_prefix: str | None = None) -> str:
     """Markdown for the README from `<results_dir>/results.json`: health, physics recovery, one table per task and
     reported metric, and the plots. `plots_prefix` is the path the README uses for the plots folder."""
@@ -201,7 +220,7 @@ def write_readme_table(results_dir: str | os.PathLike, plots_prefix: str | None 
         "",
         f"Mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); test split; hyperparameters and "
         "checkpoints selected on a validation split cut from train. "
-        "Random init: probes of a random encoder; its fine-tune is the same ViT trained from scratch.",
+        + " ".join(baseline_notes(results)),
     ]
     if results.get("full_run_wall_time_s") is not None:
         lines[-1] += (f" End-to-end wall time (simulation, pretraining, all cells, plots): "

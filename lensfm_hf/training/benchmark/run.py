@@ -91,6 +91,8 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
 
     health, recovery = {}, {}
     for spec in specs:
+        if spec.get("supervised"):  # a supervised baseline (ResNet-18) has no encoder under study
+            continue
         try:  # a report on the encoder: it must not cost the table
             images = splits.get(first, spec["processor"]).test.pixel_values[:512]
             health[spec["name"]] = benchmark_health(recipe, spec, images, f"{first.config} test")

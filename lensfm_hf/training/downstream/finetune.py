@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import PretrainedConfig, Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
-from ...models import LensViTConfig
+from ...models import LensResNetConfig, LensResNetForImageClassification, LensViTConfig
 from .callbacks import ChanceLevelLossCallback, PreciseBatchNormCallback
 from .lpft import apply_head_init, check_head_init
 from .metrics import make_compute_metrics
@@ -39,10 +39,32 @@ ARCHITECTURE_ONLY = ("pretraining", "architectures", "auto_map", "model_type")
 DEFAULT_BACKBONE = {"patch_embedding_type": "conv", "position_embedding_type": "learned"}
 
 
-def architecture_of(config: LensViTConfig, **changes) -> LensViTConfig:
+# Task models of backbones other than LensViT (whose are the tasks' `head_class`), by config model_type and target
+# kind: the supervised from-scratch ResNet-18 baseline classifies and regresses through the same pooled head.
+BACKBONE_HEADS: dict[str, dict[str, type]] = {
+    LensResNetConfig.model_type: {"class": LensResNetForImageClassification, "scalar": LensResNetForImageClassification},
+}
+
+
+def architecture_of(config: PretrainedConfig, **changes) -> PretrainedConfig:
     """A fresh copy of `config`'s architecture (no pretraining record, auto_map or head), with `changes` applied."""
     values = {k: v for k, v in config.to_dict().items() if k not in ARCHITECTURE_ONLY}
-    return LensViTConfig(**{**values, **changes})
+    return type(config)(**{**values, **changes})
+
+
+def head_class_for(task: str | Task, config: PretrainedConfig | None = None) -> type:
+    """The task model class for a backbone `config`: the task's `head_class` for LensViT (or None), else the
+    `BACKBONE_HEADS` entry; a ValueError names the pairs that exist."""
+    task = get_task(task)
+    if config is None or isinstance(config, LensViTConfig):
+        return task.head_class
+    heads = BACKBONE_HEADS.get(config.model_type, {})
+    if task.target_kind not in heads:
+        raise ValueError(
+            f"task {task.name!r} ({task.target_kind} targets) has no head for a {config.model_type!r} backbone; "
+            f"it has heads for {sorted(heads)} targets (BACKBONE_HEADS in {__name__})."
+        )
+    return heads[task.target_kind]
 
 
 def backbone_config(preset: str = "micro", image_size: int = 64, patch_size: int = 8, **architecture) -> LensViTConfig:
@@ -114,7 +136,7 @@ def build_model(
     freeze_encoder: bool = False,
     label_names: Sequence[str] | None = None,
     upscale_factor: int = 2,
-    base_config: LensViTConfig | None = None,
+    base_config: PretrainedConfig | None = None,
     architecture: Mapping[str, Any] | None = None,
 ):
     """The task's head model (`task.head_class`) on `encoder` (pretrained weights, new head) or on a random init of
@@ -125,7 +147,7 @@ def build_model(
     if drop_path_rate is not None:
         head_kwargs["drop_path_rate"] = float(drop_path_rate)
     if encoder is None and base_config is not None:
-        model = task.head_class(architecture_of(base_config, **head_kwargs))
+        model = head_class_for(task, base_config)(architecture_of(base_config, **head_kwargs))
     elif encoder is None:
         config = backbone_config(preset, image_size, patch_size, **dict(architecture or {}))
         model = task.head_class(architecture_of(config, **head_kwargs))
@@ -137,7 +159,7 @@ def build_model(
         finally:
             hf_logging.set_verbosity(verbosity)
     if freeze_encoder:
-        for parameter in model.lens_vit.parameters():
+        for parameter in model.base_model.parameters():
             parameter.requires_grad_(False)
     # Our loss does not use num_items_in_batch, so the Trainer must scale it for gradient accumulation itself.
     model.accepts_loss_kwargs = False
@@ -244,7 +266,7 @@ def remove_checkpoints(output_dir: str | os.PathLike) -> None:
 
 def finetune_task(
     task: str | Task,
-    encoder: str | os.PathLike | LensViTConfig | None,
+    encoder: str | os.PathLike | PretrainedConfig | None,
     train: TensorSplit,
     validation: TensorSplit,
     test: TensorSplit,
@@ -257,8 +279,9 @@ def finetune_task(
 ) -> tuple[Any, dict]:
     """Fine-tune encoder + task head end to end on `train`, select the checkpoint on `validation`, report `test`.
 
-    `encoder` None or a `LensViTConfig` trains the ViT from a random init (the supervised-from-scratch baseline;
-    the config, else `model_options`' preset/image_size/patch_size/architecture, gives its architecture). Scalar targets are
+    `encoder` None or a config trains from a random init (the supervised-from-scratch baselines; the config, else
+    `model_options`' preset/image_size/patch_size/architecture, gives its architecture: a `LensViTConfig`, or e.g.
+    a `LensResNetConfig` for the ResNet-18 row, whose task model `head_class_for` finds). Scalar targets are
     standardised with train statistics (stored in `config.regression_target`); metrics are in physical units.
     `head_init="linear_probe"` (LP-FT, tasks with classes) starts the head from a linear probe of the encoder on
     `train`, selected on `validation`, and the probe-initialised model is itself a selection candidate.
@@ -272,7 +295,7 @@ def finetune_task(
     set_seed(args.seed)
     if task.target_kind == "scalar":
         train, validation, test = standardise_targets(train, validation, test)
-    base_config = encoder if isinstance(encoder, LensViTConfig) else None
+    base_config = encoder if isinstance(encoder, PretrainedConfig) else None
     path = None if encoder is None or base_config is not None else str(encoder)
     upscale_factor = int(train.labels.shape[-1] // train.pixel_values.shape[-1]) if task.target_kind == "image" else 2
     model = build_model(task, path, label_names=train.label_names, upscale_factor=upscale_factor,
@@ -312,6 +335,7 @@ def finetune_seed(job: Mapping[str, Any]) -> dict:
 
 
 __all__ = [
+    "BACKBONE_HEADS",
     "architecture_of",
     "best_validation_metrics",
     "DEFAULT_BACKBONE",
@@ -320,6 +344,7 @@ __all__ = [
     "finalize_training_section",
     "finetune_seed",
     "finetune_task",
+    "head_class_for",
     "predict",
     "remove_checkpoints",
     "train_model",

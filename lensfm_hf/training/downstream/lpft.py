@@ -111,7 +111,7 @@ def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = Tru
 def initialize_head_with_linear_probe(
     model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None, augment: bool = True
 ):
-    """LP-FT: fit a linear probe of `model.lens_vit` on `train` (weight decay selected on `validation`) and start
+    """LP-FT: fit a linear probe of the model's encoder (`model.base_model`) on `train` (weight decay selected on `validation`) and start
     the classification head from it (`initialize_head_from_probe`), then shrink the head to the noise of training
     mode (`shrink_head_to_training_noise`; `augment`: D4 as in training). Features are extracted on `device`
     (default: where the model is; the model moves there). Returns the `LinearProbe`, whose `training_start` holds
@@ -124,9 +124,9 @@ def initialize_head_with_linear_probe(
     train-mode features instead also starts near chance, but its eval-mode validation AUC was lower (SimCLR encoder,
     Model 3: 0.53 against 0.71).
     """
-    train_features, train_labels = extract_features(model.lens_vit, train, batch_size=batch_size, device=device)
+    train_features, train_labels = extract_features(model.base_model, train, batch_size=batch_size, device=device)
     validation_features, validation_labels = extract_features(
-        model.lens_vit, validation, batch_size=batch_size, device=device
+        model.base_model, validation, batch_size=batch_size, device=device
     )
     probe = fit_linear_probe(
         train_features, train_labels, validation_features, validation_labels, label_names=train.label_names

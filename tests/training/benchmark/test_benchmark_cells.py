@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import json
 import logging
 
@@ -169,3 +170,26 @@ def test_cut_or_unreadable_cells_are_recomputed_with_a_warning(mini, mini_run, m
     with np.load(npz) as arrays:
         assert {"low_resolution", "prediction", "truth"} <= set(arrays.files)
     assert not list((root / "cells").rglob(TMP_PREFIX + "*"))  # no temporary files left behind
+
+
+def test_the_resnet18_row_fine_tunes_on_its_own_seeds_and_tasks_and_is_named_under_the_table(mini, mini_run, tmp_path):
+    from lensfm_hf.training.benchmark.cells import SplitCache, evaluate_encoder
+    from lensfm_hf.training.benchmark.encoders import encoder_specs
+    from lensfm_hf.training.benchmark.report import baseline_notes, markdown_table
+
+    data_path = str(mini_run[0] / "mini" / "data")
+    recipe = _recipe(mini, tmp_path, f"data.dataset={data_path}", "benchmark.methods=[]",
+                     "benchmark.baselines=[random_init,resnet18]", "benchmark.baseline_seeds={resnet18: [0]}",
+                     "benchmark.baseline_tasks={resnet18: [classification:model3]}")
+    specs = encoder_specs(recipe, {})
+    assert [spec["name"] for spec in specs] == ["random_init", "resnet18"]
+    assert specs[0]["config"].model_type == "lens_vit"  # the random init keeps the ViT, whatever rows follow
+    cells = evaluate_encoder(recipe, specs[1], SplitCache(recipe, data_path), data_path, {"computed": 0, "cached": 0})
+    assert [(c["task"], c["finetuning_set"], c["protocol"], c["seeds"]) for c in cells] == [
+        ("classification", "model3", "finetune", [0])]
+    assert math.isfinite(cells[0]["metrics"]["accuracy"]["mean"]) and cells[0]["method_name"] == "ResNet-18 (scratch)"
+    assert "| ResNet-18 (scratch) | none | model3 |" in markdown_table(cells, "accuracy")
+    other = {**cells[0], "method": "random_init", "seeds": [0, 1], "task": "regression"}
+    notes = baseline_notes({"baselines": ["random_init", "resnet18"], "seeds": [0, 1], "cells": [*cells, other]})
+    assert notes[0].startswith("Random init: probes of a random encoder")
+    assert "timm's resnet18" in notes[1] and "seeds 0 only" in notes[1] and "run on classification/model3 only" in notes[1]

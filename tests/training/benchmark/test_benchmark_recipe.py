@@ -6,6 +6,7 @@ import pytest
 
 from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import BenchmarkProtocolArguments, Evaluation, load_benchmark_recipe
+from lensfm_hf.training.benchmark.recipe import method_title
 from lensfm_hf.training.downstream.tasks import TASKS
 
 
@@ -154,3 +155,25 @@ def test_a_bad_override_fails_before_anything_runs_naming_the_key(mini, tmp_path
     with pytest.raises(ValueError, match=message):
         benchmark.run_benchmark(mini.path, [*mini.overrides(tmp_path), override])
     assert not (tmp_path / "mini").exists()
+
+
+def test_a_baseline_runs_its_own_protocols_seeds_and_tasks(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, [
+        *mini.overrides(tmp_path), "benchmark.baselines=[random_init,resnet18]",
+        "benchmark.protocols=[knn,linear,finetune,few_label]", "benchmark.baseline_seeds={resnet18: [0]}",
+        "benchmark.baseline_tasks={resnet18: [classification:model3, super_resolution]}"])
+    assert recipe.seeds_of("resnet18") == [0] and recipe.seeds_of("random_init") == recipe.seeds_of("mae") == [0, 1]
+    assert recipe.protocols_of("resnet18") == ["finetune", "few_label"]  # no encoder to probe
+    assert recipe.protocols_of("random_init") == recipe.protocols_of("mae") == ["knn", "linear", "finetune", "few_label"]
+    assert [(e.task.name, e.config) for e in recipe.evaluations_of("resnet18")] == [
+        ("classification", "model3"), ("super_resolution", "super_resolution")]
+    assert recipe.evaluations_of("random_init") == recipe.evaluations
+    assert method_title("resnet18") == "ResNet-18 (scratch)"
+    for override, named in [("benchmark.baseline_seeds={resnet18: [0]}", "benchmark.baseline_seeds names \\['resnet18'\\]"),
+                            ("benchmark.baseline_tasks={resnet18: [segmentation]}", "benchmark.baseline_tasks names"),
+                            ("benchmark.baselines=[resnet]", "known baselines: random_init, resnet18")]:
+        with pytest.raises(ValueError, match=named):
+            load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), override])
+    with pytest.raises(ValueError, match="unknown task 'segmentation'"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.baselines=[resnet18]",
+                                          "benchmark.baseline_tasks={resnet18: [segmentation]}"])

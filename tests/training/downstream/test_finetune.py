@@ -274,3 +274,27 @@ def test_batchnorm_head_lets_a_vit_learn_model3_where_a_plain_head_stays_at_chan
         _, results[norm] = finetune_task("classification", config, train, validation, test, args)
     assert results["batchnorm"]["roc_auc"] > 0.7, results["batchnorm"]["roc_auc"]
     assert results["batchnorm"]["accuracy"] > results["none"]["accuracy"] + 0.15
+
+
+# ----------------------------------------------------------------------------- the ResNet-18 baseline
+
+
+@pytest.mark.parametrize("head_init", [pytest.param("random", marks=pytest.mark.slow), "linear_probe"])
+def test_resnet18_baseline_trains_through_the_same_path_and_beats_chance(tmp_path, head_init):
+    from lensfm_hf.models import LensResNetConfig, LensResNetForImageClassification
+
+    train, validation, test = separable_split(48, seed=0), separable_split(12, seed=1), separable_split(30, seed=2)
+    model, result = finetune_task("classification", LensResNetConfig(image_size=16), train, validation, test,
+                                  _args("classification", tmp_path, max_steps=10, eval_steps=10), head_init=head_init)
+    assert isinstance(model, LensResNetForImageClassification)
+    assert sum(p.numel() for p in model.parameters()) == 11_171_779  # timm's resnet18(in_chans=1, num_classes=3)
+    assert model.resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.config.id2label[2] == "axion"
+    assert result["accuracy"] > 0.6 and result["roc_auc"] > 0.8, result  # chance: 0.33 and 0.5
+
+
+def test_a_backbone_without_a_head_for_the_task_is_refused():
+    from lensfm_hf.models import LensResNetConfig
+
+    with pytest.raises(ValueError, match="task 'super_resolution' \\(image targets\\) has no head for a 'lens_resnet'"):
+        build_model("super_resolution", base_config=LensResNetConfig(image_size=16))
