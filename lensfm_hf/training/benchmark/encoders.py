@@ -22,7 +22,7 @@ from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
-from .recipe import RANDOM_INIT, RESNET18, BenchmarkRecipe, pretrain_overrides, pretrain_recipe_path
+from .recipe import RANDOM_INIT, RESNET18, BenchmarkRecipe, encoder_method, pretrain_overrides, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,11 @@ def prepare_benchmark_data(recipe: BenchmarkRecipe) -> str:
     return str(folder)
 
 
-def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
-    """Pretrain `method` unless `<root>/pretrain/<method>/encoder` already holds a finished encoder."""
-    encoder_dir = recipe.root / "pretrain" / method / "encoder"
+def ensure_encoder(recipe: BenchmarkRecipe, name: str, data_path: str) -> dict[str, Any]:
+    """Pretrain encoder `name` (a method, or a repeat `<method>@seed<N>` of it) unless `<root>/pretrain/<name>/encoder`
+    already holds a finished encoder."""
+    method = encoder_method(name)
+    encoder_dir = recipe.root / "pretrain" / name / "encoder"
     if encoder_ready(encoder_dir):
         return {"encoder_dir": str(encoder_dir), "reused": True}
     if encoder_dir.exists():
@@ -65,7 +67,7 @@ def ensure_encoder(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict
     recipe_path = pretrain_recipe_path(recipe, method)
     if not recipe_path.is_file():
         raise FileNotFoundError(f"no pretraining recipe {recipe_path} for method {method!r}")
-    overrides = pretrain_overrides(recipe, method, data_path)  # refuses a recipe that names another method
+    overrides = pretrain_overrides(recipe, name, data_path)  # refuses a recipe that names another method
     start = time.perf_counter()
     result = run_pretraining(str(recipe_path), overrides=overrides)
     exported = Path(result.get("encoder_dir", encoder_dir))
@@ -102,7 +104,7 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
         return specs + extra
     if specs:
         # The shared backbone: a method without per-method overrides (e.g. MAE's mean pooling) if there is one.
-        plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(s["name"])]
+        plain = [s for s in specs if not (recipe.pretrain.method_overrides or {}).get(encoder_method(s["name"]))]
         reference = (plain or specs)[0]["config"]
     else:
         reference = backbone_config(

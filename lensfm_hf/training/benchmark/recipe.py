@@ -49,9 +49,22 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+# An encoder pretrained again with another seed (`benchmark.pretrain_repeats`) is named `<method>@seed<N>`.
+REPEAT_MARK = "@seed"
+
+
+def encoder_method(name: str) -> str:
+    """The pretraining method of an encoder name: `simclr@seed1` -> `simclr`; other names pass through."""
+    return str(name).split(REPEAT_MARK)[0]
+
+
 def method_title(method: str) -> str:
-    """The name tables, plots and cards give an encoder: the method's display name, or the baseline's."""
-    return BASELINES[method].title if method in BASELINES else method_display_name(method)
+    """The name tables, plots and cards give an encoder: the method's display name (with the pretraining seed of a
+    repeat), or the baseline's."""
+    if method in BASELINES:
+        return BASELINES[method].title
+    base, _, seed = str(method).partition(REPEAT_MARK)
+    return f"{method_display_name(base)} (pretraining seed {seed})" if seed else method_display_name(base)
 
 
 @dataclass
@@ -67,6 +80,12 @@ class BenchmarkArguments:
     baseline_seeds: dict[str, list[int]] = field(
         default_factory=dict,
         metadata={"help": "baseline: [seeds] instead of `seeds` (e.g. resnet18: [0], whose step costs ~5 ViT steps)"},
+    )
+    pretrain_repeats: dict[str, list[int]] = field(
+        default_factory=dict,
+        metadata={"help": "method: [seeds]: pretrain the method again once per seed (training.seed), as encoder "
+                  "`<method>@seed<N>` with its own row, so the spread over pretraining runs is measured; the "
+                  "method's own run (the recipe's seed) stays `<method>`"},
     )
     baseline_tasks: dict[str, list[str]] = field(
         default_factory=dict,
@@ -217,6 +236,15 @@ class BenchmarkRecipe:
                     out.append(Evaluation(task, each))
         return out
 
+    @property
+    def encoder_names(self) -> list[str]:
+        """Every encoder to pretrain: each method, then its repeats (`pretrain_repeats`) as `<method>@seed<N>`."""
+        names = []
+        for method in self.benchmark.methods:
+            names.append(method)
+            names += [f"{method}{REPEAT_MARK}{int(seed)}" for seed in self.benchmark.pretrain_repeats.get(method) or []]
+        return names
+
     def seeds_of(self, name: str) -> list[int]:
         """The seeds of a method's or baseline's cells: `baseline_seeds[name]`, else `seeds`."""
         return list(self.benchmark.baseline_seeds.get(name) or self.benchmark.seeds)
@@ -333,9 +361,10 @@ def pretrain_recipe_path(recipe: BenchmarkRecipe, method: str) -> Path:
     return recipe_path
 
 
-def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> dict[str, Any]:
-    """Dotted overrides given to `run_pretraining`: the method, the shared backbone, the data, the output folder, the
-    preset's."""
+def pretrain_overrides(recipe: BenchmarkRecipe, name: str, data_path: str) -> dict[str, Any]:
+    """Dotted overrides given to `run_pretraining` for encoder `name` (a method, or a repeat `<method>@seed<N>`):
+    the method, the shared backbone, the data, the output folder, the preset's, and a repeat's seed."""
+    method = encoder_method(name)
     check_pretrain_method(recipe, method)
     out = {
         "model.method": method,
@@ -344,7 +373,7 @@ def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> 
         "model.patch_size": recipe.model.patch_size,
         "model.method_config.patch_embedding_type": recipe.model.patch_embedding_type,
         "model.method_config.position_embedding_type": recipe.model.position_embedding_type,
-        "training.output_dir": str(recipe.root / "pretrain" / method),
+        "training.output_dir": str(recipe.root / "pretrain" / name),
     }
     if recipe.pretrain.data_source == "stream":
         out["data.source"] = f"stream:{recipe.data.pretrain_config}"
@@ -354,6 +383,8 @@ def pretrain_overrides(recipe: BenchmarkRecipe, method: str, data_path: str) -> 
     out.update((recipe.pretrain.method_overrides or {}).get(method) or {})
     out.pop("method", None)  # the same field as model.method, checked above
     out["model.method"] = method
+    if name != method:
+        out["training.seed"] = int(name.partition(REPEAT_MARK)[2])
     return out
 
 
@@ -382,6 +413,10 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
         if stray:
             raise ValueError(f"benchmark.{key} names {stray}, which benchmark.baselines "
                              f"({recipe.benchmark.baselines}) does not run; add them there or drop the entry.")
+    stray = [m for m in recipe.benchmark.pretrain_repeats if m not in recipe.benchmark.methods]
+    if stray:
+        raise ValueError(f"benchmark.pretrain_repeats names {stray}, which benchmark.methods "
+                         f"({recipe.benchmark.methods}) does not pretrain; add them there or drop the entry.")
     for name, seeds in recipe.benchmark.baseline_seeds.items():
         if not seeds:
             raise ValueError(f"benchmark.baseline_seeds.{name} is empty; give at least one seed.")
@@ -431,8 +466,10 @@ __all__ = [
     "BenchmarkRecipe",
     "Evaluation",
     "RANDOM_INIT",
+    "REPEAT_MARK",
     "RESNET18",
     "check_methods",
+    "encoder_method",
     "check_pretrain_method",
     "check_pretrain_overrides",
     "check_training_overrides",

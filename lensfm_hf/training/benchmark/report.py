@@ -22,7 +22,7 @@ from ..downstream import plots
 from ..records import write_json
 from ..downstream.tasks import DEFAULT_TASK, TASKS, get_task
 from .protocols import PROTOCOLS
-from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, method_title
+from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, encoder_method, method_title
 
 # ----------------------------------------------------------------------------- tables
 
@@ -54,7 +54,7 @@ def ordered_columns(cells) -> list[tuple[str, Any]]:
 def ordered_rows(cells) -> list[tuple[str, str, str]]:
     method_order = {m: i for i, m in enumerate([*PRETRAINING_METHODS, *BASELINES])}
     rows = {(c["method"], c["pretraining_set"], c["finetuning_set"]) for c in cells}
-    return sorted(rows, key=lambda r: (r[2], method_order.get(r[0], 99), r[0]))
+    return sorted(rows, key=lambda r: (r[2], method_order.get(encoder_method(r[0]), 99), r[0]))
 
 
 def task_cells(cells: Sequence[Mapping[str, Any]], task_name: str) -> list[Mapping[str, Any]]:
@@ -401,6 +401,8 @@ def write_cards(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any
     dataset_type = dataset if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else "lensfm/deeplense-sims"
     written = []
     for method, info in encoders.items():
+        if encoder_method(method) != method:  # a pretraining repeat: the zoo publishes the method's own run
+            continue
         folder = Path(info["encoder_dir"])
         results = card_results(method, cells, dataset_type)
         if not results["results"]:

@@ -61,10 +61,11 @@ def _failure(failures: list, method: str, stage: str, err: Exception) -> None:
 
 
 def pretrain_all(recipe: BenchmarkRecipe, data_path: str, failures: list) -> dict[str, dict[str, Any]]:
-    """A finished encoder per method (pretrained or reused); a failing method is reported unless fatal."""
-    encoders = {}
-    for index, method in enumerate(recipe.benchmark.methods, 1):
-        print(f"[lensfm benchmark] pretraining {method} ({index}/{len(recipe.benchmark.methods)}) ...", flush=True)
+    """A finished encoder per method and pretraining repeat (pretrained or reused); a failing one is reported unless
+    fatal."""
+    encoders, names = {}, recipe.encoder_names
+    for index, method in enumerate(names, 1):
+        print(f"[lensfm benchmark] pretraining {method} ({index}/{len(names)}) ...", flush=True)
         try:
             encoders[method] = ensure_encoder(recipe, method, data_path)
         except Exception as err:  # one broken method must not cost the whole table

@@ -177,3 +177,16 @@ def test_a_baseline_runs_its_own_protocols_seeds_and_tasks(mini, tmp_path):
     with pytest.raises(ValueError, match="unknown task 'segmentation'"):
         load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.baselines=[resnet18]",
                                           "benchmark.baseline_tasks={resnet18: [segmentation]}"])
+
+
+def test_a_pretraining_repeat_is_its_own_encoder_with_its_seed(mini, tmp_path):
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={simclr: [1, 2]}"])
+    assert recipe.encoder_names == ["mae", "simclr", "simclr@seed1", "simclr@seed2"]
+    own, repeat = (benchmark.pretrain_overrides(recipe, name, "/data") for name in ("simclr", "simclr@seed2"))
+    assert repeat["model.method"] == "simclr" and repeat["training.seed"] == 2 and "training.seed" not in own
+    assert repeat["training.output_dir"].endswith("pretrain/simclr@seed2")
+    assert {k: v for k, v in repeat.items() if k not in ("training.seed", "training.output_dir")} == {
+        k: v for k, v in own.items() if k != "training.output_dir"}
+    assert method_title("simclr@seed2") == "SimCLR (pretraining seed 2)"
+    with pytest.raises(ValueError, match="benchmark.pretrain_repeats names \\['dino'\\]"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={dino: [1]}"])
