@@ -7,7 +7,7 @@ import logging
 import math
 
 import torch
-from transformers import TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.modeling_utils import unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -65,16 +65,22 @@ class PreciseBatchNormCallback(TrainerCallback):
         self.batch_size = batch_size
         self.max_images = max_images
 
-    def _recompute(self, model) -> None:
+    def _recompute(self, model: PreTrainedModel) -> None:
         if model is not None:
             recompute_batchnorm_statistics(unwrap_model(model), self.pixel_values, self.batch_size, self.max_images)
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: PreTrainedModel | None = None, **kwargs,
+    ):
         # Runs after DefaultFlowCallback has decided, and before the Trainer evaluates or saves.
         if control.should_evaluate or control.should_save or control.should_training_stop:
             self._recompute(model)
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: PreTrainedModel | None = None, **kwargs,
+    ):
         self._recompute(model)  # also covers a best checkpoint loaded at the end
 
 
@@ -95,7 +101,10 @@ class ChanceLevelLossCallback(TrainerCallback):
         self.margin = margin
         self.warned = False
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        logs: dict[str, float] | None = None, **kwargs,
+    ):
         loss = (logs or {}).get("loss")
         if self.warned or loss is None or state.global_step < max(10, self.patience * (state.max_steps or 0)):
             return

@@ -1,9 +1,8 @@
 """Fine-tune any LensViT encoder (hub id, local folder, or random init) on a registered downstream task with `Trainer`.
 
-`finetune_task` is the one fine-tuning path: it builds the task's head on the encoder (`build_model`), optionally
-starts it from a linear probe (LP-FT), trains on prepared `TensorSplit`s selecting the checkpoint on validation
-with the task's metric, and reports the test metrics. `lensfm finetune RECIPE` (`finetune_recipe.run_finetune`) and
-every fine-tune cell of the benchmark call it.
+`finetune_task` is the one fine-tuning path: the task's head on the encoder (`build_model`), optionally started from
+a linear probe (LP-FT), trained on `TensorSplit`s with the checkpoint selected on validation, test metrics reported.
+`lensfm finetune RECIPE` (`finetune_recipe.run_finetune`) and every fine-tune cell of the benchmark call it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PretrainedConfig, Trainer, TrainingArguments, set_seed
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
@@ -116,7 +115,7 @@ def finalize_training_section(training: dict[str, Any], task: str | Task, has_va
     return training
 
 
-def training_arguments(task: str | Task, training: Mapping[str, Any] | None, output_dir, seed: int,
+def training_arguments(task: str | Task, training: Mapping[str, Any] | None, output_dir: str | os.PathLike, seed: int,
                        has_validation: bool) -> TrainingArguments:
     """Quiet TrainingArguments for one fine-tune of the benchmark: defaults, then `training`, then seed and folder."""
     values = {**training_defaults(str(output_dir)), "disable_tqdm": True, "logging_steps": 50, **dict(training or {})}
@@ -167,14 +166,14 @@ def build_model(
 
 
 def train_model(
-    model,
+    model: PreTrainedModel,
     train: TensorSplit,
     validation: TensorSplit | None,
     task: str | Task,
-    training_args,
+    training_args: TrainingArguments,
     *,
     augment: bool = True,
-    callbacks=None,
+    callbacks: Sequence[TrainerCallback] | None = None,
     quiet: bool = False,
     initial_candidate: bool = False,
 ) -> Trainer:
@@ -215,7 +214,7 @@ def train_model(
     return trainer
 
 
-def _keep_initial_if_better(trainer, metrics: dict, state: dict) -> None:
+def _keep_initial_if_better(trainer: Trainer, metrics: dict, state: dict) -> None:
     """Restore the pre-training weights when they beat the selected checkpoint on validation (see `train_model`)."""
     args, best = trainer.args, trainer.state.best_metric
     name = args.metric_for_best_model
@@ -229,7 +228,7 @@ def _keep_initial_if_better(trainer, metrics: dict, state: dict) -> None:
 
 
 @torch.inference_mode()
-def predict(model, split: TensorSplit, batch_size: int = 256) -> np.ndarray:
+def predict(model: PreTrainedModel, split: TensorSplit, batch_size: int = 256) -> np.ndarray:
     """Logits (N, C) or reconstructions (N, 1, fS, fS) of `split`, batched, in eval mode, on the model's device."""
     was_training = model.training
     model.eval()
@@ -243,7 +242,7 @@ def predict(model, split: TensorSplit, batch_size: int = 256) -> np.ndarray:
     return torch.cat(outputs).numpy()
 
 
-def best_validation_metrics(trainer) -> dict:
+def best_validation_metrics(trainer: Trainer) -> dict:
     """The logged validation metrics of the selected checkpoint (or of the last evaluation)."""
     history = [entry for entry in trainer.state.log_history if any(key.startswith("eval_") for key in entry)]
     if not history:

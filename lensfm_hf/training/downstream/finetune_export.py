@@ -9,8 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from transformers import PreTrainedModel
+
 from ...hub.cards import render_model_card
 from ...hub.export import save_for_hub
+from ...models import LensImageProcessor
 from .tasks import DEFAULT_TASK, get_task
 
 HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -21,7 +24,7 @@ def is_hub_repo_id(name: str | None) -> bool:
     return bool(name) and bool(HUB_REPO_ID.fullmatch(str(name))) and not Path(str(name)).exists()
 
 
-def finetuned_card_results(model, metrics: Mapping[str, Any]) -> dict:
+def finetuned_card_results(model: PreTrainedModel, metrics: Mapping[str, Any]) -> dict:
     """The test metrics of a fine-tuned model in the card results schema (`lensfm_hf.hub.cards`)."""
     info = dict(getattr(model.config, "finetuning", None) or {})
     task = get_task(info.get("task", DEFAULT_TASK))
@@ -45,7 +48,10 @@ def finetuned_card_results(model, metrics: Mapping[str, Any]) -> dict:
     return {"results": entries}
 
 
-def save_finetuned_model(model, processor, model_dir, metrics=None, repo_id: str | None = None):
+def save_finetuned_model(
+    model: PreTrainedModel, processor: LensImageProcessor, model_dir: str | Path, metrics: Mapping[str, Any] = None,
+    repo_id: str | None = None,
+):
     """Save a fine-tuned model hub-ready, as the pretrained encoders are (`lensfm_hf.hub.save_for_hub`): weights,
     `config.json` with the full `auto_map` and `id2label`, the processor, the remote-code files and a card with the
     test metrics, so the folder loads with `pipeline(...)` / `Auto*.from_pretrained(..., trust_remote_code=True)`

@@ -1,15 +1,15 @@
 """`lensfm finetune RECIPE [key=value ...]`: fine-tune an encoder on a registered task from a YAML recipe.
 
-The recipe has sections `model` (`FinetuneModelArguments`), `data` (`FinetuneDataArguments`: task, dataset or
-simulation, validation cut) and `training` (`TrainingArguments`). `run_finetune` resolves the dataset (simulating it
-when none is given), prepares the splits for the task, runs `finetune.finetune_task`, saves the model hub-ready with
-its card and writes `results.json`.
+Sections `model` (`FinetuneModelArguments`), `data` (`FinetuneDataArguments`: task, dataset or simulation,
+validation cut) and `training` (`TrainingArguments`). `run_finetune` resolves (or simulates) the dataset, prepares the
+splits, runs `finetune.finetune_task`, saves the model hub-ready with its card and writes `results.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -115,7 +115,9 @@ ARCHITECTURE_FIELDS = ("patch_embedding_type", "position_embedding_type", "hidde
 SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
 
 
-def parse_finetune_recipe(recipe: str | os.PathLike | Mapping[str, Any], overrides=None):
+def parse_finetune_recipe(
+    recipe: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None
+):
     """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
     raw = read_recipe(recipe)
     for name in SECTIONS:
@@ -206,7 +208,9 @@ def random_init_architecture(model_args: FinetuneModelArguments, recipe: Any = N
     return architecture
 
 
-def recipe_processor(processor, data_args: FinetuneDataArguments, path: str, config: str, task: Task):
+def recipe_processor(
+    processor: LensImageProcessor, data_args: FinetuneDataArguments, path: str, config: str, task: Task
+):
     """`processor` with the recipe's input transform (`data.stretch`, `stretch_scale`, `normalization`) where set;
     `normalization: standard` gets the mean and std of the stretched training split (`fit_split_standardization`)."""
     changes = {key: getattr(data_args, key) for key in ("stretch", "stretch_scale", "normalization")
@@ -219,7 +223,7 @@ def recipe_processor(processor, data_args: FinetuneDataArguments, path: str, con
     return processor
 
 
-def _encoder_image_size(model_args: FinetuneModelArguments, recipe) -> int:
+def _encoder_image_size(model_args: FinetuneModelArguments, recipe: str | os.PathLike | Mapping[str, Any]) -> int:
     """The image size of `model.encoder` (its config), or the recipe's for a random init."""
     if model_args.encoder is None:
         return model_args.image_size
@@ -234,7 +238,10 @@ def _encoder_image_size(model_args: FinetuneModelArguments, recipe) -> int:
         ) from err
 
 
-def run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], overrides=None) -> dict:
+def run_finetune(
+    recipe_path_or_dict: str | os.PathLike | Mapping[str, Any],
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> dict:
     """Fine-tune per a recipe (sections `model`, `data`, `training` -> TrainingArguments); returns metrics and paths.
 
     Returns {"task", "dataset", "config", "metrics" (test), "validation_metrics" (selected checkpoint),

@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedModel
 
 from ...pretraining.views import random_d4
 from .probes import LinearProbe, extract_features, fit_linear_probe
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def initialize_head_from_probe(model, probe: LinearProbe) -> None:
+def initialize_head_from_probe(model: PreTrainedModel, probe: LinearProbe) -> None:
     """LP-FT (Kumar et al. 2022): start a `LensViTForImageClassification` head from a linear probe of its encoder.
 
     With the BatchNorm head (`classifier_norm="batchnorm"`) the probe's standardisation becomes the running
@@ -41,8 +42,10 @@ def initialize_head_from_probe(model, probe: LinearProbe) -> None:
 
 
 @torch.no_grad()
-def training_mode_logits(model, split: TensorSplit, batch_size: int = 64, batches: int = 4, augment: bool = True,
-                         seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def training_mode_logits(
+    model: PreTrainedModel, split: TensorSplit, batch_size: int = 64, batches: int = 4, augment: bool = True,
+    seed: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (n, C) and labels (n,) of `model` in train mode on `batches` seeded batches of `split` (D4-augmented
     with `augment`), i.e. what its first optimisation steps see, on the CPU. Leaves the model's mode and BatchNorm
     statistics as they were."""
@@ -76,14 +79,14 @@ def training_mode_logits(model, split: TensorSplit, batch_size: int = 64, batche
     return torch.cat(logits), torch.cat(labels)
 
 
-def training_mode_loss(model, split: TensorSplit, **kwargs) -> float:
+def training_mode_loss(model: PreTrainedModel, split: TensorSplit, **kwargs) -> float:
     """Mean cross-entropy of `training_mode_logits` (nan when `split` is too small for a training batch)."""
     logits, labels = training_mode_logits(model, split, **kwargs)
     return F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
 
 
 @torch.no_grad()
-def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = True) -> dict:
+def shrink_head_to_training_noise(model: PreTrainedModel, split: TensorSplit, augment: bool = True) -> dict:
     """Scale the classifier's weights and bias by the largest factor in [0, 1] whose train-mode loss
     (`training_mode_logits`) is at most chance, ln(classes) (+0.02): a temperature for the noise that drop-path,
     augmentation and batch statistics add during training.
@@ -109,7 +112,8 @@ def shrink_head_to_training_noise(model, split: TensorSplit, augment: bool = Tru
 
 
 def initialize_head_with_linear_probe(
-    model, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None, augment: bool = True
+    model: PreTrainedModel, train: TensorSplit, validation: TensorSplit, batch_size: int = 256,
+    device: torch.device | str | None = None, augment: bool = True,
 ):
     """LP-FT: fit a linear probe of the model's encoder (`model.base_model`) on `train` (weight decay selected on `validation`) and start
     the classification head from it (`initialize_head_from_probe`), then shrink the head to the noise of training
@@ -152,8 +156,8 @@ def check_head_init(head_init: str, name: str = "head_init") -> None:
 
 
 def apply_head_init(
-    model, head_init: str, train: TensorSplit, validation: TensorSplit, batch_size: int = 256, device=None,
-    augment: bool = True,
+    model: PreTrainedModel, head_init: str, train: TensorSplit, validation: TensorSplit, batch_size: int = 256,
+    device: torch.device | str | None = None, augment: bool = True,
 ) -> bool:
     """Start the head of a classification `model` as `head_init` says: `"random"` keeps the new head,
     `"linear_probe"` runs `initialize_head_with_linear_probe` (LP-FT). Returns True for LP-FT, whose starting

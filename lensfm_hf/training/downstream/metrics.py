@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
 from transformers import EvalPrediction
@@ -19,8 +20,8 @@ from ...metrics import metric_functions
 
 
 def classification_metrics(
-    scores,
-    labels,
+    scores: ArrayLike,
+    labels: ArrayLike,
     label_names: Sequence[str] | None = None,
     kind: str = "auto",
     tpr_at_fpr: Sequence[float] = (),
@@ -50,12 +51,12 @@ def classification_metrics(
     return result
 
 
-def regression_metrics(predictions, targets) -> dict:
+def regression_metrics(predictions: ArrayLike, targets: ArrayLike) -> dict:
     """mae, rmse, r2 and bias = mean(prediction - target), in the units of the inputs (e.g. dex for log10 axion mass)."""
     return metric_functions().regression_metrics(predictions, targets)
 
 
-def bicubic_upsample(low_resolution, factor: int):
+def bicubic_upsample(low_resolution: ArrayLike, factor: int):
     """Bicubic upsampling of (N, C, H, W) images by `factor` (torch, align_corners=False, as the SR model's skip)."""
     images = torch.as_tensor(np.asarray(low_resolution), dtype=torch.float32)
     if images.ndim != 4:
@@ -71,7 +72,9 @@ def _upsampling_factor(low_resolution: np.ndarray, high_resolution: np.ndarray) 
     return factor
 
 
-def super_resolution_metrics(predictions, targets, data_range: float | None = None, low_resolution=None) -> dict:
+def super_resolution_metrics(
+    predictions: ArrayLike, targets: ArrayLike, data_range: float | None = None, low_resolution: ArrayLike = None
+) -> dict:
     """psnr (dB) and ssim, means over images; `data_range` None uses each target image's max - min.
 
     With `low_resolution` (N, 1, S, S), the same metrics of bicubic upsampling of it to the target size
@@ -87,7 +90,9 @@ def super_resolution_metrics(predictions, targets, data_range: float | None = No
     return result
 
 
-def bicubic_baseline_metrics(low_resolution, high_resolution, data_range: float | None = None) -> dict:
+def bicubic_baseline_metrics(
+    low_resolution: ArrayLike, high_resolution: ArrayLike, data_range: float | None = None
+) -> dict:
     """PSNR/SSIM of plain bicubic upsampling, the baseline every super-resolution model must beat."""
     low = np.asarray(low_resolution)
     high = np.asarray(high_resolution)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import roc_curve
@@ -17,6 +18,10 @@ from sklearn.metrics import roc_curve
 from ...files import atomic_write
 from ...metrics import metric_functions
 from .metrics import bicubic_upsample, regression_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _pyplot():
@@ -108,7 +113,7 @@ def plot_predicted_vs_true(
             raise ValueError(f"{method}: {len(true)} true values but {len(predicted)} predictions")
         prepared[method] = (true, predicted, regression_metrics(predicted, true))
 
-    def limits_of(arrays) -> tuple[float, float]:
+    def limits_of(arrays: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
         values = np.concatenate([np.concatenate([t, p]) for t, p in arrays])
         low, high = float(values.min()), float(values.max())
         pad = 0.03 * (high - low or 1.0)
@@ -247,7 +252,7 @@ def plot_confusion_matrices(
     return _save(fig, path, title)
 
 
-def _save(fig, path: str | Path, title: str = "", axis=None) -> Path:
+def _save(fig: Figure, path: str | Path, title: str = "", axis: Axes | None = None) -> Path:
     """Title the figure (or its one `axis`), lay it out and write it as PNG through `atomic_write`, so a reader
     never sees half a file; close it either way."""
     plt = _pyplot()

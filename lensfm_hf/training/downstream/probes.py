@@ -11,17 +11,23 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
+from transformers import PreTrainedModel
 
 from ...data.loading import iter_torch_batches
 from ...models import LensImageProcessor, LensViTModel
 from .metrics import classification_metrics, regression_metrics
 from .splits import TensorSplit
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 DEFAULT_WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_RIDGE_ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -30,7 +36,9 @@ DEFAULT_RIDGE_ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 # ----------------------------------------------------------------------------- features
 
 
-def load_encoder(encoder, device: str | torch.device | None = None) -> LensViTModel:
+def load_encoder(
+    encoder: str | os.PathLike | PreTrainedModel, device: str | torch.device | None = None
+) -> LensViTModel:
     """A `LensViTModel` from a hub id / folder, or the encoder inside a task model, in eval mode."""
     if isinstance(encoder, (str, os.PathLike)):
         encoder = LensViTModel.from_pretrained(str(encoder))
@@ -42,8 +50,8 @@ def load_encoder(encoder, device: str | torch.device | None = None) -> LensViTMo
 
 @torch.inference_mode()
 def extract_features(
-    encoder,
-    dataset,
+    encoder: str | os.PathLike | PreTrainedModel,
+    dataset: TensorSplit | Dataset,
     batch_size: int = 256,
     processor: LensImageProcessor | None = None,
     device: str | torch.device | None = None,
@@ -230,9 +238,9 @@ def linear_probe(
 
 def ridge_probe(
     train_features: torch.Tensor,
-    train_targets,
+    train_targets: ArrayLike,
     validation_features: torch.Tensor,
-    validation_targets,
+    validation_targets: ArrayLike,
     test_features: torch.Tensor,
     alphas: Sequence[float] = DEFAULT_RIDGE_ALPHAS,
 ) -> dict:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
 
 from ...data.loading import iter_torch_batches, load_lensing_dataset
 from ...models import LensImageProcessor
 from ...pretraining.views import random_d4
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +45,11 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def select(self, indices) -> "TensorSplit":
+    def select(self, indices: ArrayLike) -> "TensorSplit":
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return replace(self, pixel_values=self.pixel_values[index], labels=self.labels[index])
 
-    def to_physical(self, values) -> np.ndarray:
+    def to_physical(self, values: ArrayLike) -> np.ndarray:
         return np.asarray(values, dtype=np.float64) * self.target_std + self.target_mean
 
     def physical_targets(self) -> np.ndarray:
@@ -91,7 +96,7 @@ class LensTensorDataset(torch.utils.data.Dataset):
         return {"pixel_values": pixel_values, "labels": labels}
 
 
-def collate_batch(batch):
+def collate_batch(batch: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]]):
     """Pass `LensTensorDataset` batches through; stack lists of rows otherwise."""
     if isinstance(batch, Mapping):
         return dict(batch)
@@ -118,7 +123,8 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def prepare_super_resolution(
-    low, high, processor: LensImageProcessor, image_size: int, factor: int, flux_per_pixel: bool = True
+    low: torch.Tensor, high: torch.Tensor, processor: LensImageProcessor, image_size: int, factor: int,
+    flux_per_pixel: bool = True,
 ):
     """Low- and high-resolution images normalised with the low-resolution image's statistics (the model only sees
     the low-res image, so the target must live in the same units), resized to (S, S) and (fS, fS).
@@ -141,7 +147,7 @@ def prepare_super_resolution(
     return _resize(low, image_size), _resize(high, factor * image_size)
 
 
-def task_rows(dataset, task, where: str = "the dataset"):
+def task_rows(dataset: Dataset, task, where: str = "the dataset"):
     """The rows of a datasets `Dataset` usable for `task`: of `task.target_class` if set, with a finite (and, for
     a log10 target, positive) `task.target_column`. Raises a ValueError naming `where` when none are left."""
     if task.target_column not in dataset.column_names:
@@ -164,7 +170,7 @@ def task_rows(dataset, task, where: str = "the dataset"):
 
 
 def prepare_split(
-    dataset,
+    dataset: Dataset,
     task,
     processor: LensImageProcessor,
     image_size: int,
@@ -239,7 +245,7 @@ def fit_split_standardization(
 # ----------------------------------------------------------------------------- validation cuts and label subsets
 
 
-def _labels_of(data) -> np.ndarray:
+def _labels_of(data: TensorSplit | ArrayLike | Dataset) -> np.ndarray:
     if isinstance(data, TensorSplit):
         return data.labels.numpy()
     if isinstance(data, (np.ndarray, torch.Tensor, list, tuple)):
@@ -248,7 +254,7 @@ def _labels_of(data) -> np.ndarray:
 
 
 def train_validation_indices(
-    labels, fraction: float, seed: int, stratify: bool = True, labels_per_class: int | None = None
+    labels: ArrayLike, fraction: float, seed: int, stratify: bool = True, labels_per_class: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) index arrays; per-class stratified for integer labels when `stratify`.
 
@@ -296,7 +302,7 @@ def split_train_validation(
     return split.select(train), split.select(validation)
 
 
-def few_label_indices(labels, per_class: int, seed: int) -> np.ndarray:
+def few_label_indices(labels: ArrayLike, per_class: int, seed: int) -> np.ndarray:
     """Sorted indices of a class-balanced subset: `per_class` rows of every class, drawn with `seed`."""
     labels = np.asarray(labels).reshape(-1)
     if per_class < 1:
@@ -313,7 +319,7 @@ def few_label_indices(labels, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def few_label_subset(dataset, per_class: int, seed: int):
+def few_label_subset(dataset: TensorSplit | Dataset, per_class: int, seed: int):
     """Class-balanced seeded subset (`per_class` per class) of a `TensorSplit` or datasets `Dataset` (same type back).
 
     The same seed gives the same subset; the classes come from `labels` / the `label` column.

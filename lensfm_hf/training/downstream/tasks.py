@@ -1,15 +1,14 @@
 """The downstream-task registry: one `Task` record per task, read by `lensfm finetune`, `lensfm benchmark` and the cards.
 
-A record names the dataset config and target column, the head class and its loss, the metrics (the first reported
-one is the headline), checkpoint selection, the benchmark protocols that suit it, the plots and the card's task type.
-Adding a task is one `register_task(Task(...))` entry at the end of this file plus one recipe YAML in
-`recipes/finetune/`; no other code names a task.
+A record names the dataset config and target column, the head and its loss, the metrics (the first is the headline),
+checkpoint selection, the benchmark protocols that suit it, the plots and the card's task type. Adding a task is one
+`register_task(Task(...))` entry plus one recipe in `recipes/finetune/`; no other code names a task.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +102,7 @@ class Task:
     def has_classes(self) -> bool:
         return self.target_kind == "class"
 
-    def head_kwargs(self, label_names=None, upscale_factor: int = 2) -> dict[str, Any]:
+    def head_kwargs(self, label_names: Sequence[str] | None = None, upscale_factor: int = 2) -> dict[str, Any]:
         """Config values of the task head: labels for classes, one output for a scalar, the factor for images."""
         if self.target_kind == "class":
             names = list(label_names or [])
