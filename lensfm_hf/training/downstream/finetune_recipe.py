@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,13 +99,14 @@ class FinetuneDataArguments:
                   "writes (an f x f block sums to one low-res pixel); they are scaled by f^2 to the low-res brightness"},
     )
     preprocess_batch_size: int = 512
-    # Input transform (LensImageProcessor): null keeps the encoder's saved processor (a random init: per-image min-max).
-    stretch: str | None = field(default=None, metadata={"help": "none | asinh | log contrast stretch of the flux; null: the encoder's"})
-    stretch_scale: float | None = field(default=None, metadata={"help": "flux scale of the stretch (image units); null: the encoder's"})
+    # Input transform (LensImageProcessor) of a random init; a pretrained encoder keeps the one it was pretrained with.
+    # null: the default processor's (no stretch, per-image min-max).
+    stretch: str | None = field(default=None, metadata={"help": "none | asinh | log contrast stretch of the flux (random init)"})
+    stretch_scale: float | None = field(default=None, metadata={"help": "flux scale of the stretch, in image units (random init)"})
     normalization: str | None = field(
         default=None,
-        metadata={"help": "minmax (per image) | standard (mean/std of the stretched training split, fitted here) | none; "
-                  "null: the encoder's"},
+        metadata={"help": "minmax (per image) | standard (mean/std of the stretched training split, fitted here) | none "
+                  "(random init)"},
     )
 
 
@@ -209,12 +211,22 @@ def random_init_architecture(model_args: FinetuneModelArguments, recipe: Any = N
 
 
 def recipe_processor(
-    processor: LensImageProcessor, data_args: FinetuneDataArguments, path: str, config: str, task: Task
-):
+    processor: LensImageProcessor, data_args: FinetuneDataArguments, path: str, config: str, task: Task,
+    random_init: bool = True,
+) -> LensImageProcessor:
     """`processor` with the recipe's input transform (`data.stretch`, `stretch_scale`, `normalization`) where set;
-    `normalization: standard` gets the mean and std of the stretched training split (`fit_split_standardization`)."""
+    `normalization: standard` gets the mean and std of the stretched training split (`fit_split_standardization`).
+    A pretrained encoder (`random_init` False) keeps the transform it was pretrained with, as it keeps its backbone:
+    the recipe's fields are then ignored, with a warning when they differ from its processor's."""
     changes = {key: getattr(data_args, key) for key in ("stretch", "stretch_scale", "normalization")
                if getattr(data_args, key) is not None}
+    if not random_init:
+        differing = {key: value for key, value in changes.items() if getattr(processor, key) != value}
+        if differing:
+            warnings.warn(f"the encoder keeps the input transform it was pretrained with ({processor.stretch} stretch, "
+                          f"{processor.normalization} normalisation); the recipe's {differing} applies to a random "
+                          "init (model.encoder null) only.", stacklevel=2)
+        return processor
     if not changes:
         return processor
     processor = LensImageProcessor(**{**processor.to_dict(), **changes})  # validates the values with its messages
@@ -261,7 +273,7 @@ def run_finetune(
     image_size = _encoder_image_size(model_args, recipe_path_or_dict)
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
     path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
-    processor = recipe_processor(processor, data_args, path, config, task)
+    processor = recipe_processor(processor, data_args, path, config, task, random_init=model_args.encoder is None)
     full_train, test = (
         load_task_split(path, config, name, task, processor, image_size, max_samples=max_samples,
                         batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)

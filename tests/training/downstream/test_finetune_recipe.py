@@ -193,6 +193,11 @@ def test_the_recipes_input_transform_is_fitted_on_train_and_saved_with_the_model
     _, data, _, _ = parse_finetune_recipe(recipe)
     plain = recipe_processor(LensImageProcessor(), data, dataset_dir, "model3", recipe_task(data))
     assert (plain.stretch, plain.normalization) == ("none", "minmax")
+    # A pretrained encoder keeps the transform it was pretrained with; the recipe's applies to a random init only.
+    _, data, _, _ = parse_finetune_recipe(recipe, ["data.stretch=log"])
+    with pytest.warns(UserWarning, match="random init"):
+        kept = recipe_processor(LensImageProcessor(), data, dataset_dir, "model3", recipe_task(data), random_init=False)
+    assert (kept.stretch, kept.normalization) == ("none", "minmax")
     with pytest.raises(ValueError, match="stretch must be one of"):
         run_finetune(recipe, overrides=["data.stretch=sqrt"])
 
