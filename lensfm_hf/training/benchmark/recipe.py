@@ -408,15 +408,15 @@ def check_methods(recipe: BenchmarkRecipe) -> None:
         raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))} in pretrain.method_overrides; known "
                          f"methods: {', '.join(known)}.")
     recipe.pretrain.method_overrides = {aliases[str(name).lower()]: values for name, values in overrides.items()}
-    for key in ("baseline_seeds", "baseline_tasks"):
-        stray = [b for b in getattr(recipe.benchmark, key) if b not in recipe.benchmark.baselines]
+    for key in ("baseline_seeds", "baseline_tasks"):  # a stage may run without a baseline its preset configures
+        stray = [b for b in getattr(recipe.benchmark, key) if b not in BASELINES]
         if stray:
-            raise ValueError(f"benchmark.{key} names {stray}, which benchmark.baselines "
-                             f"({recipe.benchmark.baselines}) does not run; add them there or drop the entry.")
-    stray = [m for m in recipe.benchmark.pretrain_repeats if m not in recipe.benchmark.methods]
-    if stray:
-        raise ValueError(f"benchmark.pretrain_repeats names {stray}, which benchmark.methods "
-                         f"({recipe.benchmark.methods}) does not pretrain; add them there or drop the entry.")
+            raise ValueError(f"benchmark.{key} names {stray}, which is no baseline; known baselines: "
+                             f"{', '.join(BASELINES)}.")
+    stray = [m for m in recipe.benchmark.pretrain_repeats if m not in known]
+    if stray:  # a method the run leaves out (a stage) keeps its repeats for the runs that include it
+        raise ValueError(f"benchmark.pretrain_repeats names {stray}, which is no pretraining method; known methods: "
+                         f"{', '.join(known)}.")
     for name, seeds in recipe.benchmark.baseline_seeds.items():
         if not seeds:
             raise ValueError(f"benchmark.baseline_seeds.{name} is empty; give at least one seed.")

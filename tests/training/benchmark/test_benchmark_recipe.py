@@ -169,8 +169,10 @@ def test_a_baseline_runs_its_own_protocols_seeds_and_tasks(mini, tmp_path):
         ("classification", "model3"), ("super_resolution", "super_resolution")]
     assert recipe.evaluations_of("random_init") == recipe.evaluations
     assert method_title("resnet18") == "ResNet-18 (scratch)"
-    for override, named in [("benchmark.baseline_seeds={resnet18: [0]}", "benchmark.baseline_seeds names \\['resnet18'\\]"),
-                            ("benchmark.baseline_tasks={resnet18: [segmentation]}", "benchmark.baseline_tasks names"),
+    # a stage that runs without the ResNet row keeps its entries; a name that is no baseline is refused
+    load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.baseline_seeds={resnet18: [0]}"])
+    for override, named in [("benchmark.baseline_seeds={resnet: [0]}", "benchmark.baseline_seeds names \\['resnet'\\]"),
+                            ("benchmark.baseline_tasks={resnt18: [classification]}", "benchmark.baseline_tasks names"),
                             ("benchmark.baselines=[resnet]", "known baselines: random_init, resnet18")]:
         with pytest.raises(ValueError, match=named):
             load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), override])
@@ -188,5 +190,7 @@ def test_a_pretraining_repeat_is_its_own_encoder_with_its_seed(mini, tmp_path):
     assert {k: v for k, v in repeat.items() if k not in ("training.seed", "training.output_dir")} == {
         k: v for k, v in own.items() if k != "training.output_dir"}
     assert method_title("simclr@seed2") == "SimCLR (pretraining seed 2)"
-    with pytest.raises(ValueError, match="benchmark.pretrain_repeats names \\['dino'\\]"):
-        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={dino: [1]}"])
+    skipped = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={dino: [1]}"])
+    assert skipped.encoder_names == ["mae", "simclr"]  # dino is not in this run's methods
+    with pytest.raises(ValueError, match="benchmark.pretrain_repeats names \\['dyno'\\], which is no pretraining method"):
+        load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={dyno: [1]}"])
