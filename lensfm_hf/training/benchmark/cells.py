@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
+from ...models import LensImageProcessor
 from ..downstream.metrics import mean_std, scalar_entries
 from ..downstream.probes import extract_features
 from ..records import json_ready, settings_key, write_json
@@ -59,7 +60,7 @@ class SplitCache:
     def __init__(self, recipe: BenchmarkRecipe, data_path: str):
         self.recipe, self.data_path, self._cache = recipe, data_path, {}
 
-    def get(self, evaluation: Evaluation, processor) -> TaskData:
+    def get(self, evaluation: Evaluation, processor: LensImageProcessor) -> TaskData:
         """The evaluation's splits prepared by `processor` (at its `size`, the encoder's image size)."""
         task, config, image_size = evaluation.task, evaluation.config, processor.size
         key = (task.name, config, json.dumps(processor.to_dict(), sort_keys=True, default=str))
@@ -78,7 +79,9 @@ class SplitCache:
 # ----------------------------------------------------------------------------- cache files
 
 
-def cell_path(root: Path, method: str, evaluation: Evaluation, protocol: str, budget, key: str) -> Path:
+def cell_path(
+    root: Path, method: str, evaluation: Evaluation, protocol: str, budget: int | str | None, key: str
+) -> Path:
     name = protocol if budget in (None, "all") else f"{protocol}_{budget}"
     return root / "cells" / method / evaluation.task.name / evaluation.config / f"{name}-{key[:12]}.json"
 
@@ -119,7 +122,7 @@ def summarise_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str
 # ----------------------------------------------------------------------------- computing a cell
 
 
-def seed_indices(data: TaskData, fraction: float, seed: int, budget) -> tuple[np.ndarray, np.ndarray]:
+def seed_indices(data: TaskData, fraction: float, seed: int, budget: int | str | None) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices into `data.train` for one seed: the seeded validation cut (stratified by class),
     and for a label budget `budget` per class to train and at most as many per class to select
     (`splits.train_validation_indices`, the rule `lensfm finetune data.labels_per_class` follows too)."""
@@ -129,7 +132,9 @@ def seed_indices(data: TaskData, fraction: float, seed: int, budget) -> tuple[np
     return train_validation_indices(labels, fraction, seed, stratify=classes, labels_per_class=per_class)
 
 
-def features_of(spec, data: TaskData, seed: int, cache: dict, batch_size: int, device) -> tuple:
+def features_of(
+    spec: Mapping[str, Any], data: TaskData, seed: int, cache: dict, batch_size: int, device: torch.device
+) -> tuple:
     """(train features, test features) of an encoder; a pretrained encoder's are extracted once per evaluation, a
     random-init encoder's once per seed (each seed draws a new random encoder)."""
     key = (spec["name"], data.task.name, data.config, seed if spec["random"] else None)
@@ -140,8 +145,10 @@ def features_of(spec, data: TaskData, seed: int, cache: dict, batch_size: int, d
     return cache[key]
 
 
-def compute_cell(protocol: str, budget, data: TaskData, spec: Mapping[str, Any], recipe: BenchmarkRecipe,
-                 feature_cache: dict, work_dir: Path, pool=None) -> tuple[list[dict], dict | None]:
+def compute_cell(
+    protocol: str, budget: int | str | None, data: TaskData, spec: Mapping[str, Any], recipe: BenchmarkRecipe,
+    feature_cache: dict, work_dir: Path, pool: Executor | None = None,
+) -> tuple[list[dict], dict | None]:
     """Run one protocol (at one label budget) for every seed; returns per-seed results and seed 0's outputs.
 
     A probe's seeds run here on frozen features; a fine-tune's run in `pool` (a process pool, see
@@ -251,7 +258,7 @@ def _print_cell(cell: Mapping[str, Any], task: Task) -> None:
 
 
 def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: SplitCache, data_path: str,
-                     counters: dict[str, int], pool=None) -> list[dict]:
+                     counters: dict[str, int], pool: Executor | None = None) -> list[dict]:
     """Every (evaluation, protocol, budget) cell of one encoder, computed or read from the cache."""
     method, root, processor = spec["name"], recipe.root, spec["processor"]
     feature_cache: dict = {}

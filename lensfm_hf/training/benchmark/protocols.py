@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..downstream.finetune import finetune_seed
@@ -133,7 +134,7 @@ def finetune_settings(args: Any, task: Task, training: dict[str, Any]) -> dict[s
 # ----------------------------------------------------------------------------- one seed
 
 
-def _scored(run: SeedRun, predictions, extra: dict[str, Any] | None = None) -> dict:
+def _scored(run: SeedRun, predictions: np.ndarray, extra: dict[str, Any] | None = None) -> dict:
     result = run.task.metrics(predictions, run.test)
     result.update(extra or {}, outputs=run.task.outputs(predictions, run.test))
     return result

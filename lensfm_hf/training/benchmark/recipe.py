@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,7 +278,9 @@ class BenchmarkRecipe:
         return training
 
 
-def load_benchmark_recipe(recipe, overrides=None) -> BenchmarkRecipe:
+def load_benchmark_recipe(
+    recipe: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None
+) -> BenchmarkRecipe:
     """Parse a benchmark preset (YAML path or dict) plus `key=value` overrides (e.g. `seeds=[0]`)."""
     defaults = {}
     if isinstance(recipe, (str, os.PathLike)):

@@ -20,7 +20,7 @@ from ...pretraining import PRETRAINING_METHODS
 from ...simulation import preset_title
 from ..downstream import plots
 from ..records import write_json
-from ..downstream.tasks import DEFAULT_TASK, TASKS, get_task
+from ..downstream.tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .protocols import PROTOCOLS
 from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, encoder_method, method_title
 
@@ -37,21 +37,21 @@ def fmt(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {std:.{digits}f}"
 
 
-def column_key(cell) -> tuple[str, Any]:
+def column_key(cell: Mapping[str, Any]) -> tuple[str, Any]:
     return cell["protocol"], cell["label_budget"]
 
 
-def column_title(protocol: str, budget) -> str:
+def column_title(protocol: str, budget: int | str | None) -> str:
     return PROTOCOLS[protocol].column(budget)
 
 
-def ordered_columns(cells) -> list[tuple[str, Any]]:
+def ordered_columns(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
     order = {p: i for i, p in enumerate(PROTOCOLS)}
     keys = {column_key(c) for c in cells}
     return sorted(keys, key=lambda k: (order[k[0]], -1 if k[1] == "all" else int(k[1])))
 
 
-def ordered_rows(cells) -> list[tuple[str, str, str]]:
+def ordered_rows(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     method_order = {m: i for i, m in enumerate([*PRETRAINING_METHODS, *BASELINES])}
     rows = {(c["method"], c["pretraining_set"], c["finetuning_set"]) for c in cells}
     return sorted(rows, key=lambda r: (r[2], method_order.get(encoder_method(r[0]), 99), r[0]))
@@ -256,11 +256,11 @@ def _fine_tuned(cell: Mapping[str, Any], every_label: bool = False) -> bool:
     return PROTOCOLS[cell["protocol"]].trains_encoder and (not every_label or cell["label_budget"] == "all")
 
 
-def _title(task, dataset: str, what: str) -> str:
+def _title(task: Task, dataset: str, what: str) -> str:
     return f"{task.title}, {preset_title(dataset)}: {what}"
 
 
-def plot_roc(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
+def plot_roc(root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path) -> list[Path]:
     """ROC curves per protocol column, one line per method (binary tasks: log FPR, marker at the TPR@FPR point)."""
     out = []
     label_names = cells[0].get("label_names") or []
@@ -280,7 +280,9 @@ def plot_roc(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path
     return out
 
 
-def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
+def plot_label_efficiency(
+    root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path
+) -> list[Path]:
     """Fine-tune macro AUC against labels per class, one line per method, naming each budget's step count."""
     series: dict[str, list] = {}
     steps = {}
@@ -297,7 +299,9 @@ def plot_label_efficiency(root: Path, task, dataset: str, cells, plot_dir: Path)
                                         title=_title(task, dataset, "label efficiency") + (f"\n({note})" if note else ""))]
 
 
-def plot_confusion(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
+def plot_confusion(
+    root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path
+) -> list[Path]:
     matrices = {method_title(c["method"]): c["confusion_matrix"] for c in cells
                 if _fine_tuned(c, every_label=True) and c.get("confusion_matrix")}
     if not matrices:
@@ -307,7 +311,9 @@ def plot_confusion(root: Path, task, dataset: str, cells, plot_dir: Path) -> lis
                                           title=_title(task, dataset, f"full fine-tune (seed {cells[0]['seeds'][0]})"))]
 
 
-def plot_predicted_vs_true(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
+def plot_predicted_vs_true(
+    root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path
+) -> list[Path]:
     """Predicted against true target per method, one figure per protocol (seed 0, test split)."""
     out = []
     for protocol, budget in ordered_columns(cells):
@@ -324,7 +330,9 @@ def plot_predicted_vs_true(root: Path, task, dataset: str, cells, plot_dir: Path
     return out
 
 
-def plot_super_resolution_examples(root: Path, task, dataset: str, cells, plot_dir: Path) -> list[Path]:
+def plot_super_resolution_examples(
+    root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path
+) -> list[Path]:
     """Test examples: input, bicubic, each method's fine-tuned reconstruction, truth (seed 0)."""
     low = truth = None
     predictions = {}
@@ -395,7 +403,9 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
     return {"model_name": f"lensfm-{method}", "results": entries}
 
 
-def write_cards(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells) -> list[str]:
+def write_cards(
+    recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells: Sequence[Mapping[str, Any]]
+) -> list[str]:
     """A model card (README.md with `model-index`) and `eval_results.json` in every pretrained encoder folder."""
     dataset = recipe.data.dataset
     dataset_type = dataset if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else "lensfm/deeplense-sims"

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ from .report import detailed_table, failures_section, make_plots, recovery_lines
 logger = logging.getLogger(__name__)
 
 
-def run_benchmark(recipe_path_or_dict, overrides=None) -> dict[str, Any]:
+def run_benchmark(
+    recipe_path_or_dict: str | os.PathLike | Mapping[str, Any],
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run a benchmark preset end to end; returns paths, the cells and counts of computed / cached cells.
 
     Returns {"results_dir", "results_path", "table_path", "plots", "cards", "cells", "computed", "cached",
