@@ -7,7 +7,7 @@ them when, so the same model trains under any loop that makes the same calls.
 from __future__ import annotations
 
 import torch
-from transformers import TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.modeling_utils import unwrap_model
 
 
@@ -19,13 +19,22 @@ class SelfSupervisedCallback(TrainerCallback):
     (the students are identical after each all-reduced step).
     """
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: PreTrainedModel | None = None, **kwargs,
+    ):
         self._progress(state, model)
 
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: PreTrainedModel | None = None, **kwargs,
+    ):
         self._progress(state, model)
 
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: PreTrainedModel | None = None, **kwargs,
+    ):
         model = unwrap_model(model)
         update = getattr(model, "update_teacher", None)
         if update is not None:
@@ -33,7 +42,7 @@ class SelfSupervisedCallback(TrainerCallback):
                 update()
 
     @staticmethod
-    def _progress(state, model):
+    def _progress(state: TrainerState, model: PreTrainedModel | None):
         model = unwrap_model(model)
         set_progress = getattr(model, "set_progress", None)
         if set_progress is not None:

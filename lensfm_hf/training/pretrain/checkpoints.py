@@ -62,7 +62,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def resolve_checkpoint(resume, output_dir: str) -> str | None:
+def resolve_checkpoint(resume: str | bool | None, output_dir: str) -> str | None:
     """The checkpoint folder `training.resume_from_checkpoint` asks for: None (off), the newest complete one in
     `output_dir` (`last` / `true`; None with a warning when there is none), or the folder it names."""
     if resume in (None, False, "", "false", "False", "none", "None"):

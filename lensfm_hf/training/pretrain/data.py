@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import torch
+from datasets import Dataset
 from torch.utils.data import IterableDataset
 from transformers import TrainingArguments
 
@@ -155,7 +157,7 @@ class ProcessedImages(torch.utils.data.Dataset):
     which is several times faster than the processor on single rows (the DataLoader then collates).
     """
 
-    def __init__(self, dataset, processor: LensImageProcessor):
+    def __init__(self, dataset: Dataset, processor: LensImageProcessor):
         self.dataset = dataset.with_format("torch", columns=["pixel_values"])
         self.processor = processor
 
@@ -165,7 +167,7 @@ class ProcessedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])[0]
 
-    def __getitems__(self, indices) -> list[dict[str, torch.Tensor]]:
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
         pixels = self.dataset[list(indices)]["pixel_values"]
         batch = self.processor.process_tensor(pixels)
         return [{"pixel_values": image} for image in batch]
@@ -199,7 +201,7 @@ def _load_split(data_args: PretrainDataArguments, split: str):
     return dataset
 
 
-def _tensor_of(dataset, processor: LensImageProcessor, chunk: int = 4096) -> torch.Tensor:
+def _tensor_of(dataset: Dataset, processor: LensImageProcessor, chunk: int = 4096) -> torch.Tensor:
     """The processed `pixel_values` of a whole dataset as one (N, 1, H, W) tensor, processed `chunk` rows at a time."""
     parts = [
         processor.process_tensor(batch["pixel_values"])
@@ -214,7 +216,10 @@ def _stream_device(data_args: PretrainDataArguments, args: TrainingArguments) ->
     return str(args.device)
 
 
-def _simulated_eval_images(data_args, args, processor, seed: int, count: int | None = None) -> torch.Tensor:
+def _simulated_eval_images(
+    data_args: PretrainDataArguments, args: TrainingArguments, processor: LensImageProcessor, seed: int,
+    count: int | None = None,
+) -> torch.Tensor:
     """`count` (default `num_eval_images`) images simulated once (on the stream device) with a seed no training
     stream uses; kept on the CPU."""
     count = data_args.num_eval_images if count is None else count
@@ -228,7 +233,9 @@ def _simulated_eval_images(data_args, args, processor, seed: int, count: int | N
     return torch.cat(images)[:count]
 
 
-def build_health_images(data_args: PretrainDataArguments, args: TrainingArguments, processor) -> torch.Tensor | None:
+def build_health_images(
+    data_args: PretrainDataArguments, args: TrainingArguments, processor: LensImageProcessor
+) -> torch.Tensor | None:
     """`num_health_images` held-out processed images (CPU) for representation health, or None when off."""
     count = data_args.num_health_images
     if count <= 0:
@@ -247,7 +254,8 @@ def build_health_images(data_args: PretrainDataArguments, args: TrainingArgument
 
 
 def build_datasets(
-    data_args: PretrainDataArguments, args: TrainingArguments, processor, resume_step: int = 0, paired: bool = False
+    data_args: PretrainDataArguments, args: TrainingArguments, processor: LensImageProcessor, resume_step: int = 0,
+    paired: bool = False,
 ):
     """(train_dataset, eval_dataset or None) for the Trainer; see the `data:` section for the options. `paired`:
     the method's views need simulator pairs (`paired_pixel_values`), which only a `stream:` source can make."""

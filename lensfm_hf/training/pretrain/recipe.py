@@ -222,7 +222,7 @@ def _portable_device(raw: dict[str, Any]) -> None:
 get_method_classes = get_pretraining_classes  # any spelling; an unknown name's error suggests the nearest method
 
 
-def _config_fields(config_class) -> set[str]:
+def _config_fields(config_class: type) -> set[str]:
     names = set()
     for cls in (config_class, LensViTConfig):
         for klass in inspect.getmro(cls):
@@ -263,7 +263,7 @@ def build_pretraining_model(model_args: PretrainModelArguments):
     return model_class(config)
 
 
-def _accepts_any_field(config_class, model_args, keys) -> bool:
+def _accepts_any_field(config_class: type, model_args: PretrainModelArguments, keys: Sequence[str]) -> bool:
     """True when a default config of this class already has attributes named `keys` (fields set in `__init__`
     bodies of configs whose signatures take **kwargs)."""
     try:

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 import transformers
 from torch.utils.data import DataLoader
-from transformers import Trainer, set_seed
+from huggingface_hub import ModelCard
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, set_seed
 from transformers.modeling_utils import unwrap_model
 
 from ...distributed import rank
@@ -91,7 +92,10 @@ class PretrainingTrainer(Trainer):
             )
         return super().get_train_dataloader()
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
         outputs = model(**inputs)
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs[0]
         if loss is None:
@@ -100,7 +104,7 @@ class PretrainingTrainer(Trainer):
             self._accumulate_diagnostics(model, outputs)
         return (loss, outputs) if return_outputs else loss
 
-    def _accumulate_diagnostics(self, model, outputs) -> None:
+    def _accumulate_diagnostics(self, model: PreTrainedModel, outputs: Any) -> None:
         names = getattr(unwrap_model(model), "diagnostic_names", None)
         if names is None and isinstance(outputs, Mapping):
             names = [k for k, v in outputs.items() if k != "loss" and isinstance(v, torch.Tensor) and v.ndim == 0]
@@ -184,7 +188,10 @@ def pretraining_info(recipe: PretrainingRecipe, global_step: int, world_size: in
     }
 
 
-def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, Any], processor=None, card=None) -> Path:
+def export_encoder(
+    model: PreTrainedModel, out_dir: str | os.PathLike, recipe_info: Mapping[str, Any],
+    processor: LensImageProcessor | None = None, card: ModelCard | str | None = None,
+) -> Path:
     """Write the encoder of a pretraining model as a hub-ready LensViT folder, full state in `pretraining/`.
 
     `out_dir/`: `config.json` (with `pretraining=recipe_info`, `auto_map`), weights, processor, remote code and
@@ -210,7 +217,7 @@ def export_encoder(model, out_dir: str | os.PathLike, recipe_info: Mapping[str, 
 # ----------------------------------------------------------------------------- run
 
 
-def check_data_recipe(config, data) -> None:
+def check_data_recipe(config: PretrainedConfig, data: PretrainDataArguments) -> None:
     """A method that renders its data (`data_recipe`, e.g. the physics-informed I-JEPA) must render the recipe the
     stream simulates: else it would explain Model 2 images with another field of view or PSF without a word."""
     expected = getattr(config, "data_recipe", None)
