@@ -126,7 +126,9 @@ def training_mean_guess(recipe: str, per_class: int = 2000, seed: int = 0) -> di
 
 
 @torch.no_grad()
-def predict_branch_parameters(model, pixel_values: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+def predict_branch_parameters(
+    model: LensPhysicsIJEPAForPreTraining, pixel_values: torch.Tensor, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """The physics branch's (N,) float64 CPU predictions of every parameter it infers (eval mode, restored)."""
     was_training = model.training
     model.eval()

@@ -14,7 +14,7 @@ import enum
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,7 @@ def load_recipe(
     sections: Mapping[str, type],
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
     defaults: Mapping[str, Mapping[str, Any]] | None = None,
-    before_parse=None,
+    before_parse: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse a recipe into {section: dataclass instance}; also return the raw mapping after overrides.
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..files import atomic_write
 
 
-def json_ready(value):
+def json_ready(value: Any):
     """`value` with numpy scalars as Python numbers, tuples as lists and non-finite floats as null / "inf"."""
     if isinstance(value, Mapping):
         return {str(k): json_ready(v) for k, v in value.items()}
@@ -33,7 +33,7 @@ def settings_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_json(path: str | os.PathLike, value, indent: int = 1) -> None:
+def write_json(path: str | os.PathLike, value: Any, indent: int = 1) -> None:
     """Write `value` as JSON to `path` atomically (a kill leaves the old file or the new one, never half of one)."""
     with atomic_write(path) as handle:
         handle.write(json.dumps(json_ready(value), indent=indent, default=str) + "\n")
