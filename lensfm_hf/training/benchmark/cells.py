@@ -1,9 +1,8 @@
 """Benchmark cells: one (encoder, task, dataset config, protocol, label budget) over every seed, cached on disk.
 
-A cell's identity is the hash of everything that decides its numbers (encoder fingerprint, dataset identity,
-processor, task, protocol settings, seeds), so a rerun computes only what changed. Each seed cuts its own seeded
-validation split from train; probes select their strength and fine-tunes their checkpoint on it; the test split
-only reports. Seed 0's test predictions are kept (`.npz`) for the plots.
+A cell's identity hashes everything that decides its numbers (encoder fingerprint, dataset, processor, task, protocol
+settings, seeds), so a rerun computes only what changed. Each seed cuts its own validation split from train for
+selection; the test split only reports. Seed 0's test predictions are kept (`.npz`) for the plots.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """`lensfm zoo`: build the released checkpoints on this machine, since nothing is published on the Hub yet.
 
-For every method it reuses a benchmark preset's finished encoder (`<results_dir>/<preset>/pretrain/<method>/encoder`,
-`study` first, then `quick`), or else pretrains one with the shipped CPU recipe `<method>_tiny`; then it installs
-the encoder with its card into the local HF cache as `lensfm/<method>` (`lensfm_hf.hub.zoo`), so that
-`AutoModel.from_pretrained("lensfm/mae")` works offline.
+Each method reuses a benchmark preset's finished encoder (`<results_dir>/<preset>/pretrain/<method>/encoder`, `study`
+then `quick`) or pretrains one with the shipped CPU recipe `<method>_tiny`, then installs it with its card in the
+local HF cache as `lensfm/<method>` (`hub.zoo`), so `AutoModel.from_pretrained("lensfm/mae")` works offline.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Self-supervised pretraining from a YAML recipe with the transformers `Trainer`, then export of the encoder.
 
-`run_pretraining("recipes/pretrain/dino.yaml", ["max_steps=10"])` builds the method's model, the data
-(a dataset folder / hub repo, or the on-the-fly simulator `stream:<config>`), trains, and writes
-`<output_dir>/encoder` (hub-ready LensViT) with the full pretraining state in `encoder/pretraining/`.
-Runs unchanged under `torchrun` / `accelerate launch`: `python -m lensfm_hf.training.pretrain RECIPE k=v ...`.
-The recipe lives in `recipe`, the data feeding in `data`, resumption in `checkpoints` (this folder).
+`run_pretraining("recipes/pretrain/dino.yaml", ["max_steps=10"])` builds the method's model and data (dataset or
+`stream:<config>`), trains, and writes `<output_dir>/encoder` (hub-ready LensViT, full state in `pretraining/`). Runs
+under `torchrun` / `accelerate launch` (`python -m lensfm_hf.training.pretrain`); see `recipe`, `data`, `checkpoints`.
 """
 
 from __future__ import annotations
