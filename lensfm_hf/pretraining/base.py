@@ -241,7 +241,7 @@ class LensPretrainingModel(LensViTPreTrainedModel):
         else:  # encoder pieces (patch conv, positions, CLS/mask tokens) as LensViT initialises them
             super()._init_weights(module)
 
-    def _diagnostic(self, value: torch.Tensor | float, device=None) -> torch.Tensor:
+    def _diagnostic(self, value: torch.Tensor | float, device: torch.device = None) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
             return value.detach().float().reshape(())
         # A fill kernel with the scalar as argument: no host-to-device copy, so no stream sync on a GPU.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers.utils import ModelOutput
 
 from ..distributed import all_reduce_mean, world_size
@@ -267,7 +268,7 @@ class LensDINOForPreTraining(LensPretrainingModel):
         self.register_buffer(name, torch.zeros(1, self.config.out_dim))
         self.register_buffer(f"{name}_initialized", torch.zeros(1))
 
-    def _init_weights(self, module) -> None:
+    def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if module is self:
             # The centers are the model's own buffers: zero them here too, else a model built on the meta device or
@@ -304,7 +305,9 @@ class LensDINOForPreTraining(LensPretrainingModel):
         return torch.where(getattr(self, f"{name}_initialized").bool(), center, batch_center)
 
     @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor, name: str = "center", batch_center=None) -> None:
+    def update_center(
+        self, teacher_logits: torch.Tensor, name: str = "center", batch_center: torch.Tensor = None
+    ) -> None:
         """center ← m·center + (1 − m)·(mean raw teacher logits over the global batch); call after the loss.
 
         With `center_init="first_batch"` the first update sets the center to the batch mean (no bias towards 0).

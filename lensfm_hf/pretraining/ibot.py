@@ -155,7 +155,9 @@ class LensIBOTForPreTraining(LensDINOForPreTraining):
             config.teacher_patch_temperature,
         )
 
-    def mask_generator(self, batch_size: int, grid_height: int, grid_width: int, device) -> torch.Tensor:
+    def mask_generator(
+        self, batch_size: int, grid_height: int, grid_width: int, device: torch.device | str
+    ) -> torch.Tensor:
         """(B, N) bool block masks: a `mask_probability` share of images masked at U(mask_ratio_range)."""
         config = self.config
         low, high = config.mask_ratio_range

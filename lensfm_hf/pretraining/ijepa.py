@@ -235,7 +235,7 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
         self.ema_teacher.initialise(self)
         self._record_frozen_parameters()
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         if isinstance(module, LensIJEPAPredictor):
             init.trunc_normal_(module.mask_token, std=self.config.initializer_range)
             pos = sincos_position_embedding(module.grid_size, module.grid_size, module.mask_token.shape[-1])
@@ -270,7 +270,9 @@ class LensIJEPAForPreTraining(LensPretrainingModel):
     ) -> torch.Tensor:
         return F.smooth_l1_loss(predictions.float(), targets.float())
 
-    def auxiliary_loss(self, images: torch.Tensor, context, masks: MultiBlockMasks) -> tuple[torch.Tensor | None, dict]:
+    def auxiliary_loss(
+        self, images: torch.Tensor, context: ModelOutput, masks: MultiBlockMasks
+    ) -> tuple[torch.Tensor | None, dict]:
         """Extra loss term of a variant from the view `images` (B, C, H, W), the context encoder's output and the
         masks; returns (weighted loss or None, diagnostics for `output_class`). Plain I-JEPA has none."""
         return None, {}

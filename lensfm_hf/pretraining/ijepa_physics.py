@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 from ..models import minmax_normalize
 from ..physics import convolve_gaussian_psf, lens_deflection, pixel_grid, ray_shoot, sersic_ellipse
@@ -260,7 +261,7 @@ class LensPhysicsIJEPAForPreTraining(LensIJEPAForPreTraining):
         self.post_init()
         self._physics = None
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         if isinstance(module, LensParameterHead):  # shared parameters start mid-range (logit 0)
             init.zeros_(module.shared_logits)
         else:
@@ -302,7 +303,9 @@ class LensPhysicsIJEPAForPreTraining(LensIJEPAForPreTraining):
         residual = physics["observed"] - physics["rendered"].detach()
         return super().compute_targets(residual.to(pixel_values.dtype), masks)
 
-    def auxiliary_loss(self, images: torch.Tensor, context, masks: MultiBlockMasks) -> tuple[torch.Tensor, dict]:
+    def auxiliary_loss(
+        self, images: torch.Tensor, context: ModelOutput, masks: MultiBlockMasks
+    ) -> tuple[torch.Tensor, dict]:
         physics, self._physics = self._physics_for(images), None
         physics_loss = multiscale_mse(physics["rendered"], physics["observed"], self.config.physics_loss_pool_sizes)
         parameters = physics["parameters"]

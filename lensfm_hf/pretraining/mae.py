@@ -131,7 +131,10 @@ class LensMAEDecoder(nn.Module):
         pos = sincos_position_embedding(grid_height, grid_width, self.mask_token.shape[-1], self.mask_token.device)
         return pos.unsqueeze(0)
 
-    def forward(self, tokens, ids_restore, grid_height: int, grid_width: int, num_prefix_tokens: int):
+    def forward(
+        self, tokens: torch.Tensor, ids_restore: torch.Tensor, grid_height: int, grid_width: int,
+        num_prefix_tokens: int,
+    ):
         """tokens (B, P + K, D) encoder output (P prefix tokens); ids_restore (B, N) → (B, N, p·p·C)."""
         x = self.embed(tokens)
         prefix, visible = x[:, :num_prefix_tokens], x[:, num_prefix_tokens:]
@@ -160,7 +163,7 @@ class LensMAEForPreTraining(LensPretrainingModel):
         self.decoder = LensMAEDecoder(config)
         self.post_init()
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         # MAE: xavier_uniform Linear layers, normal(0.02) mask token, fixed sin-cos decoder positions.
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)

@@ -42,7 +42,10 @@ def random_token_mask(
     return RandomTokenMask(keep_indices, mask, ids_restore)
 
 
-def _block_from_corner(top, left, height, width, grid_height: int, grid_width: int) -> torch.Tensor:
+def _block_from_corner(
+    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor | int, width: torch.Tensor | int, grid_height: int,
+    grid_width: int,
+) -> torch.Tensor:
     """(B, grid_height·grid_width) bool masks of rectangles given per-sample (B,) corner and size tensors."""
     rows = torch.arange(grid_height, device=top.device).view(1, -1, 1)
     cols = torch.arange(grid_width, device=top.device).view(1, 1, -1)
@@ -159,7 +162,7 @@ def multiblock_masks(
     t_width = min(t_width, max(grid_width - 1, 1))
     c_height, c_width = sample_block_size(context_scale, context_aspect_ratio, grid_height, grid_width)
 
-    def corners(shape, height, width):
+    def corners(shape: tuple[int, ...], height: torch.Tensor | int, width: torch.Tensor | int):
         u = torch.rand(2, *shape, device=device, generator=generator)
         return (u[0] * (grid_height - height + 1)).long(), (u[1] * (grid_width - width + 1)).long()
 

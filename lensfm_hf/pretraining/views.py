@@ -115,11 +115,13 @@ def view_policy(name: str) -> dict:
     return dict(VIEW_POLICIES[name])
 
 
-def _uniform(low: float, high: float, batch_size: int, device, generator) -> torch.Tensor:
+def _uniform(
+    low: float, high: float, batch_size: int, device: torch.device | str, generator: torch.Generator | None
+) -> torch.Tensor:
     return low + (high - low) * torch.rand(batch_size, device=device, generator=generator)
 
 
-def _d4_permutations(side: int, device) -> torch.Tensor:
+def _d4_permutations(side: int, device: torch.device | str) -> torch.Tensor:
     """(8, side²) pixel permutations of the D4 elements: rot90 k times (k = 0..3), without and with a flip."""
     grid = torch.arange(side * side, device=device).view(side, side)
     return torch.stack([torch.rot90(g, k, dims=(0, 1)).flatten() for g in (grid, grid.flip(1)) for k in range(4)])
@@ -294,7 +296,7 @@ def make_local_views(
         return [_local_view(images, crop_size, config, generator) for _ in range(n)]
 
 
-def _local_view(images, crop_size, config, generator):
+def _local_view(images: torch.Tensor, crop_size: int, config: ViewConfig, generator: torch.Generator | None):
     if config.local_crop_resize:
         crop = random_resized_crop(images, crop_size, config.local_crop_scale, generator)
     else:
