@@ -48,7 +48,7 @@ def build_method(method: str, preset: str, image_size: int, patch_size: int):
 
 def build_reference(preset: str, image_size: int, patch_size: int):
     """transformers' ViTMAE at the same encoder size (decoder: half width, 4 layers, MLP 2x encoder width;
-    mask ratio 0.75, normalised-pixel loss), as in notes/gpu-anchors.md."""
+    mask ratio 0.75, normalised-pixel loss)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     from lensfm_hf.models import LENS_VIT_PRESETS

@@ -1,5 +1,5 @@
 """Style figures of the package, per folder: module docstrings over 5 lines, parameter type-hint coverage, and
-comments that cite a file the repository does not hold (the targets of issue 16 §5).
+comments that cite a file the repository does not hold (the style targets of issue 16).
 
     python scripts/style_report.py [--package lensfm_hf] [--details]
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_DOCSTRING_LINES = 5
-# A cited file: a path with a folder and a known extension, e.g. docs/ablation/backbone.md or notes/hf-stack.md.
+# A cited file: a path with a folder and a known extension, e.g. docs/ablation/backbone.md.
 SECTION = re.compile(r"§\s?\d+")  # a section of a cited document
 CITATION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.(?:md|py|yaml|json|txt|cfg|toml))\b")
 
@@ -47,7 +47,7 @@ def _resolves(cited: str, path: Path, root: Path) -> bool:
 
 def missing_citations(text: str, path: Path, root: Path) -> list[str]:
     """Cited documents that are not in the repository: paths (`docs/ablation/backbone.md`) that resolve neither from
-    the root nor from a folder above the file, and sections (`hf-stack notes §9`) of a document that is no file
+    the root nor from a folder above the file, and sections (a section sign and number after a name) of a document that is no file
     here. A placeholder path (`out_dir/README.md`) and a bare file name (`model_card.md`) name no location."""
     out = {}
     where = path.relative_to(root)
