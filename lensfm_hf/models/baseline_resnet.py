@@ -79,7 +79,7 @@ class LensResNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         """timm's ResNet init: Kaiming-normal (fan-out) convolutions, unit BatchNorms (each block's last at zero
         with `zero_init_last`), PyTorch's default linear layer."""
         if isinstance(module, nn.Conv2d):

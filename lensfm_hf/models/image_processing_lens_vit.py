@@ -332,7 +332,7 @@ class LensImageProcessor(BaseImageProcessor):
             nan_to_num=self.nan_to_num,
         )
 
-    def fit_standardization(self, images) -> "LensImageProcessor":
+    def fit_standardization(self, images: np.ndarray | torch.Tensor | str | os.PathLike | list) -> "LensImageProcessor":
         """Set `image_mean` and `image_std` to the mean and std over every pixel of `images` after this processor's
         stretch (the dataset standardisation of `normalization="standard"`), and return the processor.
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init  # init functions that respect "already loaded from checkpoint"
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -518,7 +518,7 @@ class PooledClassificationHead:
     baseline): non-affine BatchNorm (`config.classifier_norm`, see `LensViTConfig`) + linear layer, and
     transformers' loss by `config.problem_type`. Its modules are `classifier_norm` and `classifier`."""
 
-    def init_classification_head(self, config, num_features: int) -> None:
+    def init_classification_head(self, config: PretrainedConfig, num_features: int) -> None:
         self.num_labels = config.num_labels
         with_head = config.num_labels > 0
         use_norm = with_head and config.classifier_norm == "batchnorm"
