@@ -33,16 +33,17 @@ RESNET18 = "resnet18"
 
 @dataclass(frozen=True)
 class Baseline:
-    """A row of the tables that no pretraining makes: what it is, the protocols it runs, the note under the table."""
+    """A row of the tables that no pretraining makes: what it is, the protocols it runs (None: every registered
+    protocol, read when asked, so one registered after this module loads counts too), the note under the table."""
 
     name: str
     title: str
-    protocols: tuple[str, ...]
+    protocols: tuple[str, ...] | None
     note: str
 
 
 BASELINES: dict[str, Baseline] = {
-    RANDOM_INIT: Baseline(RANDOM_INIT, "Random init", tuple(PROTOCOLS),
+    RANDOM_INIT: Baseline(RANDOM_INIT, "Random init", None,
                           "probes of a random encoder; its fine-tune is the same ViT trained from scratch"),
     RESNET18: Baseline(RESNET18, "ResNet-18 (scratch)", ("finetune", "few_label"),
                        "timm's resnet18 architecture with one input channel (11.2M parameters), trained from scratch "
@@ -264,7 +265,8 @@ class BenchmarkRecipe:
 
     def protocols_of(self, name: str) -> list[str]:
         """The protocols a method (every one of `benchmark.protocols`) or baseline (those of them it runs) runs."""
-        own = BASELINES[name].protocols if name in BASELINES else PROTOCOLS
+        own = BASELINES[name].protocols if name in BASELINES else None
+        own = PROTOCOLS if own is None else own
         return [protocol for protocol in self.benchmark.protocols if protocol in own]
 
     def training_for(self, task: Task, protocol: str) -> dict[str, Any]:
