@@ -79,6 +79,15 @@ class LensResNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # transformers re-creates loaded parameters in the default (contiguous) format
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if model.config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return loaded
+
     def _init_weights(self, module: nn.Module):
         """timm's ResNet init: Kaiming-normal (fan-out) convolutions, unit BatchNorms (each block's last at zero
         with `zero_init_last`), PyTorch's default linear layer."""
