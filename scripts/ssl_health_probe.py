@@ -67,6 +67,9 @@ def probe(encoder, train, test) -> dict:
     return {
         "rankme": round(health.rankme, 2),
         "relative_embedding_std": round(health.relative_embedding_std, 3),
+        "centred_rankme": round(health.centred_rankme, 2),
+        "centred_relative_embedding_std": round(health.centred_relative_embedding_std, 3),
+        "collapsed": health.collapsed,
         "between_image_share": round(health.between_image_share, 3),
         "linear_auc": round(float(roc_auc_score(test[1].numpy(), probabilities, multi_class="ovr")), 3),
         "linear_accuracy": round(float((probabilities.argmax(1) == test[1].numpy()).mean()), 3),
