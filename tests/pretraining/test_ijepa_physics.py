@@ -95,7 +95,9 @@ def test_render_loss_gradient_recovers_the_einstein_radius():
 
 
 def test_short_training_lowers_both_losses():
-    model = tiny_model(physics_weight=5.0)
+    # The paper's 4 targets: with the default single target per image the JEPA term on one batch of 16 is too noisy
+    # to fall within 40 steps, and this test is about the physics path.
+    model = tiny_model(physics_weight=5.0, num_targets=4, target_scale=(0.15, 0.2))
     _, images = model2_batch(16)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     total, physics = [], []
