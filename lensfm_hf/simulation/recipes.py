@@ -336,6 +336,16 @@ def preset_title(name: str) -> str:
     return PRESETS[name].title if name in PRESETS else name
 
 
+# Model II's instrument and image (Euclid VIS, 64 px of 0.101 arcsec), shared by model2 and model2_varied.
+MODEL2_INSTRUMENT = dict(
+    image_size=64,
+    pixel_scale=0.101,
+    instrument="euclid_vis_2022",
+    source_magnitude=20.0,
+    multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
+    noise_model="instrument",
+)
+
 register_preset(SimulationPreset(
     name="model1",
     title="DeepLenseSim Model 1",
@@ -366,16 +376,7 @@ register_preset(SimulationPreset(
         "are consistent with noise-free images. Set add_noise=True, image_doubling=False for Euclid noise "
         "(565 s x 4, sky 22.35 mag/arcsec^2, read noise 4.2 e-) in e-/s."
     ),
-    fields=dict(
-        image_size=64,
-        pixel_scale=0.101,
-        instrument="euclid_vis_2022",
-        source_magnitude=20.0,
-        multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
-        noise_model="instrument",
-        add_noise=False,
-        image_doubling=True,
-    ),
+    fields=dict(MODEL2_INSTRUMENT, add_noise=False, image_doubling=True),
 ))
 
 register_preset(SimulationPreset(
@@ -474,12 +475,7 @@ register_preset(SimulationPreset(
         "DeepLenseSim description below calls a lens or source value fixed, these priors replace it."
     ),
     fields=dict(
-        image_size=64,
-        pixel_scale=0.101,
-        instrument="euclid_vis_2022",
-        source_magnitude=20.0,
-        multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
-        noise_model="instrument",
+        MODEL2_INSTRUMENT,
         add_noise=True,
         log10_main_halo_mass_range=(11.7, 12.3),
         z_lens_range=(0.4, 0.6),
