@@ -26,6 +26,7 @@ from lensfm_hf.pretraining import get_pretraining_classes
 from lensfm_hf.pretraining.trivial import leave_one_out_position_mean
 from lensfm_hf.simulation import get_recipe, simulate
 from lensfm_hf.training.downstream.probes import knn_evaluate, linear_probe
+from lensfm_hf.training.evaluation import measure_parameter_recovery
 from lensfm_hf.training.health import centred, normalized_embedding_std, rankme
 from lensfm_hf.training.pretrain.data import StreamBatches
 
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=30)
     parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="global clip (Trainer's default); 0: none")
     parser.add_argument("--config", default="{}", help="JSON: method config fields on top of the study backbone")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (0: start and end)")
     parser.add_argument("--eval-images", type=int, default=64, help="held-out Model 2 images per class")
@@ -141,7 +143,8 @@ def main() -> None:
         output = model(pixel_values=stream.batch(step)["pixel_values"])
         optimizer.zero_grad()
         output.loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        if args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
         optimizer.step()
         schedule.step()
         model.update_teacher()
@@ -150,6 +153,9 @@ def main() -> None:
         if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
             evaluate(step + 1)
     evaluate(args.steps)
+    if args.method == "ijepa_physics":  # the physics branch against the simulator's truth, held-out images
+        recovery = measure_parameter_recovery(model, per_class=100)
+        print("recovery", json.dumps(rounded({k: v for k, v in recovery.items() if "source_position" in k})), flush=True)
     if args.probe:
         print("probe trained", json.dumps(rounded(probes(model.get_encoder(), *splits))), flush=True)
 
