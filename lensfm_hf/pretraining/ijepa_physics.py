@@ -69,7 +69,7 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
             the residual `image − render` (render detached) instead of the image. Off by default, measured
             (`scripts/ijepa_objective.py`, study settings): with it the JEPA term stays at 0.97-0.99 of predicting
             zero after 250 steps at render weights 0.01 and 0.1 (a render made from the full image leaves its fit
-            error, which no context predicts); with the image's targets 0.80 at step 250 and 0.60 at step 500 of a
+            error, which no context predicts); with the image's targets 0.80 at step 250 and 0.46 at the end of a
             1,000-step run (weight 0.1). It once measured better on a Model 3 probe (docs page).
         einstein_radius_range (`tuple`, defaults to (0.3, 2.0)): bounds of θ_E in arcsec (Model 2's effective
             θ_E ≈ 0.81″ and nominal 1.28″ both lie inside).
