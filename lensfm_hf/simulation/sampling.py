@@ -88,13 +88,7 @@ def _lens_parameters(
     per_sqrt_main = per_sqrt_mass.reshape(n) if torch.is_tensor(per_sqrt_mass) else per_sqrt_mass
     params["einstein_radius"] = per_sqrt_main * torch.sqrt(mass) * scale if lensed else full(0.0)
 
-    q = _prior(generator, recipe, "lens_axis_ratio_range", n, device)
-    if q is None:
-        params.update(lens_e1=full(recipe.lens_e1), lens_e2=full(recipe.lens_e2))
-    else:
-        angle = _orientation(generator, n, device)
-        e1, e2 = axis_ratio_angle_to_ellipticity(q, angle)
-        params.update(lens_axis_ratio=q, lens_angle_rad=angle, lens_e1=e1, lens_e2=e2)
+    params.update(_ellipticity(generator, recipe, "lens", n, device))
     strength = _prior(generator, recipe, "shear_strength_range", n, device)
     if strength is None:
         gamma1, gamma2 = full(recipe.shear_gamma1), full(recipe.shear_gamma2)
@@ -106,6 +100,21 @@ def _lens_parameters(
         shear_gamma1=gamma1 * scale if lensed else full(0.0), shear_gamma2=gamma2 * scale if lensed else full(0.0)
     )
     return params, per_sqrt_mass
+
+
+def _ellipticity(
+    generator: torch.Generator, recipe: SimulationRecipe, profile: str, n: int, device: torch.device | str
+) -> dict[str, torch.Tensor]:
+    """``<profile>_e1``/``_e2`` of ``n`` images (``profile`` "lens" or "source"), float64: the recipe's constants, or
+    drawn from its ``<profile>_axis_ratio_range`` prior with a uniform orientation (then the axis ratio and the
+    angle in radians are columns too)."""
+    q = _prior(generator, recipe, f"{profile}_axis_ratio_range", n, device)
+    if q is None:
+        return {f"{profile}_{key}": torch.full((n,), float(getattr(recipe, f"{profile}_{key}")), device=device,
+                                                dtype=torch.float64) for key in ("e1", "e2")}
+    angle = _orientation(generator, n, device)
+    e1, e2 = axis_ratio_angle_to_ellipticity(q, angle)
+    return {f"{profile}_axis_ratio": q, f"{profile}_angle_rad": angle, f"{profile}_e1": e1, f"{profile}_e2": e2}
 
 
 def sample_source(
@@ -121,13 +130,7 @@ def sample_source(
     n_sersic = _prior(generator, recipe, "source_n_sersic_range", n, device)
     params["source_r_sersic"] = full(recipe.source_r_sersic) if r_sersic is None else r_sersic
     params["source_n_sersic"] = full(recipe.source_n_sersic) if n_sersic is None else n_sersic
-    q = _prior(generator, recipe, "source_axis_ratio_range", n, device)
-    if q is None:
-        params.update(source_e1=full(recipe.source_e1), source_e2=full(recipe.source_e2))
-    else:
-        angle = _orientation(generator, n, device)
-        e1, e2 = axis_ratio_angle_to_ellipticity(q, angle)
-        params.update(source_axis_ratio=q, source_angle_rad=angle, source_e1=e1, source_e2=e2)
+    params.update(_ellipticity(generator, recipe, "source", n, device))
     if recipe.source_magnitude is None:
         params["source_amp"] = full(recipe.source_amp)
     else:
