@@ -32,7 +32,8 @@ ONE_HOT_TEACHER_FRACTION = 0.01
 # Centring is scale-free, though: rows that differ only by float noise look healthy once centred, so the spread
 # itself must be at least this share of the embedding norm (that SimCLR's: 0.027; a random init's: 0.14).
 MIN_SPREAD_FRACTION = 1e-3
-# An objective whose final loss is above this fraction of its trivial value (within 5% of it) is not learning.
+# An objective whose final loss is above this fraction of its trivial value (within 5% of it, or above it) is not
+# learning.
 NOT_LEARNING_FRACTION = 0.95
 
 

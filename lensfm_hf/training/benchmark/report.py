@@ -19,6 +19,7 @@ from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
 from ...simulation import preset_title
 from ..downstream import plots
+from ..health import NOT_LEARNING_FRACTION
 from ..records import write_json
 from ..downstream.tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .protocols import PROTOCOLS
@@ -144,7 +145,8 @@ def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
         if h.get("collapsed"):
             problems.append("**collapsed**: " + "; ".join(h["collapse_reasons"]))
         if learning.get("not_learning"):
-            problems.append("**not learning**: loss within 5% of its trivial value")
+            problems.append(f"**not learning**: loss at {learning['objective_ratio']:.0%} of its trivial value "
+                            f"(not learning above {NOT_LEARNING_FRACTION:.0%})")
         lines.append(f"| {method_title(method)} | {_number(h.get('centred_rankme'), '.1f')} (of {h['embedding_dim']}) | "
                      f"{_number(h.get('centred_relative_embedding_std'), '.3f')} | {h['rankme']:.1f} | "
                      f"{h['relative_embedding_std']:.3f} | {h['between_image_share']:.3f} | {entropy} | "

@@ -112,5 +112,5 @@ def test_health_table_shows_centred_readings_and_the_objective_against_its_trivi
     lines = health_table(rows).splitlines()
     assert "Centred RankMe (of D)" in lines[0] and "Loss / trivial" in lines[0]
     assert "| 13.0 (of 64) | 0.920 | 1.4 | 0.020 |" in lines[2] and "| 0.420 | healthy |" in lines[2]
-    assert "| 0.998 | **not learning**" in lines[3]
+    assert "| 0.998 | **not learning**: loss at 100% of its trivial value" in lines[3]
     assert "| – (of 64) | – | 1.4 |" in lines[4] and lines[4].endswith("| – | healthy |")
