@@ -2,7 +2,7 @@
 
 from .baseline_resnet import LensResNetConfig, LensResNetForImageClassification, LensResNetModel
 from .configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
-from .image_processing_lens_vit import LensImageProcessor, minmax_normalize
+from .image_processing_lens_vit import LensImageProcessor, LensInputWarning, minmax_normalize
 from .modeling_lens_vit import (
     LensViTForImageClassification,
     LensViTForImageSuperResolution,
@@ -14,6 +14,7 @@ __all__ = [
     "LENS_VIT_PRESETS",
     "LensViTConfig",
     "LensImageProcessor",
+    "LensInputWarning",
     "LensResNetConfig",
     "LensResNetForImageClassification",
     "LensResNetModel",

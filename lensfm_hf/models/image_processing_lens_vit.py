@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ NORMALIZATIONS = ("minmax", "standard", "none")
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 
 
+class LensInputWarning(UserWarning):
+    """An input the model will process but may answer wrongly: 8-bit, constant, or outside the training flux range."""
+
+
 def _read_fits(path: str) -> np.ndarray:
     try:
         from astropy.io import fits
@@ -36,28 +41,53 @@ def _read_fits(path: str) -> np.ndarray:
     raise ValueError(f"FITS file {path!r} holds no image data in any HDU.")
 
 
+def _read_image_file(path: str) -> Any:
+    """A non-FITS image file as a PIL image in its own mode (a float TIFF stays mode F; 8-bit files warn later)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"file inputs must be FITS ({', '.join(FITS_SUFFIXES)}) or an image file, and {path!r} does not "
+                         "exist; pass an existing file or the image as an array.")
+    from PIL import Image, ImageOps  # transformers' vision dependency
+
+    with Image.open(path) as opened:
+        return ImageOps.exif_transpose(opened).copy()
+
+
 # ITU-R BT.601 luma weights, the ones PIL's convert("L") uses, so PIL images and arrays convert alike.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+# PIL modes whose bands hold 8 bits: a lensing image stored so has lost its dynamic range.
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _warn_eight_bit(kind: str) -> None:
+    warnings.warn(
+        f"LensImageProcessor: got an 8-bit image ({kind}); its dynamic range is lost (256 levels: faint arcs beside a "
+        "bright lens round away). Pass the float32 flux: a numpy array, a FITS file or a PIL mode 'F' image.",
+        LensInputWarning, stacklevel=4,
+    )
+
+
 def _as_float_tensor(image: Any) -> torch.Tensor:
-    """One input item (array, tensor, PIL image or FITS path) as a float64 CPU tensor, shape unchanged.
+    """One input item (array, tensor, PIL image, FITS or image file path) as a float64 CPU tensor, shape unchanged.
 
     float64 so that finite extremes (|x| ~ 3e38) survive the min-max difference without overflowing to inf/NaN.
     A PIL image becomes (H, W) (single band) or (H, W, 3) (RGB, converted to grayscale later by the one RGB rule).
     """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
-        if not path.lower().endswith(FITS_SUFFIXES):
-            raise ValueError(f"file inputs must be FITS ({', '.join(FITS_SUFFIXES)}), got {path!r}; load it as an array.")
-        image = _read_fits(path)
-    elif hasattr(image, "getbands"):  # PIL image (e.g. from a pipeline, which loads files as RGB)
+        image = _read_fits(path) if path.lower().endswith(FITS_SUFFIXES) else _read_image_file(path)
+    elif hasattr(image, "getbands"):  # PIL image: modes F, I, I;16 keep their values, 8-bit modes warn
+        if image.mode in EIGHT_BIT_MODES:
+            _warn_eight_bit(f"PIL mode {image.mode!r}")
         if len(image.getbands()) == 1:
             image = np.asarray(image.convert("F"), dtype=np.float64)
         else:
             image = np.asarray(image.convert("RGB"), dtype=np.float64)
     if isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()
+        if tensor.dtype == torch.uint8:
+            _warn_eight_bit("uint8 tensor")
     else:
         array = np.asarray(image)
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -65,6 +95,8 @@ def _as_float_tensor(image: Any) -> torch.Tensor:
                 f"images must be numeric arrays or tensors, got dtype {array.dtype}; convert them to float32 "
                 "(object arrays from DeepLenseSim hold [image, axion_mass]: pass the image element)."
             )
+        if array.dtype in (np.uint8, np.int8):
+            _warn_eight_bit(f"{array.dtype} array")
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.is_complex():
         raise ValueError("images must be real-valued; got a complex tensor.")
@@ -381,4 +413,4 @@ class LensImageProcessor(BaseImageProcessor):
         return batch
 
 
-__all__ = ["LensImageProcessor", "minmax_normalize"]
+__all__ = ["LensImageProcessor", "LensInputWarning", "minmax_normalize"]
