@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("push", help="upload a hub-ready model or dataset folder", formatter_class=defaults)
     p.add_argument("folder")
-    p.add_argument("--repo", required=True, help="ORG/NAME")
+    p.add_argument("--repo", "--repo-id", dest="repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
     p.add_argument("--private", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0,

@@ -14,6 +14,7 @@ from pathlib import Path
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
+from ..files import atomic_write
 from .push import check_hub_ready, is_denied, report_exclusions, upload_exclusions
 
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
@@ -43,6 +44,28 @@ def content_commit_hash(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _repair_snapshot(folder: Path, snapshot: Path) -> None:
+    """Make the existing `snapshot` of this content hold exactly `folder`'s files, one atomic file replace at a
+    time: it never disappears, so `refs/main` (which may name it) always resolves, even after a kill."""
+    wanted = _folder_files(folder)
+    for rel in wanted:
+        target = snapshot / rel
+        if target.is_file() and not target.is_symlink() and _sha256(target) == _sha256(folder / rel):
+            continue
+        with atomic_write(target, "wb") as handle, open(folder / rel, "rb") as source:
+            shutil.copyfileobj(source, handle)
+    keep = {snapshot / rel for rel in wanted}
+    for path in sorted(snapshot.rglob("*"), reverse=True):  # leftovers of a damaged or killed install
+        if (path.is_file() or path.is_symlink()) and path not in keep:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def install_cache(
     folder: str | Path, repo_id: str, repo_type: str = "model", cache_dir: str | Path | None = None
 ) -> Path:
@@ -50,7 +73,8 @@ def install_cache(
 
     Layout: `<cache_dir>/<models|datasets>--ORG--NAME/refs/main` holds the commit hash and
     `snapshots/<commit>/` the files. `cache_dir` defaults to `$HF_HUB_CACHE` (`$HF_HOME/hub`).
-    Reinstalling the same content is a no-op; new content becomes the new `main`.
+    Reinstalling the same content repairs that snapshot in place; new content becomes the new `main`. `refs/main`
+    is rewritten last, atomically, and the snapshot it named is kept: a kill never leaves it pointing at nothing.
 
     Datasets: the files are installed, but `datasets` does not load from the hub cache offline
     (`OfflineModeIsEnabled`); load the returned snapshot path (a repo-shaped folder) instead:
@@ -68,18 +92,20 @@ def install_cache(
     commit = content_commit_hash(folder)
     snapshot = storage / "snapshots" / commit
 
-    # Copy into a temporary sibling and rename, so a crash never leaves a half snapshot behind main.
-    staging = storage / "snapshots" / f".{commit}.incomplete"
-    shutil.rmtree(staging, ignore_errors=True)
-    for rel in _folder_files(folder):
-        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / rel, staging / rel)
-    shutil.rmtree(snapshot, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)  # an empty dataset folder still gets a snapshot
-    staging.rename(snapshot)
-
-    (storage / "refs").mkdir(parents=True, exist_ok=True)
-    (storage / "refs" / "main").write_text(commit)
+    if snapshot.is_dir():
+        _repair_snapshot(folder, snapshot)
+    else:
+        # Copy into a temporary sibling and rename it in, so a kill never leaves a half snapshot behind a ref.
+        staging = storage / "snapshots" / f".{commit}.incomplete"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)  # an empty dataset folder still gets a snapshot
+        for rel in _folder_files(folder):
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / rel, staging / rel)
+        staging.rename(snapshot)
+    # The ref moves last and atomically; the snapshot it named before stays in the cache, as after a download.
+    with atomic_write(storage / "refs" / "main") as handle:
+        handle.write(commit)
     return snapshot
 
 

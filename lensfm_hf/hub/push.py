@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,19 @@ def _client_timeout(seconds: float):
         set_client_factory(previous)
 
 
+def escaping_links(folder: str | Path) -> list[str]:
+    """`link -> target` for every symlink under `folder` (file or folder) whose target lies outside it: uploading
+    or installing the folder would publish the target (a token file, a home folder)."""
+    root = Path(folder).resolve()
+    found = []
+    for parent, dirs, files in os.walk(root):  # followlinks=False: a linked folder is reported, not entered
+        for name in sorted(dirs + files):
+            path = Path(parent) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                found.append(f"{path.relative_to(root).as_posix()} -> {os.readlink(path)}")
+    return sorted(found)
+
+
 def check_hub_ready(folder: str | Path, repo_type: str = "model") -> Path:
     """Return `folder` as a Path if it can be uploaded as a `repo_type` repo; raise a clear error if not."""
     if repo_type not in ("model", "dataset"):
@@ -184,6 +198,12 @@ def check_hub_ready(folder: str | Path, repo_type: str = "model") -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"{folder} is not a folder; pass the folder written by save_for_hub or the dataset builder."
+        )
+    links = escaping_links(folder)
+    if links:
+        raise ValueError(
+            f"{folder} holds symlinks that point outside it, whose targets would be published: {'; '.join(links)}; "
+            "remove them or replace them with the files themselves."
         )
     if repo_type == "model" and not (folder / "config.json").is_file():
         raise ValueError(
@@ -269,4 +289,4 @@ def push_folder(
     return str(url)
 
 
-__all__ = ["push_folder", "check_hub_ready", "loading_problems", "upload_exclusions", "is_denied"]
+__all__ = ["check_hub_ready", "escaping_links", "is_denied", "loading_problems", "push_folder", "upload_exclusions"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from huggingface_hub import ModelCard
@@ -27,9 +29,9 @@ def install_zoo_encoder(
     cache_dir: str | os.PathLike | None = None,
     benchmark_preset: str | None = None,
 ) -> Path:
-    """Re-render the card of the exported encoder in `encoder_dir` for `repo_id` (default `zoo_repo_id(method)`),
-    keeping its evaluation results (`eval_results.json`, written by the benchmark) when present, and install the
-    folder into the hub cache (`cache_dir`, default `$HF_HUB_CACHE`). Returns the snapshot folder."""
+    """Install a copy of the exported encoder in `encoder_dir` into the hub cache (`cache_dir`, default
+    `$HF_HUB_CACHE`) with its card re-rendered for `repo_id` (default `zoo_repo_id(method)`), keeping the benchmark's
+    evaluation results (`eval_results.json`) when present. `encoder_dir` is never edited. Returns the snapshot."""
     encoder_dir = Path(encoder_dir)
     if not (encoder_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -46,8 +48,12 @@ def install_zoo_encoder(
         config, repo_id=repo_id, method=method, results=results,
         extra_context={"benchmark_preset": benchmark_preset} if benchmark_preset else None,
     )
-    ModelCard(str(card)).save(str(encoder_dir / "README.md"))
-    return install_cache(encoder_dir, repo_id=repo_id, cache_dir=cache_dir)
+    # The card goes into a copy: the folder is the benchmark's record (its card, its eval_results) and stays as written.
+    with tempfile.TemporaryDirectory(prefix="lensfm-zoo-") as staging:
+        copy = Path(staging) / encoder_dir.name
+        shutil.copytree(encoder_dir, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        ModelCard(str(card)).save(str(copy / "README.md"))
+        return install_cache(copy, repo_id=repo_id, cache_dir=cache_dir)
 
 
 __all__ = ["ZOO_ORG", "install_zoo_encoder", "zoo_repo_id"]
