@@ -16,12 +16,14 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..files import TMP_PREFIX, atomic_write, temp_path  # noqa: F401 -- TMP_PREFIX, temp_path: the build's cleanup
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock; builds there are not locked
-    fcntl = None
+from ..files import (  # noqa: F401 -- TMP_PREFIX, temp_path, fsync_dir: the build's and importer's
+    TMP_PREFIX,
+    FolderInUseError,
+    atomic_write,
+    folder_lock,
+    fsync_dir,
+    temp_path,
+)
 
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "test")
@@ -64,20 +66,6 @@ def write_manifest(config_dir: str | os.PathLike, manifest: Mapping[str, Any]) -
 # ----------------------------------------------------------------------------- locks
 
 
-def fsync_dir(path: Path) -> None:
-    """Make renames inside `path` durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -89,54 +77,22 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def build_lock(out_dir: str | os.PathLike, name: str, *, wait: bool = False, what: str | None = None) -> Iterator[Path]:
-    """Hold an exclusive `flock` on `out_dir/.lensfm/<name>.lock` for the duration of the block.
+    """Hold `files.folder_lock` on `out_dir/.lensfm/<name>.lock` for the duration of the block.
 
     Simulating or importing a config holds its lock for the whole build, so a second process
     building the same config into the same folder fails at once (`wait=False`) with a message naming
-    the holder's pid, instead of interleaving shards. The lock file is removed on exit; a process that
-    locked a file unlinked under it retries on the new one, so removal never lets two holders in.
-    `what` names the guarded thing in that message (default: `name`).
+    the holder's pid, instead of interleaving shards. `what` names the guarded thing (default: `name`).
     """
-    work = Path(out_dir) / WORK_DIR_NAME
-    lock_path = work / f"{name}.lock"
-    if fcntl is None:  # pragma: no cover
-        yield lock_path
-        return
-    for _ in range(1000):  # each retry means another process removed the file in between
-        work.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
+            lock_path = stack.enter_context(folder_lock(out_dir, name, wait=wait, lock_dir=WORK_DIR_NAME))
+        except FolderInUseError as err:
             raise RuntimeError(
-                f"{what or name} in {out_dir} is being built by another process (pid {holder}, lock file "
-                f"{lock_path}); wait for it to finish, or write to another folder. If no such process runs, "
+                f"{what or name} in {out_dir} is being built by another process (pid {err.holder}, lock file "
+                f"{err.lock_path}); wait for it to finish, or write to another folder. If no such process runs, "
                 "delete the lock file"
             ) from None
-        try:
-            same_file = os.path.samestat(os.fstat(fd), os.stat(lock_path))
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            break
-        os.close(fd)
-    else:  # pragma: no cover - needs a thousand lock holders in a row
-        raise RuntimeError(f"could not take the lock {lock_path}: it keeps being replaced by other processes")
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield lock_path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)  # while still holding it: see the retry above
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            work.rmdir()  # only when empty: other configs' locks and staging folders keep it
 
 
 def config_lock_name(config: str) -> str:

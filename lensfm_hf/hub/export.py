@@ -17,6 +17,7 @@ from huggingface_hub import ModelCard
 from transformers import PreTrainedModel
 from transformers.dynamic_module_utils import get_imports
 
+from ..files import staged_folder
 from ..models import LensImageProcessor, LensViTConfig
 from .cards import render_model_card
 
@@ -63,7 +64,8 @@ def save_for_hub(
     results: str | Path | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `config.json` (full `auto_map`), `model.safetensors`, `preprocessor_config.json`, the remote-code
-    files and `README.md` to `out_dir`; return it.
+    files and `README.md` to `out_dir`; return it. The folder is written beside `out_dir` and swapped in whole
+    (`files.staged_folder`), so it never holds a config and weights of two runs.
 
     model: any LensViT model (encoder or head). processor: a `LensImageProcessor` (None: one with default
     settings). card: a `ModelCard` or markdown string; by default one is rendered from the config with
@@ -79,9 +81,16 @@ def save_for_hub(
     processor = processor if processor is not None else LensImageProcessor()
     if type(processor).__name__ != "LensImageProcessor":  # by name: a remote-code copy of the class is fine too
         raise ValueError(f"save_for_hub needs a LensImageProcessor (or None), got {type(processor).__name__}.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(out_dir)
+    with staged_folder(final_dir) as out_dir:  # a kill or error keeps the previous export whole
+        _write_folder(model, processor, out_dir, card, repo_id, results)
+    return final_dir
 
+
+def _write_folder(model: PreTrainedModel, processor: LensImageProcessor, out_dir: Path,
+                  card: ModelCard | str | None, repo_id: str | None, results: Any) -> None:
+    """The files of `save_for_hub`, written into `out_dir` (its staging folder)."""
+    config = model.config
     model.save_pretrained(out_dir)
     _update_json(out_dir / "config.json", auto_map=MODEL_AUTO_MAP)
     processor.save_pretrained(out_dir)
@@ -95,7 +104,6 @@ def save_for_hub(
             config, repo_id=repo_id, results=results, extra_context={"num_parameters": model.num_parameters()}
         )
     (out_dir / "README.md").write_text(str(card) if isinstance(card, ModelCard) else card, encoding="utf-8")
-    return out_dir
 
 
 __all__ = ["save_for_hub", "remote_code_files", "MODEL_AUTO_MAP", "PROCESSOR_AUTO_MAP"]

@@ -108,3 +108,21 @@ def test_remote_code_loads_without_lensfm(auto_image_processor_usable, exported,
         torch.testing.assert_close(torch.from_numpy(out[key]), torch.from_numpy(ref[key]), msg=key)
     assert out["new_head_logits"].shape == (3, 2)
     assert out["reconstruction"].shape == (3, 1, 32, 32) and np.isfinite(out["reconstruction"]).all()
+
+
+def test_an_export_that_fails_midway_keeps_the_previous_folder_whole(tiny_config, tmp_path, monkeypatch):
+    """Issue 21 item 1: a killed export left a new config.json beside the old weights of another size."""
+    from lensfm_hf import LensImageProcessor, LensViTModel
+
+    folder = save_for_hub(LensViTModel(tiny_config()), None, tmp_path / "encoder")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    bigger = LensViTModel(tiny_config(hidden_size=64, intermediate_size=128))
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(LensImageProcessor, "save_pretrained", fail)  # after config.json and weights are written
+    with pytest.raises(OSError, match="disk full"):
+        save_for_hub(bigger, None, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["encoder"]  # no staging folder left behind

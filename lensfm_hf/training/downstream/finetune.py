@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.utils import logging as hf_logging
 
 from ...models import LensResNetConfig, LensResNetForImageClassification, LensViTConfig
 from .callbacks import ChanceLevelLossCallback, PreciseBatchNormCallback
@@ -28,6 +27,7 @@ from .metrics import make_compute_metrics
 from ..recipes import parse_section
 from .splits import LensTensorDataset, TensorSplit, collate_batch, standardise_targets
 from .tasks import Task, get_task
+from .weights import from_pretrained_checked
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +151,7 @@ def build_model(
         config = backbone_config(preset, image_size, patch_size, **dict(architecture or {}))
         model = task.head_class(architecture_of(config, **head_kwargs))
     else:
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the load report lists the new head as missing, as it must
-        try:
-            model = task.head_class.from_pretrained(encoder, revision=revision, ignore_mismatched_sizes=True, **head_kwargs)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        model = from_pretrained_checked(task.head_class, encoder, revision=revision, **head_kwargs)
     if freeze_encoder:
         for parameter in model.base_model.parameters():
             parameter.requires_grad_(False)

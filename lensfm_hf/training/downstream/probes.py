@@ -25,6 +25,7 @@ from ...data.loading import iter_torch_batches
 from ...models import LensImageProcessor, LensViTModel
 from .metrics import classification_metrics, regression_metrics
 from .splits import TensorSplit
+from .weights import from_pretrained_checked
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -41,7 +42,7 @@ def load_encoder(
 ) -> LensViTModel:
     """A `LensViTModel` from a hub id / folder, or the encoder inside a task model, in eval mode."""
     if isinstance(encoder, (str, os.PathLike)):
-        encoder = LensViTModel.from_pretrained(str(encoder))
+        encoder = from_pretrained_checked(LensViTModel, encoder)
     encoder = getattr(encoder, "lens_vit", encoder)
     if device is not None:
         encoder = encoder.to(device)

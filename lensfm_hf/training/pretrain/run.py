@@ -27,6 +27,7 @@ from transformers import PretrainedConfig, PreTrainedModel, Trainer, set_seed
 from transformers.modeling_utils import unwrap_model
 
 from ...distributed import rank
+from ...files import staged_folder
 from ...hub.export import save_for_hub
 from ...models import LensImageProcessor
 from ...pretraining.base import LEARNING_DIAGNOSTICS
@@ -204,11 +205,12 @@ def export_encoder(
     encoder = model.get_encoder()
     encoder.config.pretraining = info
     processor = processor if processor is not None else LensImageProcessor(size=encoder.config.image_size)
-    save_for_hub(encoder, processor, out_dir, card=card)
-    state_dir = out_dir / PRETRAINING_SUBDIR
-    model.config.pretraining = info  # provenance of the saved state too (steps done, recipe) for continued runs
-    model.save_pretrained(state_dir)
-    processor.save_pretrained(state_dir)
+    with staged_folder(out_dir) as staging:  # encoder and state of one run, swapped in whole
+        save_for_hub(encoder, processor, staging, card=card)
+        state_dir = staging / PRETRAINING_SUBDIR
+        model.config.pretraining = info  # provenance of the saved state too (steps done, recipe) for continued runs
+        model.save_pretrained(state_dir)
+        processor.save_pretrained(state_dir)
     return out_dir
 
 

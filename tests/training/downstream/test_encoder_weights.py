@@ -1,0 +1,60 @@
+"""A fine-tune never starts from random encoder weights by accident: missing, unexpected or mismatched encoder
+tensors in the encoder folder are an error that names them (issue 21 item 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lensfm_hf.training.downstream.finetune import build_model
+
+NAMES = ["no_sub", "cdm", "axion"]
+
+
+def _edit_weights(folder, edit):
+    path = folder / "model.safetensors"
+    tensors = edit(load_file(path))
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_clean_encoder_loads(tiny_encoder_dir):
+    model = build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+    assert model.config.num_labels == 3
+
+
+def test_weights_with_none_of_the_encoder_tensors_are_refused(tiny_encoder_dir):
+    _edit_weights(tiny_encoder_dir, lambda tensors: {"something.else": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"missing.*embeddings"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_one_layer_of_the_wrong_shape_is_refused(tiny_encoder_dir):
+    def shrink(tensors):
+        key = "encoder.layer.0.attention.qkv.weight"
+        tensors[key] = tensors[key][:-1]
+        return tensors
+
+    _edit_weights(tiny_encoder_dir, shrink)
+    with pytest.raises(ValueError, match=r"shape"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_config_deeper_than_its_weights_is_refused(tiny_encoder_dir):
+    path = tiny_encoder_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["num_hidden_layers"] += 2
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"missing"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_config_shallower_than_its_weights_is_refused(tiny_encoder_dir):
+    path = tiny_encoder_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["num_hidden_layers"] -= 1
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"unexpected"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
