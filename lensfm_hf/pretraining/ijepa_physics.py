@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..models import minmax_normalize
+from ..models import LensImageProcessor, minmax_normalize
+from ..models.image_processing_lens_vit import STRETCHES
 from ..physics import convolve_gaussian_psf, lens_deflection, pixel_grid, ray_shoot, sersic_ellipse
 from ..simulation import get_recipe
 from .base import init
@@ -77,6 +78,11 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         source_position_max (`float`, defaults to 0.7): bound of the source centre in arcsec.
         source_radius_range (`tuple`, defaults to (0.05, 0.6)): Sérsic R_sersic bounds in arcsec.
         source_sersic_index_range (`tuple`, defaults to (0.5, 4.0)): Sérsic index bounds.
+        input_stretch (`str`, defaults to `"none"`), input_stretch_scale (`float`, image units): the contrast
+            stretch of the processor that feeds the model (`data.stretch`, checked by the pretraining run). With a
+            stretch the render is compared after the same stretch, so the head also infers `log10_peak_flux`.
+        peak_flux_log10_range (`tuple`, defaults to (-2.0, 2.0)): bounds of log10 of the peak of the noise-free
+            image, in image units (the render's amplitude, which a stretch makes matter).
     """
 
     model_type = "lens_ijepa_physics"
@@ -103,6 +109,9 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         source_position_max: float = 0.7,
         source_radius_range: tuple[float, float] = (0.05, 0.6),
         source_sersic_index_range: tuple[float, float] = (0.5, 4.0),
+        input_stretch: str = "none",
+        input_stretch_scale: float = 1.0,
+        peak_flux_log10_range: tuple[float, float] = (-2.0, 2.0),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,6 +128,12 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
         self.physics_loss_pool_sizes = tuple(int(size) for size in physics_loss_pool_sizes)
         self.residual_targets = residual_targets
         self.infer_psf = bool(recipe.psf_fwhm_range is not None if infer_psf is None else infer_psf)
+        if input_stretch not in STRETCHES or not input_stretch_scale > 0:
+            raise ValueError(f"input_stretch must be one of {STRETCHES} with input_stretch_scale > 0, got "
+                             f"{input_stretch!r}, {input_stretch_scale!r}.")
+        self.input_stretch = input_stretch
+        self.input_stretch_scale = float(input_stretch_scale)
+        self.peak_flux_log10_range = tuple(peak_flux_log10_range)
         self.psf_fwhm_range = tuple(psf_fwhm_range)
         unknown = sorted(set(image_parameters or ()) - set(self.parameter_names))
         if unknown:
@@ -137,8 +152,10 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
-        """What the head infers: `LENS_PARAMETER_NAMES`, plus `psf_fwhm` (arcsec) with `infer_psf`."""
-        return LENS_PARAMETER_NAMES + (("psf_fwhm",) if getattr(self, "infer_psf", False) else ())
+        """What the head infers: `LENS_PARAMETER_NAMES`, plus `psf_fwhm` (arcsec) with `infer_psf` and
+        `log10_peak_flux` (image units) with an `input_stretch`."""
+        return (LENS_PARAMETER_NAMES + (("psf_fwhm",) if getattr(self, "infer_psf", False) else ())
+                + (("log10_peak_flux",) if getattr(self, "input_stretch", "none") != "none" else ()))
 
     def parameter_bounds(self) -> torch.Tensor:
         """(P, 2) lower/upper bound of each entry of `parameter_names`."""
@@ -157,7 +174,8 @@ class LensPhysicsIJEPAConfig(LensIJEPAConfig):
                 (-e, e),
                 (-e, e),
             ]
-            + ([self.psf_fwhm_range] if self.infer_psf else []),
+            + ([self.psf_fwhm_range] if self.infer_psf else [])
+            + ([self.peak_flux_log10_range] if self.input_stretch != "none" else []),
             dtype=torch.float32,
         )
 
@@ -277,10 +295,16 @@ class LensPhysicsIJEPAForPreTraining(LensIJEPAForPreTraining):
         return self.lens_parameter_head(tokens)
 
     def render(self, parameters: dict[str, torch.Tensor], image_width: int) -> torch.Tensor:
-        """Min-max normalised render (B, 1, W, W) on the data's sky grid."""
-        return render_lensed_source(
+        """Render (B, 1, W, W) on the data's sky grid in the processor's convention: min-max normalised, after the
+        input stretch of the image scaled to its inferred peak flux (image units) when there is one."""
+        rendered = render_lensed_source(
             parameters, image_width, self.config.render_pixel_scale(image_width), self.config.psf_fwhm
         )
+        if self.config.input_stretch == "none":
+            return rendered
+        flux = rendered * torch.pow(10.0, parameters["log10_peak_flux"]).view(-1, 1, 1, 1)
+        stretched = LensImageProcessor.apply_stretch(flux, self.config.input_stretch, self.config.input_stretch_scale)
+        return minmax_normalize(stretched)
 
     def _physics_branch(self, images: torch.Tensor) -> dict:
         parameters = self.predict_lens_parameters(images)

@@ -99,13 +99,15 @@ def parameter_recovery(
 RECOVERY_TRUTH_COLUMNS = ("source_x", "source_y", "einstein_radius")
 
 
-def held_out_images(recipe: str, per_class: int, image_size: int, seed: int, normalization: str = "minmax"):
+def held_out_images(recipe: str, per_class: int, image_size: int, seed: int, normalization: str = "minmax",
+                    stretch: str = "none", stretch_scale: float = 1.0):
     """`per_class` fresh images of every class of `recipe` ((N, 1, S, S), processed as for pretraining and resized
     to `image_size`; the field of view is unchanged, only the pixel scale) and their truth columns ((N,), arcsec):
     `RECOVERY_TRUTH_COLUMNS` and every other column of `BRANCH_TRUTH_COLUMNS` the recipe draws per image."""
     names = get_recipe(recipe).class_names
     batches = [simulate(recipe, name, per_class, seed=derive_seed("recovery-held-out", seed)) for name in names]
-    images = LensImageProcessor(normalization=normalization)(torch.cat([b["pixel_values"] for b in batches]))["pixel_values"]
+    processor = LensImageProcessor(normalization=normalization, stretch=stretch, stretch_scale=stretch_scale)
+    images = processor(torch.cat([b["pixel_values"] for b in batches]))["pixel_values"]
     if images.shape[-1] != image_size:
         images = F.interpolate(images, size=(image_size, image_size), mode="area")
     columns = [*RECOVERY_TRUTH_COLUMNS, *(c for c, _ in BRANCH_TRUTH_COLUMNS.values() if c in batches[0])]
@@ -177,7 +179,9 @@ def measure_parameter_recovery(
     """`parameter_recovery` on fresh held-out simulations of the model's data recipe (a seed no pretraining stream
     draws); the truth is only measured here, it never enters training."""
     recipe = recipe or model.config.data_recipe
-    images, truth = held_out_images(recipe, per_class, model.config.image_size, seed, normalization)
+    config = model.config  # the processor the model was pretrained with: its stretch (none for older models)
+    images, truth = held_out_images(recipe, per_class, config.image_size, seed, normalization,
+                                    getattr(config, "input_stretch", "none"), getattr(config, "input_stretch_scale", 1.0))
     recovery = parameter_recovery(model, images, truth)
     recovery.update(per_parameter_recovery(predict_branch_parameters(model, images), truth, training_mean_guess(recipe)))
     return recovery

@@ -211,3 +211,24 @@ def test_default_jepa_targets_are_the_image_features_not_the_render_residual():
         model.config.residual_targets = True
         assert not torch.allclose(model.compute_targets(images, masks),
                                   image_targets[torch.arange(6)[:, None, None], masks.target_indices])
+
+
+def test_stretched_render_matches_the_stretched_image_only_at_the_true_amplitude():
+    # With the processor's log stretch the render must be compared after the same stretch, at the image's flux:
+    # the true parameters and peak flux reproduce the processed no_sub image; the linear render does not.
+    from lensfm_hf.models import LensImageProcessor
+
+    batch, _ = model2_batch()
+    raw = batch["pixel_values"].double()
+    images = LensImageProcessor(stretch="log", stretch_scale=0.1)(raw)["pixel_values"]
+    model = tiny_model(input_stretch="log", input_stretch_scale=0.1)
+    assert model.config.parameter_names[-1] == "log10_peak_flux"
+    parameters = {**true_parameters(batch), "log10_peak_flux": raw.amax(dim=(1, 2, 3)).log10().float()}
+    matched = (model.render(parameters, 64) - images).square().mean()
+    assert matched < 1e-3
+    linear = (render_lensed_source(true_parameters(batch), 64, 0.101, 0.16) - images).square().mean()
+    assert linear > 10 * matched
+    dimmer = {**parameters, "log10_peak_flux": parameters["log10_peak_flux"] - 1.5}
+    assert (model.render(dimmer, 64) - images).square().mean() > 5 * matched
+    with pytest.raises(ValueError, match="input_stretch must be one of"):
+        LensPhysicsIJEPAConfig(input_stretch="sqrt")

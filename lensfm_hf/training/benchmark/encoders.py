@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForPreTraining
 
 from ...data.build import simulate_dataset
-from ...models import LensResNetConfig, LensViTConfig, LensViTModel
+from ...models import LensImageProcessor, LensResNetConfig, LensViTConfig, LensViTModel
 from ..downstream.finetune import architecture_of, backbone_config
 from ..evaluation import method_evaluation
 from ..health import encoder_health, warn_if_collapsed, warn_if_not_learning
@@ -88,6 +88,25 @@ def random_encoder(config: LensViTConfig, seed: int) -> LensViTModel:
     return LensViTModel(architecture_of(config)).eval()
 
 
+def benchmark_processor(recipe: BenchmarkRecipe, image_size: int) -> LensImageProcessor:
+    """The processor of the rows trained from scratch: the benchmark's stretch, per-image min-max, `image_size`."""
+    return LensImageProcessor(stretch=recipe.model.stretch, stretch_scale=recipe.model.stretch_scale, size=image_size)
+
+
+def pretrained_processor(recipe: BenchmarkRecipe, encoder_dir: str, image_size: int) -> LensImageProcessor:
+    """The encoder's saved processor, refused when its stretch is not the benchmark's (a reused encoder pretrained
+    under another `model.stretch` would be compared on other pixels than the rows trained from scratch)."""
+    processor = load_processor(encoder_dir, image_size)
+    wanted = (recipe.model.stretch, float(recipe.model.stretch_scale))
+    if (processor.stretch, float(processor.stretch_scale)) != wanted:
+        raise ValueError(
+            f"{encoder_dir} was pretrained with stretch={processor.stretch!r}, stretch_scale={processor.stretch_scale} "
+            f"but this benchmark sets model.stretch={wanted[0]!r}, model.stretch_scale={wanted[1]}: delete that "
+            f"encoder folder to pretrain it again, or run with the encoder's stretch."
+        )
+    return processor
+
+
 def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What the cells need of each encoder: name, folder (None for the random init), config, image processor (its
     saved one, at its image size), fingerprint, and the set it was pretrained on. The random-init baseline takes exactly the pretrained encoders' architecture."""
@@ -96,7 +115,7 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
         config = LensViTConfig.from_pretrained(info["encoder_dir"])
         specs.append({
             "name": method, "random": False, "encoder_dir": info["encoder_dir"], "config": config,
-            "processor": load_processor(info["encoder_dir"], config.image_size),
+            "processor": pretrained_processor(recipe, info["encoder_dir"], config.image_size),
             "fingerprint": file_fingerprint(info["encoder_dir"]), "pretraining_set": recipe.data.pretrain_config,
         })
     extra = [resnet_spec(recipe)] if RESNET18 in recipe.benchmark.baselines else []
@@ -114,7 +133,7 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
         )
     config = architecture_of(reference)
     specs.append({"name": RANDOM_INIT, "random": True, "encoder_dir": None, "config": config,
-                  "processor": load_processor(None, config.image_size),
+                  "processor": benchmark_processor(recipe, config.image_size),
                   "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"})
     return specs + extra
 
@@ -124,7 +143,7 @@ def resnet_spec(recipe: BenchmarkRecipe) -> dict[str, Any]:
     rows (the benchmark's image size, the random init's processor). No encoder is measured of it (`supervised`)."""
     config = LensResNetConfig(image_size=recipe.model.image_size)
     return {"name": RESNET18, "random": True, "supervised": True, "encoder_dir": None, "config": config,
-            "processor": load_processor(None, config.image_size),
+            "processor": benchmark_processor(recipe, config.image_size),
             "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"}
 
 

@@ -160,6 +160,11 @@ class BenchmarkModelArguments:
                                       metadata={"help": "linear | conv (convolutional stem)"})
     position_embedding_type: str = field(default=DEFAULT_BACKBONE["position_embedding_type"],
                                          metadata={"help": "learned | sincos"})
+    # Every row's input transform (pretraining's `data.stretch`, the random init's and ResNet-18's processor), so
+    # all rows see the same pixels. Measured in docs/representations.md ("Input transform"): log, s = 0.1 takes the
+    # from-scratch ViT on Model 3 from 0.939 to 0.977 at the study's budget. Default none (older presets' cells).
+    stretch: str = field(default="none", metadata={"help": "none | asinh | log: contrast stretch of the flux"})
+    stretch_scale: float = field(default=1.0, metadata={"help": "flux scale of the stretch, in image units"})
 
 
 @dataclass
@@ -378,6 +383,8 @@ def pretrain_overrides(recipe: BenchmarkRecipe, name: str, data_path: str) -> di
         "model.patch_size": recipe.model.patch_size,
         "model.method_config.patch_embedding_type": recipe.model.patch_embedding_type,
         "model.method_config.position_embedding_type": recipe.model.position_embedding_type,
+        "data.stretch": recipe.model.stretch,
+        "data.stretch_scale": recipe.model.stretch_scale,
         "training.output_dir": str(recipe.root / "pretrain" / name),
     }
     if recipe.pretrain.data_source == "stream":

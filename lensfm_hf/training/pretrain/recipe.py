@@ -187,7 +187,23 @@ def load_pretraining_recipe(
         )
     if result.data.is_stream and not result.data.dataset_config:
         raise ValueError("a stream source names its simulation config: stream:model2, stream:model1, ...")
+    inherit_data_fields(result)
     return result
+
+
+# Method-config fields that describe the data the model is fed: a method whose config has one (the physics I-JEPA
+# renders after the processor's stretch) takes it from `data:` unless the recipe sets it (then the run checks them).
+DATA_FIELDS = {"input_stretch": "stretch", "input_stretch_scale": "stretch_scale"}
+
+
+def inherit_data_fields(recipe: PretrainingRecipe) -> None:
+    """Fill `model.method_config` with the `DATA_FIELDS` the method's config accepts, from `data:`."""
+    known = _config_fields(get_method_classes(recipe.model.method)[0])
+    method_config = dict(recipe.model.method_config or {})
+    for field_name, data_name in DATA_FIELDS.items():
+        if field_name in known and field_name not in method_config:
+            method_config[field_name] = getattr(recipe.data, data_name)
+    recipe.model.method_config = method_config
 
 
 def _before_parse(raw: dict[str, Any]) -> None:

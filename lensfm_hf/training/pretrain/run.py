@@ -219,12 +219,21 @@ def export_encoder(
 
 def check_data_recipe(config: PretrainedConfig, data: PretrainDataArguments) -> None:
     """A method that renders its data (`data_recipe`, e.g. the physics-informed I-JEPA) must render the recipe the
-    stream simulates: else it would explain Model 2 images with another field of view or PSF without a word."""
+    stream simulates and stretch its render as the processor stretches the images: else it would explain the
+    images with another field of view, PSF or contrast without a word."""
     expected = getattr(config, "data_recipe", None)
     if expected is not None and data.is_stream and data.dataset_config != expected:
         raise ValueError(
             f"data.source={data.source!r} simulates {data.dataset_config!r} but the model renders "
             f"data_recipe={expected!r}: set model.method_config.data_recipe={data.dataset_config}."
+        )
+    stretch = getattr(config, "input_stretch", None)
+    if stretch is not None and (stretch, config.input_stretch_scale) != (data.stretch, data.stretch_scale):
+        raise ValueError(
+            f"the processor stretches the images with data.stretch={data.stretch!r}, data.stretch_scale="
+            f"{data.stretch_scale} but the model renders them with input_stretch={stretch!r}, input_stretch_scale="
+            f"{config.input_stretch_scale}: set model.method_config.input_stretch={data.stretch} and "
+            f"model.method_config.input_stretch_scale={data.stretch_scale}."
         )
 
 

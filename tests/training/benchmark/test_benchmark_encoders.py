@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 import shutil
 
+import pytest
 import torch
 
-from lensfm_hf.models import LensViTConfig, LensViTModel
+from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTModel
 from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import ensure_encoder, load_benchmark_recipe, pretrain_overrides, random_encoder
 from lensfm_hf.training.benchmark.encoders import encoder_specs, physics_recovery
@@ -86,3 +87,20 @@ def test_physics_recovery_is_measured_for_physics_encoders_only(tmp_path):
     assert "source position error" in benchmark.report.recovery_lines({"ijepa_physics": recovery})[0]
     assert physics_recovery({"name": "random_init", "random": True, "encoder_dir": None,
                              "config": LensViTConfig()}) is None
+
+
+def test_every_row_sees_the_benchmarks_stretch(mini, tmp_path):
+    # The rows trained from scratch get the benchmark's stretch, pretraining is told it, and a reused encoder
+    # pretrained under another stretch is refused (it would be compared on other pixels).
+    recipe = load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "model.stretch=log", "model.stretch_scale=0.1"])
+    overrides = pretrain_overrides(recipe, "simclr", "/data")
+    assert overrides["data.stretch"] == "log" and overrides["data.stretch_scale"] == 0.1
+    alone = encoder_specs(recipe, {})
+    assert (alone[0]["processor"].stretch, alone[0]["processor"].stretch_scale) == ("log", 0.1)
+    folder = tmp_path / "encoder"
+    LensViTModel(LensViTConfig.from_preset("micro", image_size=32, patch_size=8)).save_pretrained(folder)
+    LensImageProcessor(stretch="log", stretch_scale=0.1).save_pretrained(folder)
+    assert encoder_specs(recipe, {"mae": {"encoder_dir": str(folder)}})[0]["processor"].stretch == "log"
+    LensImageProcessor().save_pretrained(folder)
+    with pytest.raises(ValueError, match="pretrained with stretch='none'.*model.stretch='log'.*delete that encoder"):
+        encoder_specs(recipe, {"mae": {"encoder_dir": str(folder)}})

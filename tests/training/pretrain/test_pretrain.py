@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForPreTraining, TrainerCallback
 
 from lensfm_hf.training.pretrain import checkpoints as pretrain_checkpoints
+from lensfm_hf.training.pretrain.recipe import load_pretraining_recipe
 from lensfm_hf.training.pretrain.run import run_pretraining
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pretraining"))  # tiny_data, shared with the DDP test
@@ -314,4 +315,17 @@ def test_a_rendering_method_must_render_the_streamed_recipe(methods, tmp_path):
               "data": {"source": "stream:model2_varied"},
               "training": {"output_dir": str(tmp_path), "max_steps": 1, "disable_tqdm": True}}
     with pytest.raises(ValueError, match="data_recipe='model2'.*model.method_config.data_recipe=model2_varied"):
+        run_pretraining(recipe)
+
+
+def test_a_rendering_method_renders_after_the_processors_stretch(methods, tmp_path):
+    # The physics I-JEPA takes the processor's stretch from `data:`; a recipe that sets another one is refused.
+    recipe = {"model": {"method": "ijepa_physics", "preset": "micro", "image_size": 32, "patch_size": 8},
+              "data": {"source": "stream:model2", "stretch": "log", "stretch_scale": 0.1},
+              "training": {"output_dir": str(tmp_path), "max_steps": 1, "disable_tqdm": True}}
+    inherited = load_pretraining_recipe(recipe)
+    assert inherited.model.method_config == {"input_stretch": "log", "input_stretch_scale": 0.1}
+    assert "input_stretch" not in load_pretraining_recipe({**recipe, "model": {**recipe["model"], "method": "mae"}}).model.method_config
+    recipe["model"]["method_config"] = {"input_stretch": "asinh"}
+    with pytest.raises(ValueError, match="data.stretch='log'.*model.method_config.input_stretch=log"):
         run_pretraining(recipe)
