@@ -191,18 +191,23 @@ def load_pretraining_recipe(
     return result
 
 
-# Method-config fields that describe the data the model is fed: a method whose config has one (the physics I-JEPA
-# renders after the processor's stretch) takes it from `data:` unless the recipe sets it (then the run checks them).
-DATA_FIELDS = {"input_stretch": "stretch", "input_stretch_scale": "stretch_scale"}
+def data_fields(data: PretrainDataArguments) -> dict[str, Any]:
+    """Method-config fields that describe the data the model is fed (the physics I-JEPA renders the streamed
+    recipe after the processor's stretch): a method whose config has one takes it from `data:` unless the recipe
+    sets it, and the run then checks them (`check_data_recipe`)."""
+    fields = {"input_stretch": data.stretch, "input_stretch_scale": data.stretch_scale}
+    if data.is_stream:
+        fields["data_recipe"] = data.dataset_config
+    return fields
 
 
 def inherit_data_fields(recipe: PretrainingRecipe) -> None:
-    """Fill `model.method_config` with the `DATA_FIELDS` the method's config accepts, from `data:`."""
+    """Fill `model.method_config` with the `data_fields` the method's config accepts."""
     known = _config_fields(get_method_classes(recipe.model.method)[0])
     method_config = dict(recipe.model.method_config or {})
-    for field_name, data_name in DATA_FIELDS.items():
-        if field_name in known and field_name not in method_config:
-            method_config[field_name] = getattr(recipe.data, data_name)
+    for name, value in data_fields(recipe.data).items():
+        if name in known and name not in method_config:
+            method_config[name] = value
     recipe.model.method_config = method_config
 
 

@@ -311,7 +311,9 @@ def test_paired_views_train_on_simulator_pairs_and_refuse_stored_data(methods, d
 
 
 def test_a_rendering_method_must_render_the_streamed_recipe(methods, tmp_path):
-    recipe = {"model": {"method": "ijepa_physics", "preset": "micro", "image_size": 32, "patch_size": 8},
+    # It renders the streamed recipe unless told otherwise; a recipe that names another one is refused.
+    recipe = {"model": {"method": "ijepa_physics", "preset": "micro", "image_size": 32, "patch_size": 8,
+                        "method_config": {"data_recipe": "model2"}},
               "data": {"source": "stream:model2_varied"},
               "training": {"output_dir": str(tmp_path), "max_steps": 1, "disable_tqdm": True}}
     with pytest.raises(ValueError, match="data_recipe='model2'.*model.method_config.data_recipe=model2_varied"):
@@ -324,7 +326,9 @@ def test_a_rendering_method_renders_after_the_processors_stretch(methods, tmp_pa
               "data": {"source": "stream:model2", "stretch": "log", "stretch_scale": 0.1},
               "training": {"output_dir": str(tmp_path), "max_steps": 1, "disable_tqdm": True}}
     inherited = load_pretraining_recipe(recipe)
-    assert inherited.model.method_config == {"input_stretch": "log", "input_stretch_scale": 0.1}
+    assert inherited.model.method_config == {"input_stretch": "log", "input_stretch_scale": 0.1, "data_recipe": "model2"}
+    varied = {**recipe, "data": {**recipe["data"], "source": "stream:model2_varied"}}
+    assert load_pretraining_recipe(varied).model.method_config["data_recipe"] == "model2_varied"
     assert "input_stretch" not in load_pretraining_recipe({**recipe, "model": {**recipe["model"], "method": "mae"}}).model.method_config
     recipe["model"]["method_config"] = {"input_stretch": "asinh"}
     with pytest.raises(ValueError, match="data.stretch='log'.*model.method_config.input_stretch=log"):
