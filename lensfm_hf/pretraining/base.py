@@ -37,6 +37,9 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
 }
 
 
+EXPORTED_ENCODERS = ("student", "teacher")
+
+
 class LensPretrainingConfig(PretrainedConfig):
     r"""Base configuration of a `<Method>ForPreTraining` model.
 
@@ -50,6 +53,8 @@ class LensPretrainingConfig(PretrainedConfig):
             default the method's `default_view_policy` (None: its `default_views`).
         views (`dict`, *optional*): overrides of the policy's (or the method's default) view options (see
             [`ViewConfig`]).
+        export_encoder (`str`, *optional*): which encoder is exported, `"student"` (the trained one) or `"teacher"`
+            (the EMA teacher / target encoder of a method that has one); default the method's `default_export_encoder`.
         **kwargs: backbone fields (defaults as [`LensViTConfig`]) and [`PretrainedConfig`] arguments.
     """
 
@@ -59,8 +64,13 @@ class LensPretrainingConfig(PretrainedConfig):
     backbone_overrides = {}
     default_views = {}
     default_view_policy: str | None = None
+    default_export_encoder = "student"
 
-    def __init__(self, views: dict | None = None, view_policy: str | None = None, **kwargs):
+    def __init__(self, views: dict | None = None, view_policy: str | None = None, export_encoder: str | None = None,
+                 **kwargs):
+        self.export_encoder = export_encoder or self.default_export_encoder
+        if self.export_encoder not in EXPORTED_ENCODERS:
+            raise ValueError(f"export_encoder must be one of {EXPORTED_ENCODERS}, got {self.export_encoder!r}.")
         for name, default in BACKBONE_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, self.backbone_overrides.get(name, default)))
         self.view_policy = view_policy or self.default_view_policy
@@ -205,8 +215,14 @@ class LensPretrainingModel(LensViTPreTrainedModel):
 
     # -- building blocks --------------------------------------------------------------------------------------------
     def get_encoder(self, modality: str | None = None) -> LensViTModel:
-        """The encoder to export (student / context encoder), a [`LensViTModel`]."""
-        return self.lens_vit
+        """The encoder to export, a [`LensViTModel`]: the student (context encoder), or the EMA copy of it with
+        `config.export_encoder="teacher"`."""
+        if getattr(self.config, "export_encoder", "student") == "student":
+            return self.lens_vit
+        teachers = dict(self.ema_teacher.pairs) if self.ema_teacher is not None else {}
+        if "lens_vit" not in teachers:
+            raise ValueError(f"{type(self).__name__} has no EMA teacher of its encoder: set export_encoder='student'.")
+        return getattr(self, teachers["lens_vit"])
 
     def build_encoder(self, use_mask_token: bool = False, **overrides) -> LensViTModel:
         return LensViTModel(self.config.backbone_config(**overrides), use_mask_token=use_mask_token)

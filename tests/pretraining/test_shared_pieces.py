@@ -302,3 +302,25 @@ def test_losses_across_two_processes_match_one_process(tmp_path):
     torch.testing.assert_close(torch.cat([r["grad1"] for r in ranks]) / 2, z1.grad)
     torch.testing.assert_close((ranks[0]["moco"] + ranks[1]["moco"]) / 2, moco_contrastive_loss(z0, z1, 0.2))
     assert ranks[0]["mean"].item() == ranks[1]["mean"].item() == 0.5
+
+
+def test_export_encoder_picks_the_student_or_its_ema_teacher():
+    # The exported encoder is the student by default; `export_encoder="teacher"` exports the EMA copy (I-JEPA's
+    # target encoder, DINO's teacher), and a method with no EMA copy of its encoder refuses it.
+    from lensfm_hf.pretraining import get_pretraining_classes
+
+    config_class, model_class = get_pretraining_classes("ijepa")
+    model = model_class(config_class.from_preset("micro", image_size=16, patch_size=8, num_hidden_layers=1))
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(1.0)  # make the teacher differ from the student
+    assert model.get_encoder() is model.lens_vit
+    model.config.export_encoder = "teacher"
+    assert model.get_encoder() is model.target_encoder
+    config_class, model_class = get_pretraining_classes("simclr")
+    simclr = model_class(config_class.from_preset("micro", image_size=16, patch_size=8, num_hidden_layers=1,
+                                                  export_encoder="teacher"))
+    with pytest.raises(ValueError, match="no EMA teacher.*export_encoder='student'"):
+        simclr.get_encoder()
+    with pytest.raises(ValueError, match="export_encoder must be one of"):
+        config_class(export_encoder="ema")
