@@ -27,6 +27,7 @@ from ..files import atomic_write
 from .card import write_dataset_card, write_example_images
 from .folder import (
     MANIFEST_NAME,
+    SHARD_HASHES,
     SPLITS,
     TMP_PREFIX,
     build_lock,
@@ -40,7 +41,6 @@ from .folder import (
 # Row groups are the unit a streaming reader or the Hub viewer fetches; ~4 MiB keeps both responsive
 # (256 rows of 64×64 float32, 46 rows of Model I's 150×150).
 _ROW_GROUP_BYTES = 4 << 20
-_SHARD_HASHES = "shard_sha256"  # manifest key: {shard file name: SHA-256 hex digest of its bytes}
 
 
 def _simulation_api():
@@ -369,14 +369,19 @@ def simulate_dataset(
         num_classes = len(recipe.class_names)
         per_class = {"train": train_per_class, "test": test_per_class}
         plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
-        recorded = (read_manifest(config_dir) or {}).get(_SHARD_HASHES, {}) if resumed else {}
+        planned = {spec.file_name for spec in plan}
+        for stray in [p for split in SPLITS for p in sorted(config_dir.glob(f"{split}-*.parquet"))]:
+            if stray.name not in planned:  # the loader would read it as part of this config
+                warnings.warn(f"removing {stray}: it is not a shard of this build")
+                stray.unlink()
+        recorded = (read_manifest(config_dir) or {}).get(SHARD_HASHES, {}) if resumed else {}
         todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, recorded.get(spec.file_name))]
         # Digests of kept shards only: a shard about to be rewritten must not keep a stale one if we crash.
         redo = {spec.file_name for spec in todo}
         hashes = {spec.file_name: recorded[spec.file_name] for spec in plan if spec.file_name in recorded}
         hashes = {name: digest for name, digest in hashes.items() if name not in redo}
         manifest = _base_manifest(recipe, features, identity)
-        manifest[_SHARD_HASHES] = hashes
+        manifest[SHARD_HASHES] = hashes
         write_manifest(config_dir, manifest)
 
         progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")

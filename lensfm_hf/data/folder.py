@@ -26,6 +26,7 @@ from ..files import (  # noqa: F401 -- TMP_PREFIX, temp_path, fsync_dir: the bui
 )
 
 MANIFEST_NAME = "manifest.json"
+SHARD_HASHES = "shard_sha256"  # manifest key: {shard file name: SHA-256 hex digest of its bytes}
 SPLITS = ("train", "test")
 # Hidden working folder inside an output folder: per-config lock files and import staging folders.
 # Both are removed when a build ends, so an uploaded folder carries none of them.

@@ -21,7 +21,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import build
-from .folder import SPLITS, WORK_DIR_NAME, build_lock, config_lock_name, fsync_dir, to_json, write_manifest
+from .folder import (
+    SHARD_HASHES,
+    SPLITS,
+    WORK_DIR_NAME,
+    build_lock,
+    config_lock_name,
+    file_sha256,
+    fsync_dir,
+    to_json,
+    write_manifest,
+)
 from .npy import CorruptFileError, read_deeplensesim_image
 
 if TYPE_CHECKING:
@@ -240,6 +250,7 @@ def _import_files(
     if not split_info:
         raise ValueError(f"every .npy file under {root} was skipped; see the warnings for the reasons")
     manifest["splits"] = split_info
+    manifest[SHARD_HASHES] = {path.name: file_sha256(path) for path in sorted(staging.glob("*.parquet"))}
     manifest["skipped"] = len(stats.skipped)
     manifest["complete"] = True
     write_manifest(staging, manifest)

@@ -12,6 +12,8 @@ from typing import Iterator, Sequence
 import torch
 from datasets import Dataset, IterableDataset, get_dataset_config_names, load_dataset
 
+from .verify import verify_config_folder
+
 
 def available_configs(path_or_repo_id: str | os.PathLike) -> list[str]:
     """Config names declared in the dataset card of a folder or hub repo."""
@@ -27,7 +29,8 @@ def load_lensing_dataset(
 ):
     """`datasets.load_dataset(path_or_repo_id, config, split=..., streaming=...)` with a clear missing-config error.
 
-    Returns a DatasetDict (split=None) or a Dataset; IterableDataset(Dict) when streaming.
+    A local folder's config is first checked against its manifest (`verify.verify_config_folder`: shard hashes
+    and row counts). Returns a DatasetDict (split=None) or a Dataset; IterableDataset(Dict) when streaming.
     `load_kwargs` go to `load_dataset` unchanged (e.g. `cache_dir`).
     """
     target = str(path_or_repo_id)
@@ -36,6 +39,8 @@ def load_lensing_dataset(
             f"{target} has no README.md, so it declares no configs; build it with `lensfm simulate --out {target}` "
             "or `lensfm import-deeplensesim`"
         )
+    if os.path.isdir(os.path.join(target, config)):
+        verify_config_folder(os.path.join(target, config))  # once per folder and process; refuses a damaged shard
     configs = available_configs(target)
     if config not in configs:
         raise ValueError(

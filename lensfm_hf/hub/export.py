@@ -81,10 +81,9 @@ def save_for_hub(
     processor = processor if processor is not None else LensImageProcessor()
     if type(processor).__name__ != "LensImageProcessor":  # by name: a remote-code copy of the class is fine too
         raise ValueError(f"save_for_hub needs a LensImageProcessor (or None), got {type(processor).__name__}.")
-    final_dir = Path(out_dir)
-    with staged_folder(final_dir) as out_dir:  # a kill or error keeps the previous export whole
-        _write_folder(model, processor, out_dir, card, repo_id, results)
-    return final_dir
+    with staged_folder(out_dir) as staging:  # a kill or error keeps the previous export whole
+        _write_folder(model, processor, staging, card, repo_id, results)
+    return Path(out_dir)
 
 
 def _write_folder(model: PreTrainedModel, processor: LensImageProcessor, out_dir: Path,
@@ -106,4 +105,4 @@ def _write_folder(model: PreTrainedModel, processor: LensImageProcessor, out_dir
     (out_dir / "README.md").write_text(str(card) if isinstance(card, ModelCard) else card, encoding="utf-8")
 
 
-__all__ = ["save_for_hub", "remote_code_files", "MODEL_AUTO_MAP", "PROCESSOR_AUTO_MAP"]
+__all__ = ["MODEL_AUTO_MAP", "PROCESSOR_AUTO_MAP", "remote_code_files", "save_for_hub"]
