@@ -56,6 +56,48 @@ def _read_image_file(path: str) -> Any:
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+# Per-image flux statistics recorded from the training images (`record_training_inputs`), in the images' raw units.
+INPUT_STATISTICS = {"minimum": torch.amin, "maximum": torch.amax, "mean": torch.mean, "std": torch.std}
+# An input warns when a statistic lies outside the training range widened on each side by this fraction of the larger
+# of its span and the largest training per-image std (so a range the training images all but share still has room).
+OUT_OF_RANGE_MARGIN = 0.5
+
+
+def _per_image_statistics(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{statistic: (B,) values} of a (B, 1, H, W) batch, over each image's pixels."""
+    flat = batch.flatten(1)
+    return {name: function(flat, dim=1) for name, function in INPUT_STATISTICS.items()}
+
+
+def _warn_outside_training(batch: torch.Tensor, training_inputs: dict | None) -> None:
+    """LensInputWarning for a constant image, or one whose flux statistics lie outside the recorded training range."""
+    flat = batch.flatten(1)
+    constant = (flat.amax(dim=1) == flat.amin(dim=1)).nonzero().flatten().tolist()
+    if constant:
+        warnings.warn(
+            f"LensImageProcessor: image {constant[0]} (of {len(constant)} constant ones) has every pixel equal to "
+            f"{float(flat[constant[0], 0]):g}: it holds no lensing signal, so the model's scores for it mean nothing.",
+            LensInputWarning, stacklevel=4,
+        )
+    ranges = (training_inputs or {}).get("statistics")
+    if not ranges:
+        return
+    for name, values in _per_image_statistics(batch).items():
+        low, high = ranges[name]
+        margin = OUT_OF_RANGE_MARGIN * max(high - low, ranges["std"][1])
+        outside = ((values < low - margin) | (values > high + margin)).nonzero().flatten().tolist()
+        if outside:
+            unit = training_inputs.get("flux_unit") or "the training images' units"
+            warnings.warn(
+                f"LensImageProcessor: image {outside[0]} ({len(outside)} of {len(values)} images) has a per-image flux "
+                f"{name} of {float(values[outside[0]]):.4g} {unit}, outside the range {low:.4g} to {high:.4g} of "
+                f"the {training_inputs.get('num_images', '?')} training images ({training_inputs.get('config') or 'the training data'}"
+                f"): the input is far from what the model was trained on, and its scores may mean nothing.",
+                LensInputWarning, stacklevel=4,
+            )
+            return
+
+
 # PIL modes whose bands hold 8 bits: a lensing image stored so has lost its dynamic range.
 EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 
@@ -244,6 +286,8 @@ class LensImageProcessor(BaseImageProcessor):
             then mix sizes: each image is processed alone).
         nan_to_num (`bool`): replace NaN pixels by 0 and +Inf / -Inf by the finite max / min of their image instead
             of raising.
+        training_inputs (`dict`, *optional*): what the model was trained on (`record_training_inputs`): per-image
+            flux statistics and their description (instrument, pixel scale, units); inputs outside them warn.
 
     Inputs are single-band: (H, W), (1, H, W), (H, W, 1), (B, 1, H, W), (B, H, W, 1), lists of those, PIL images or
     FITS paths. RGB input (PIL RGB images, (H, W, 3), (B, 3, H, W), RGB list items) is converted to grayscale by the
@@ -263,6 +307,7 @@ class LensImageProcessor(BaseImageProcessor):
         image_std: float = 1.0,
         size: int | None = None,
         nan_to_num: bool = False,
+        training_inputs: dict | None = None,
         **kwargs,
     ):
         kwargs.pop("image_processor_type", None)
@@ -280,6 +325,7 @@ class LensImageProcessor(BaseImageProcessor):
         self.image_std = _check_positive_finite("image_std", image_std)
         self.size = _check_size(size)
         self.nan_to_num = bool(nan_to_num)
+        self.training_inputs = dict(training_inputs) if training_inputs else None
 
     def __call__(self, images: np.ndarray | torch.Tensor | str | os.PathLike | list, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
@@ -327,6 +373,7 @@ class LensImageProcessor(BaseImageProcessor):
                     f"images contain {bad} NaN or Inf pixels; clean them or pass nan_to_num=True to replace them."
                 )
             batch = _replace_non_finite(batch)
+        _warn_outside_training(batch, self.training_inputs)
         batch = self._transform(batch, options).float().contiguous()
         if not bool(torch.isfinite(batch).all()):
             raise ValueError(
@@ -389,6 +436,26 @@ class LensImageProcessor(BaseImageProcessor):
             raise ValueError(f"the images have pixel mean {mean!r} and std {std!r} after the stretch; standardisation "
                              "needs finite images that are not all equal.")
         self.image_mean, self.image_std = mean, std
+        return self
+
+    def record_training_inputs(self, images: np.ndarray | torch.Tensor | list, **description: Any) -> "LensImageProcessor":
+        """Record the range over the training `images` ((B, 1, H, W), or an iterable of such batches, raw units) of
+        each per-image flux statistic, with `description` (e.g. config, instrument, pixel_scale_arcsec, flux_unit),
+        in `training_inputs`; inputs outside it warn. Returns the processor."""
+        batches = [images] if isinstance(images, (torch.Tensor, np.ndarray)) else images
+        ranges: dict[str, list[float]] = {}
+        count = 0
+        for batch in batches:
+            batch = torch.as_tensor(batch).double().flatten(1)[:, None]
+            if batch.numel() == 0:
+                continue
+            count += batch.shape[0]
+            for name, values in _per_image_statistics(torch.nan_to_num(batch)).items():
+                low, high = ranges.get(name, [math.inf, -math.inf])
+                ranges[name] = [min(low, float(values.min())), max(high, float(values.max()))]
+        if count == 0:
+            raise ValueError("record_training_inputs needs at least one training image; pass the training split.")
+        self.training_inputs = {**description, "num_images": count, "statistics": ranges}
         return self
 
     @staticmethod

@@ -4,6 +4,7 @@
 
 from .engines import ENGINES, render, render_flux
 from .recipes import (
+    DATA_UNITS,
     PARAMETER_COLUMN_UNITS,
     PRESETS,
     RECIPE_NAMES,
@@ -18,6 +19,7 @@ from .simulate import simulate, simulate_pairs
 from .stream import LensingStream
 
 __all__ = [
+    "DATA_UNITS",
     "ENGINES",
     "PARAMETER_COLUMN_UNITS",
     "PRESETS",

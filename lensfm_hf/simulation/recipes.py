@@ -14,6 +14,7 @@ from ..physics.cosmology import FlatLambdaCDM, einstein_radius_per_sqrt_mass
 from ..physics.noise import InstrumentConfig, get_instrument
 
 __all__ = [
+    "DATA_UNITS",
     "SimulationRecipe",
     "PRESETS",
     "RECIPE_NAMES",
@@ -33,6 +34,12 @@ LAYOUTS = ("substructure", "lens_finding", "super_resolution")
 # Fields renamed since recipes were first saved (dataset manifests): old name -> new name.
 RENAMED_FIELDS = {"task": "layout"}
 NOISE_MODELS = ("none", "model1", "instrument")
+# The unit of a recipe's pixel values, by noise model (what `engines._apply_data_model` returns).
+DATA_UNITS = {
+    "model1": "photon counts per pixel",
+    "instrument": "e-/s per pixel",
+    "none": "flux per pixel (simulator amplitude units)",
+}
 EINSTEIN_RADIUS_CONVENTIONS = ("luminosity", "angular_diameter")
 
 # lenstronomy's multi-plane factor in DeepLenseSim's simple_sim_2 (lens z=0.5, source z=1.0,
@@ -245,6 +252,11 @@ class SimulationRecipe:
         return any(getattr(self, key) is not None for key in PRIOR_FIELDS)
 
     @property
+    def data_unit(self) -> str:
+        """The unit of the pixel values (`DATA_UNITS` of the noise model)."""
+        return DATA_UNITS[self.noise_model]
+
+    @property
     def high_resolution_size(self) -> int:
         return self.image_size * self.upscale_factor
 
@@ -254,6 +266,7 @@ class SimulationRecipe:
         data["parameter_columns"] = list(self.parameter_columns)
         data["resolved_psf_fwhm"] = self.resolved_psf_fwhm
         data["resolved_psf_truncation"] = self.resolved_psf_truncation
+        data["data_unit"] = self.data_unit
         data["instrument_config"] = None if self.instrument is None else self.instrument_config.to_dict()
         return json.loads(json.dumps(data))
 

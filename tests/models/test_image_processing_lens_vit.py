@@ -260,3 +260,42 @@ def test_minmax_normalize_maps_each_image_to_unit_range():
     out = minmax_normalize(images)
     assert out[0].amin() == 0 and out[0].amax() == 1
     assert torch.equal(out[1], torch.zeros(1, 8, 8)), "a constant image maps to zeros"
+
+
+def _recorded_processor():
+    train = np.stack([ring(seed=seed) for seed in range(8)])[:, None]
+    description = {"config": "model3", "instrument": "hst_wfc3_f160w", "pixel_scale_arcsec": 0.08,
+                   "flux_unit": "e-/s per pixel"}
+    return LensImageProcessor(size=32).record_training_inputs(train, **description)
+
+
+def test_a_constant_image_warns_that_it_holds_no_signal():
+    """Issue 20.3: a blank image is refused no answer, but is named as carrying no signal."""
+    from lensfm_hf.models import LensInputWarning
+
+    for processor in (LensImageProcessor(), _recorded_processor()):
+        with pytest.warns(LensInputWarning, match="constant"):
+            processor(np.full((32, 32), 3.0, np.float32))
+
+
+def test_flux_outside_the_recorded_training_range_warns(tmp_path):
+    """Issue 20.3: the processor records per-image flux statistics of the training images, saves them, and warns
+    for an input outside them (pure noise); a training-like image and a processor without a record do not."""
+    import warnings
+
+    from lensfm_hf.models import LensInputWarning
+
+    processor = _recorded_processor()
+    processor.save_pretrained(tmp_path)
+    loaded = LensImageProcessor.from_pretrained(tmp_path)
+    assert loaded.training_inputs == processor.training_inputs
+    assert loaded.training_inputs["instrument"] == "hst_wfc3_f160w"
+    noise = np.random.default_rng(1).normal(0, 1, (32, 32)).astype(np.float32)
+    with pytest.warns(LensInputWarning, match="e-/s per pixel, outside the range.*training images"):
+        loaded(noise)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LensInputWarning)
+        loaded(ring(seed=20))
+        LensImageProcessor()(noise)
+    with pytest.raises(ValueError, match="record_training_inputs needs"):
+        LensImageProcessor().record_training_inputs(np.zeros((0, 1, 8, 8), np.float32))

@@ -65,7 +65,8 @@ def save_finetuned_model(
         repo_id=repo_id or str(model_dir),
         results=finetuned_card_results(model, metrics or {}) if metrics else None,
         base_model=encoder if is_hub_repo_id(encoder) else None,
-        extra_context={"num_parameters": model.num_parameters(), "finetuning": info},
+        extra_context={"num_parameters": model.num_parameters(), "finetuning": info,
+                       "training_inputs": processor.training_inputs},
     )
     return save_for_hub(model, processor, model_dir, card=card)
 

@@ -31,7 +31,13 @@ from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from ..records import write_json
 from ..recipes import apply_overrides, load_recipe, read_recipe
-from .splits import fit_split_standardization, load_processor, load_task_split, split_train_validation
+from .splits import (
+    fit_split_standardization,
+    load_processor,
+    load_task_split,
+    record_split_inputs,
+    split_train_validation,
+)
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 
 @dataclass
@@ -274,6 +280,7 @@ def run_finetune(
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
     path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
     processor = recipe_processor(processor, data_args, path, config, task, random_init=model_args.encoder is None)
+    record_split_inputs(processor, path, config, data_args.train_split, task, data_args.preprocess_batch_size)
     full_train, test = (
         load_task_split(path, config, name, task, processor, image_size, max_samples=max_samples,
                         batch_size=data_args.preprocess_batch_size, flux_per_pixel=data_args.flux_per_pixel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,9 +18,11 @@ from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
 
+from ...data.folder import read_manifest
 from ...data.loading import iter_torch_batches, load_lensing_dataset
 from ...models import LensImageProcessor
 from ...pretraining.views import random_d4
+from ...simulation import DATA_UNITS, PRESETS, preset_title
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -242,6 +245,34 @@ def fit_split_standardization(
     return processor.fit_standardization(batches)
 
 
+def input_description(path: str, config: str) -> dict:
+    """What the images of a dataset config are (for the processor's `training_inputs` and the card): config, title,
+    instrument, pixel scale (arcsec), image size (px) and the unit of the pixel values. From the local folder's
+    manifest, else the registered preset of that name; never a local path."""
+    folder = Path(path) / config
+    manifest = (read_manifest(folder) if folder.is_dir() else None) or {}
+    recipe = dict(manifest.get("recipe") or (PRESETS[config].recipe().to_dict() if config in PRESETS else {}))
+    size = manifest.get("image_size") or recipe.get("image_size")
+    return {
+        "config": config,
+        "title": preset_title(config),
+        "instrument": recipe.get("instrument"),
+        "pixel_scale_arcsec": manifest.get("pixel_scale") or recipe.get("pixel_scale"),
+        "image_size_px": size[-1] if isinstance(size, (list, tuple)) else size,
+        "flux_unit": recipe.get("data_unit") or DATA_UNITS[recipe.get("noise_model") or "none"],
+    }
+
+
+def record_split_inputs(
+    processor: LensImageProcessor, path: str, config: str, split: str, task, batch_size: int = 512
+) -> LensImageProcessor:
+    """Record in `processor.training_inputs` the per-image flux range of one split's raw images (the task's rows)
+    and `input_description` of the dataset, so inputs far outside it warn. Returns the processor."""
+    rows = task_rows(load_lensing_dataset(path, config, split=split), task, f"{path}/{config} ({split})")
+    batches = (batch["pixel_values"] for batch in iter_torch_batches(rows, batch_size, columns=["pixel_values"]))
+    return processor.record_training_inputs(batches, **input_description(path, config))
+
+
 # ----------------------------------------------------------------------------- validation cuts and label subsets
 
 
@@ -337,6 +368,8 @@ __all__ = [
     "few_label_indices",
     "few_label_subset",
     "fit_split_standardization",
+    "input_description",
+    "record_split_inputs",
     "load_processor",
     "load_task_split",
     "prepare_split",

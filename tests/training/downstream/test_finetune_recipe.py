@@ -316,3 +316,23 @@ def test_few_label_finetune_selects_on_the_benchmarks_few_label_cut(tmp_path, da
     assert np.bincount(seen["validation"].labels.numpy()).tolist() == [2, 2, 2]  # not the 6 per class of the cut
     assert torch.equal(seen["validation"].pixel_values, full.pixel_values[validation])
     assert torch.equal(seen["train"].pixel_values, full.pixel_values[train])
+
+
+def test_the_saved_model_knows_its_training_inputs_and_warns_outside_them(tmp_path, dataset_dir):
+    """Issue 20.3: a fine-tuned model's processor records the training flux range and what the inputs are
+    (instrument, pixel scale, units); its card says so; a blank or far-off image then warns."""
+    import numpy as np
+
+    from lensfm_hf.models import LensInputWarning
+
+    run_finetune(_recipe(tmp_path, {"task": "classification", "config": "model3"}, dataset_dir))
+    saved = LensImageProcessor.from_pretrained(tmp_path / "run" / "model")
+    inputs = saved.training_inputs
+    assert inputs["config"] == "model3" and inputs["pixel_scale_arcsec"] == 0.1 and inputs["num_images"] == 36
+    assert inputs["flux_unit"] and set(inputs["statistics"]) == {"minimum", "maximum", "mean", "std"}
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "## Inputs" in card and "0.1 arcsec" in card and inputs["flux_unit"] in card
+    with pytest.warns(LensInputWarning, match="constant"):
+        saved(np.zeros((16, 16), np.float32))
+    with pytest.warns(LensInputWarning, match="outside the range"):
+        saved(np.full((16, 16), 1e6, np.float32) + np.eye(16, dtype=np.float32))
