@@ -44,10 +44,14 @@ def prepare_benchmark_data(recipe: BenchmarkRecipe) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("simulation_device=%s but no CUDA device is available: simulating on the CPU.", device)
         device = "cpu"
-    plan = [(data.pretrain_config, data.pretrain_train_per_class, 0)]
+    # One folder per config: an evaluated config at the evaluation's counts (pretraining then reads its train
+    # split); the pretraining set alone only when pretraining reads a folder, not the stream.
+    plan = {}
+    if recipe.pretrain.data_source != "stream":
+        plan[data.pretrain_config] = (data.pretrain_train_per_class, 0)
     for config in dict.fromkeys(evaluation.config for evaluation in recipe.evaluations):
-        plan.append((config, data.finetune_train_per_class, data.finetune_test_per_class))
-    for config, train_per_class, test_per_class in plan:
+        plan[config] = (data.finetune_train_per_class, data.finetune_test_per_class)
+    for config, (train_per_class, test_per_class) in plan.items():
         simulate_dataset(folder, config=config, train_per_class=train_per_class, test_per_class=test_per_class,
                          seed=data.seed, device=device)
     return str(folder)

@@ -104,3 +104,24 @@ def test_every_row_sees_the_benchmarks_stretch(mini, tmp_path):
     LensImageProcessor().save_pretrained(folder)
     with pytest.raises(ValueError, match="pretrained with stretch='none'.*model.stretch='log'.*delete that encoder"):
         encoder_specs(recipe, {"mae": {"encoder_dir": str(folder)}})
+
+
+def test_the_pretraining_set_and_an_evaluation_of_the_same_config_are_simulated_once(mini, tmp_path, monkeypatch):
+    # The study pretrains on the Model 2 stream and evaluates on Model 2: one folder per config, at the evaluation's
+    # counts (two plans of one config failed as "built with different parameters"); a stream simulates nothing.
+    from lensfm_hf.training.benchmark import encoders
+
+    plans = []
+    monkeypatch.setattr(encoders, "simulate_dataset", lambda folder, config, train_per_class, test_per_class, **_:
+                        plans.append((config, train_per_class, test_per_class)))
+    overrides = [*mini.overrides(tmp_path), "benchmark.tasks=[classification:model2]", "data.pretrain_config=model2",
+                 "data.finetune_train_per_class=30", "data.finetune_test_per_class=20", "data.pretrain_train_per_class=8"]
+    encoders.prepare_benchmark_data(load_benchmark_recipe(mini.path, [*overrides, "pretrain.data_source=dataset"]))
+    assert plans == [("model2", 30, 20)]
+    plans.clear()
+    encoders.prepare_benchmark_data(load_benchmark_recipe(mini.path, [*overrides, "benchmark.tasks=[classification:model3]"]))
+    assert plans == [("model2", 8, 0), ("model3", 30, 20)]
+    plans.clear()
+    encoders.prepare_benchmark_data(load_benchmark_recipe(mini.path, [
+        *overrides, "benchmark.tasks=[classification:model3]", "pretrain.data_source=stream"]))
+    assert plans == [("model3", 30, 20)]
