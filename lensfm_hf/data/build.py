@@ -34,7 +34,10 @@ from .folder import (
     config_lock_name,
     file_sha256,
     read_manifest,
+    recover_interrupted_swap,
+    swap_in,
     to_json,
+    work_path,
     write_manifest,
 )
 
@@ -331,7 +334,8 @@ def simulate_dataset(
     `shard_size` rows; inside a shard, classes alternate (see `interleave_order`) and the loader
     does the random shuffling. Rerunning with the same arguments resumes: finished shards whose
     SHA-256 matches the one the manifest recorded are kept, any other shard is regenerated with a
-    warning. Different arguments raise unless `overwrite=True`. The build holds the config's
+    warning. Different arguments raise unless `overwrite=True`, which builds the config beside the old one and
+    swaps it in when complete (a kill meanwhile keeps the old one). The build holds the config's
     `build_lock`, so a second process simulating or importing the same config into the same folder
     meanwhile raises RuntimeError. Other configs in `out_dir` are left alone and stay in the card.
     Returns `out_dir`.
@@ -363,48 +367,61 @@ def simulate_dataset(
         "device_type": str(device).split(":")[0],
     }
     with build_lock(out, config_lock_name(config), what=f"config {config!r}"):
-        resumed = prepare_config_dir(config_dir, identity, overwrite)
-        config_dir.mkdir(parents=True, exist_ok=True)
-        _remove_temp_files(config_dir)  # left by a killed run; nobody else writes here while we hold the lock
-        num_classes = len(recipe.class_names)
-        per_class = {"train": train_per_class, "test": test_per_class}
-        plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
-        planned = {spec.file_name for spec in plan}
-        for stray in [p for split in SPLITS for p in sorted(config_dir.glob(f"{split}-*.parquet"))]:
-            if stray.name not in planned:  # the loader would read it as part of this config
-                warnings.warn(f"removing {stray}: it is not a shard of this build")
-                stray.unlink()
-        recorded = (read_manifest(config_dir) or {}).get(SHARD_HASHES, {}) if resumed else {}
-        todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, recorded.get(spec.file_name))]
-        # Digests of kept shards only: a shard about to be rewritten must not keep a stale one if we crash.
-        redo = {spec.file_name for spec in todo}
-        hashes = {spec.file_name: recorded[spec.file_name] for spec in plan if spec.file_name in recorded}
-        hashes = {name: digest for name, digest in hashes.items() if name not in redo}
-        manifest = _base_manifest(recipe, features, identity)
-        manifest[SHARD_HASHES] = hashes
-        write_manifest(config_dir, manifest)
+        recover_interrupted_swap(out, config)
+        final_dir = config_dir
+        if overwrite and config_dir.exists():
+            # Built beside the old config and swapped in at the end: a kill meanwhile keeps the old one whole.
+            config_dir, resumed = work_path(out, "simulate", config), False
+        else:
+            resumed = prepare_config_dir(config_dir, identity, overwrite=False)
+        try:
+            config_dir.mkdir(parents=True, exist_ok=True)
+            _remove_temp_files(config_dir)  # left by a killed run; nobody else writes here while we hold the lock
+            num_classes = len(recipe.class_names)
+            per_class = {"train": train_per_class, "test": test_per_class}
+            plan = [spec for split in SPLITS for spec in plan_shards(split, per_class[split], num_classes, shard_size)]
+            planned = {spec.file_name for spec in plan}
+            for stray in [p for split in SPLITS for p in sorted(config_dir.glob(f"{split}-*.parquet"))]:
+                if stray.name not in planned:  # the loader would read it as part of this config
+                    warnings.warn(f"removing {stray}: it is not a shard of this build")
+                    stray.unlink()
+            recorded = (read_manifest(config_dir) or {}).get(SHARD_HASHES, {}) if resumed else {}
+            todo = [spec for spec in plan if not _shard_is_intact(config_dir / spec.file_name, recorded.get(spec.file_name))]
+            # Digests of kept shards only: a shard about to be rewritten must not keep a stale one if we crash.
+            redo = {spec.file_name for spec in todo}
+            hashes = {spec.file_name: recorded[spec.file_name] for spec in plan if spec.file_name in recorded}
+            hashes = {name: digest for name, digest in hashes.items() if name not in redo}
+            manifest = _base_manifest(recipe, features, identity)
+            manifest[SHARD_HASHES] = hashes
+            write_manifest(config_dir, manifest)
 
-        progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
-        with progress:
-            for spec in todo:
-                columns = _simulate_shard(api, recipe, features, spec, seed, engine, device)
-                path = config_dir / spec.file_name
-                write_shard(path, columns, features)
-                hashes[spec.file_name] = file_sha256(path)
-                write_manifest(config_dir, manifest)  # after each shard, so a resumed run can verify it
-                progress.update(1)
+            progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
+            with progress:
+                for spec in todo:
+                    columns = _simulate_shard(api, recipe, features, spec, seed, engine, device)
+                    path = config_dir / spec.file_name
+                    write_shard(path, columns, features)
+                    hashes[spec.file_name] = file_sha256(path)
+                    write_manifest(config_dir, manifest)  # after each shard, so a resumed run can verify it
+                    progress.update(1)
 
-        manifest["splits"] = {
-            split: {
-                "num_examples": per_class[split] * num_classes,
-                "num_shards": sum(1 for spec in plan if spec.split == split),
-                "class_counts": {name: per_class[split] for name in recipe.class_names},
+            manifest["splits"] = {
+                split: {
+                    "num_examples": per_class[split] * num_classes,
+                    "num_shards": sum(1 for spec in plan if spec.split == split),
+                    "class_counts": {name: per_class[split] for name in recipe.class_names},
+                }
+                for split in SPLITS
+                if per_class[split] > 0
             }
-            for split in SPLITS
-            if per_class[split] > 0
-        }
-        manifest["complete"] = True
-        write_manifest(config_dir, manifest)
+            manifest["complete"] = True
+            write_manifest(config_dir, manifest)
+        except BaseException:
+            if config_dir != final_dir:  # a failed rebuild leaves the old config and no staging folder
+                shutil.rmtree(config_dir, ignore_errors=True)
+            raise
+        if config_dir != final_dir:
+            swap_in(config_dir, out, config)
         finalize_folder(out, config)
     return out
 

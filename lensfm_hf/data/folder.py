@@ -11,6 +11,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -22,6 +25,7 @@ from ..files import (  # noqa: F401 -- TMP_PREFIX, temp_path, fsync_dir: the bui
     atomic_write,
     folder_lock,
     fsync_dir,
+    replace_folder,
     temp_path,
 )
 
@@ -102,3 +106,47 @@ def config_lock_name(config: str) -> str:
     The suffix keeps a config named like the folder-wide "card" lock from sharing its file.
     """
     return f"{config}.config"
+
+
+# ----------------------------------------------------------------------------- staging and swapping a config
+
+# Work folders under `<out>/.lensfm/`: `<kind>.<config>.<pid>-<hex>` is a staging folder being written (kind
+# "import" or "simulate"), `replaced.<config>.<pid>-<hex>` the previous config while the new one is renamed in.
+STAGING_KINDS, REPLACED = ("import", "simulate"), "replaced"
+
+
+def work_path(out: Path, kind: str, config: str) -> Path:
+    """A fresh work folder name of `kind` for `config` under `out/.lensfm/`, unique to this process and call."""
+    return Path(out) / WORK_DIR_NAME / f"{kind}.{config}.{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _work_leftovers(out: Path, kind: str, config: str) -> list[Path]:
+    """Work folders of `kind` for `config` left by earlier runs (the suffix after the last '.' is the run's)."""
+    work = Path(out) / WORK_DIR_NAME
+    if not work.is_dir():
+        return []
+    return sorted(p for p in work.iterdir() if p.name.rsplit(".", 1)[0] == f"{kind}.{config}")
+
+
+def swap_in(staging: Path, out: Path, config: str) -> None:
+    """Make the complete folder `staging` the config `out/<config>`; the previous one is moved aside first and
+    deleted after (`files.replace_folder`), so a kill leaves one whole version, which `recover_interrupted_swap`
+    puts back."""
+    replace_folder(staging, Path(out) / config, aside=work_path(out, REPLACED, config))
+
+
+def recover_interrupted_swap(out: Path, config: str) -> None:
+    """Undo what a killed build left (call under the config's lock, so no live build owns these).
+
+    A kill between the two renames of `swap_in` leaves the previous config only under `replaced.*`: it is
+    moved back. Staging folders of killed runs are deleted.
+    """
+    config_dir = Path(out) / config
+    replaced = _work_leftovers(out, REPLACED, config)
+    if replaced and not config_dir.exists():
+        latest = max(replaced, key=lambda p: p.stat().st_mtime)
+        warnings.warn(f"restoring {config_dir} from {latest}, left by a build that was killed while swapping")
+        os.replace(latest, config_dir)
+        replaced.remove(latest)
+    for leftover in replaced + [p for kind in STAGING_KINDS for p in _work_leftovers(out, kind, config)]:
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,8 +27,10 @@ from .folder import (
     build_lock,
     config_lock_name,
     file_sha256,
-    fsync_dir,
+    recover_interrupted_swap,
+    swap_in,
     to_json,
+    work_path,
     write_manifest,
 )
 from .npy import CorruptFileError, read_deeplensesim_image
@@ -169,17 +170,17 @@ def import_deeplensesim(
         "test_fraction": float(test_fraction),
     }
     with build_lock(out, config_lock_name(config), what=f"config {config!r}"):
-        _recover_interrupted_swap(out, config)
+        recover_interrupted_swap(out, config)
         if not overwrite:
             # Only checks; with overwrite=True the old folder is replaced once the new import is whole.
             build.prepare_config_dir(config_dir, identity, overwrite=False)
         # Everything is written into a staging folder and swapped in at the end, so a failed or
         # interrupted re-import leaves the previous import untouched.
-        staging = _work_path(out, _STAGING, config)
+        staging = work_path(out, "import", config)
         try:
             stats = _import_files(found, root, staging, recipe, features, identity, strict, shard_size)
             stats.out_dir, stats.split_rule = out, split_rule
-            _swap_in(staging, config_dir, _work_path(out, _REPLACED, config))
+            swap_in(staging, out, config)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -255,57 +256,6 @@ def _import_files(
     manifest["complete"] = True
     write_manifest(staging, manifest)
     return stats
-
-
-# Work folders under `<out>/.lensfm/`: `import.<config>.<pid>-<hex>` is a staging folder being
-# written, `replaced.<config>.<pid>-<hex>` the previous import while the new one is renamed in.
-_STAGING, _REPLACED = "import", "replaced"
-
-
-def _work_path(out: Path, kind: str, config: str) -> Path:
-    return out / WORK_DIR_NAME / f"{kind}.{config}.{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _work_leftovers(out: Path, kind: str, config: str) -> list[Path]:
-    """Work folders of `kind` for `config` left by earlier runs (the suffix after the last '.' is the run's)."""
-    work = out / WORK_DIR_NAME
-    if not work.is_dir():
-        return []
-    return sorted(p for p in work.iterdir() if p.name.rsplit(".", 1)[0] == f"{kind}.{config}")
-
-
-def _swap_in(staging: Path, config_dir: Path, replaced: Path) -> None:
-    """Rename `staging` to `config_dir`, moving an existing `config_dir` aside first and deleting it after."""
-    fsync_dir(staging)
-    moved = config_dir.exists()
-    if moved:
-        os.replace(config_dir, replaced)
-    try:
-        os.replace(staging, config_dir)
-    except BaseException:
-        if moved:
-            os.replace(replaced, config_dir)
-        raise
-    fsync_dir(config_dir.parent)
-    if moved:
-        shutil.rmtree(replaced, ignore_errors=True)
-
-
-def _recover_interrupted_swap(out: Path, config: str) -> None:
-    """Undo what a killed import left (called under the config's lock, so no live import owns these).
-
-    A kill between the two renames of `_swap_in` leaves the previous import only under
-    `replaced.*`: it is moved back. Staging folders of killed runs are deleted.
-    """
-    config_dir = out / config
-    replaced = _work_leftovers(out, _REPLACED, config)
-    if replaced and not config_dir.exists():
-        latest = max(replaced, key=lambda p: p.stat().st_mtime)
-        warnings.warn(f"restoring {config_dir} from {latest}, left by an import that was killed while swapping")
-        os.replace(latest, config_dir)
-        replaced.remove(latest)
-    for leftover in replaced + _work_leftovers(out, _STAGING, config):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _renumber_shards(config_dir: Path, split: str) -> None:

@@ -222,3 +222,28 @@ def test_a_folder_built_when_layout_was_called_task_resumes(tmp_path):
     assert prepare_config_dir(config_dir, identity, overwrite=False)  # resumes: the same build under the new name
     with pytest.raises(ValueError, match="different parameters"):
         prepare_config_dir(config_dir, dict(identity, seed=1), overwrite=False)
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_config(tmp_path, fake_sim, monkeypatch, hf_cache):
+    """Issue 21 item 2: `--overwrite` deleted the complete config before the new one existed."""
+    from lensfm_hf.data import build
+
+    out = simulate_dataset(tmp_path / "ds", "model2", train_per_class=2, test_per_class=1, seed=0, shard_size=3)
+    before = {p.name: p.read_bytes() for p in (out / "model2").iterdir()}
+    real, calls = build._simulate_shard, []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_simulate_shard", fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_dataset(out, "model2", train_per_class=2, test_per_class=1, seed=1, shard_size=3, overwrite=True)
+    assert {p.name: p.read_bytes() for p in (out / "model2").iterdir()} == before
+    assert not (out / ".lensfm").exists()  # no staging folder left
+    monkeypatch.setattr(build, "_simulate_shard", real)
+    simulate_dataset(out, "model2", train_per_class=2, test_per_class=1, seed=1, shard_size=3, overwrite=True)
+    assert {p.name: p.read_bytes() for p in (out / "model2").iterdir()} != before
+    assert load_lensing_dataset(out, "model2", split="train", cache_dir=hf_cache).num_rows == 6

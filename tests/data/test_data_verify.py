@@ -44,7 +44,7 @@ def test_a_shard_copied_from_another_build_is_refused(built, tmp_path, fake_sim,
 
 def test_a_stray_shard_is_refused_and_a_simulate_rerun_removes_it(built, hf_cache):
     config_dir = built / "model2"
-    first = sorted(config_dir.glob("train-*.parquet"))[0]
+    first = min(config_dir.glob("train-*.parquet"))
     stray = config_dir / "train-00007-of-00009.parquet"
     shutil.copyfile(first, stray)
     with pytest.raises(ValueError, match=r"train-00007-of-00009.parquet is not listed"):
@@ -58,7 +58,7 @@ def test_a_stray_shard_is_refused_and_a_simulate_rerun_removes_it(built, hf_cach
 def test_a_missing_shard_and_an_unfinished_build_are_refused(built, hf_cache):
     config_dir = built / "model2"
     manifest = (config_dir / "manifest.json").read_text()
-    sorted(config_dir.glob("test-*.parquet"))[0].unlink()
+    min(config_dir.glob("test-*.parquet")).unlink()
     with pytest.raises(ValueError, match=r"test-.*is missing"):
         load_lensing_dataset(built, "model2", split="train", cache_dir=hf_cache)
     (config_dir / "manifest.json").write_text(manifest.replace('"complete": true', '"complete": false'))
