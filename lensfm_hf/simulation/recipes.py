@@ -252,11 +252,6 @@ class SimulationRecipe:
         return any(getattr(self, key) is not None for key in PRIOR_FIELDS)
 
     @property
-    def data_unit(self) -> str:
-        """The unit of the pixel values (`DATA_UNITS` of the noise model)."""
-        return DATA_UNITS[self.noise_model]
-
-    @property
     def high_resolution_size(self) -> int:
         return self.image_size * self.upscale_factor
 
@@ -266,7 +261,6 @@ class SimulationRecipe:
         data["parameter_columns"] = list(self.parameter_columns)
         data["resolved_psf_fwhm"] = self.resolved_psf_fwhm
         data["resolved_psf_truncation"] = self.resolved_psf_truncation
-        data["data_unit"] = self.data_unit
         data["instrument_config"] = None if self.instrument is None else self.instrument_config.to_dict()
         return json.loads(json.dumps(data))
 

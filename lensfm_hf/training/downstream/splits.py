@@ -259,7 +259,7 @@ def input_description(path: str, config: str) -> dict:
         "instrument": recipe.get("instrument"),
         "pixel_scale_arcsec": manifest.get("pixel_scale") or recipe.get("pixel_scale"),
         "image_size_px": size[-1] if isinstance(size, (list, tuple)) else size,
-        "flux_unit": recipe.get("data_unit") or DATA_UNITS[recipe.get("noise_model") or "none"],
+        "flux_unit": DATA_UNITS[recipe.get("noise_model") or "none"],
     }
 
 
