@@ -23,7 +23,7 @@ import torch
 import transformers
 from torch.utils.data import DataLoader
 from huggingface_hub import ModelCard
-from transformers import PretrainedConfig, PreTrainedModel, Trainer, set_seed
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerState, set_seed
 from transformers.modeling_utils import unwrap_model
 
 from ...distributed import rank
@@ -217,6 +217,22 @@ def export_encoder(
 # ----------------------------------------------------------------------------- run
 
 
+def finished_run_state(trainer: PretrainingTrainer, checkpoint: str) -> tuple[dict[str, Any], float | None]:
+    """Load a finished run's last `checkpoint` (weights and trainer state) into `trainer` without training; return
+    its train metrics and mean training loss as `Trainer.train` would (from the logged history)."""
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    history = trainer.state.log_history
+    last = next((entry for entry in reversed(history) if set(LEARNING_DIAGNOSTICS) <= set(entry)), None)
+    if last is not None:
+        trainer.last_diagnostics = {name: float(last[name]) for name in LEARNING_DIAGNOSTICS}
+    summary = next((entry for entry in reversed(history) if "train_loss" in entry), None)
+    if summary is not None:
+        return {k: v for k, v in summary.items() if k != "step"}, summary["train_loss"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    return {}, (sum(losses) / len(losses) if losses else None)
+
+
 def check_data_recipe(config: PretrainedConfig, data: PretrainDataArguments) -> None:
     """A method that renders its data (`data_recipe`, e.g. the physics-informed I-JEPA) must render the recipe the
     stream simulates and stretch its render as the processor stretches the images: else it would explain the
@@ -283,8 +299,16 @@ def run_pretraining(
     if trainer.is_world_process_zero():
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "recipe.json").write_text(json.dumps(recipe.resolved(), indent=2) + "\n")
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = dict(train_output.metrics)
+    if checkpoint is not None and 0 < args.max_steps <= resume_step:
+        # Killed after its last checkpoint (e.g. while exporting), or a rerun of a finished run: training again
+        # would add a step past max_steps. Export the last checkpoint as it is.
+        logger.warning("%s is at step %d of max_steps=%d: the run is finished, exporting it without training.",
+                       checkpoint, resume_step, args.max_steps)
+        train_metrics, training_loss = finished_run_state(trainer, checkpoint)
+    else:
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        train_metrics, training_loss = train_output.metrics, train_output.training_loss
+    metrics = dict(train_metrics)
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
 
@@ -308,7 +332,7 @@ def run_pretraining(
         "pretraining_dir": str(encoder_dir / PRETRAINING_SUBDIR),
         "method": recipe.model.method,
         "global_step": trainer.state.global_step,
-        "train_loss": train_output.training_loss,
+        "train_loss": training_loss,
         "metrics": metrics,
         "health": health,
         "learning": learning,

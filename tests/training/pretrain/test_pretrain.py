@@ -333,3 +333,20 @@ def test_a_rendering_method_renders_after_the_processors_stretch(methods, tmp_pa
     recipe["model"]["method_config"] = {"input_stretch": "asinh"}
     with pytest.raises(ValueError, match="data.stretch='log'.*model.method_config.input_stretch=log"):
         run_pretraining(recipe)
+
+
+def test_a_finished_run_is_not_trained_again(in_memory_straight, dataset_dir, tmp_path):
+    """Issue 21 item 4: a kill after the last checkpoint (e.g. during export) made the rerun train step max_steps + 1,
+    and each rerun of a finished run added a step. The rerun exports the last checkpoint as it is."""
+    import shutil
+
+    out = tmp_path / "killed_in_export"
+    shutil.copytree(in_memory_straight, out)
+    shutil.rmtree(out / "encoder")  # the kill landed during export
+    recipe = _resumable(dataset_dir, out, in_memory=True)
+    for _ in range(2):  # and a rerun of the now finished run
+        probe = StateAtFirstStep()
+        resumed = run_pretraining(recipe, overrides=["resume_from_checkpoint=last"], callbacks=[probe])
+        assert probe.step is None and resumed["global_step"] == 4
+        assert not (out / "checkpoint-5").exists()
+        _assert_identical(_weights(out / "encoder" / "pretraining"), _weights(in_memory_straight / "encoder" / "pretraining"))
