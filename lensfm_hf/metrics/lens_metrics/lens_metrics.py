@@ -87,13 +87,14 @@ def tpr_at_fpr(scores: ArrayLike, positives: ArrayLike, fpr: float):
     """True-positive rate at false-positive rate `fpr` on the ROC curve of `scores` (linear between its vertices).
 
     Where the curve is vertical at `fpr` (several thresholds give that FPR) the highest TPR is taken: the best
-    detector operating at that false-positive rate. NaN when positives or negatives are missing.
+    detector operating at that false-positive rate. NaN when positives or negatives are missing, and when `fpr` is
+    below 1 / (number of negatives): one false positive moves the rate by more than `fpr`, so it is not resolved.
     """
     fpr = float(fpr)
     if not 0.0 <= fpr <= 1.0:
         raise ValueError(f"false-positive rate must lie in [0, 1], got {fpr}")
     positives = np.asarray(positives, dtype=bool).reshape(-1)
-    if positives.all() or not positives.any():
+    if positives.all() or not positives.any() or fpr * int((~positives).sum()) < 1:
         return float("nan")
     fprs, tprs, _ = roc_curve(positives, np.asarray(scores, dtype=np.float64).reshape(-1))
     last = int(np.searchsorted(fprs, fpr, side="right")) - 1  # last vertex with FPR <= fpr (top of a vertical step)

@@ -19,6 +19,7 @@ from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
 from ...simulation import preset_title
 from ..downstream import plots
+from ..downstream.metrics import missing_metric_text
 from ..health import NOT_LEARNING_FRACTION
 from ..records import write_json
 from ..downstream.tasks import DEFAULT_TASK, TASKS, Task, get_task
@@ -28,10 +29,10 @@ from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, encoder_method, met
 # ----------------------------------------------------------------------------- tables
 
 
-def fmt(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
-    """`mean ± std` of a seed summary (just the mean for one seed; – when missing)."""
+def fmt(stat: Mapping[str, Any] | None, digits: int = 3, missing: str = "–") -> str:
+    """`mean ± std` of a seed summary (just the mean for one seed; `missing` when absent or NaN)."""
     if not stat or stat.get("mean") is None or (isinstance(stat["mean"], float) and math.isnan(stat["mean"])):
-        return "–"
+        return missing
     std = stat.get("std")
     if std is None or (isinstance(std, float) and math.isnan(std)) or len(stat.get("per_seed", [])) < 2:
         return f"{stat['mean']:.{digits}f}"
@@ -77,7 +78,7 @@ def markdown_table(cells: Sequence[Mapping[str, Any]], metric: str = "roc_auc", 
         values = []
         for protocol, budget in columns:
             cell = index.get((method, pretraining_set, dataset, protocol, budget))
-            values.append(fmt(cell["metrics"].get(metric)) if cell else "–")
+            values.append(fmt(cell["metrics"].get(metric), missing=missing_metric_text(metric)) if cell else "–")
         lines.append("| " + " | ".join([method_title(method), pretraining_set, dataset, *values]) + " |")
     if baseline:
         for dataset in sorted({r[2] for r in rows}):
@@ -105,7 +106,8 @@ def detailed_table(cells: Sequence[Mapping[str, Any]]) -> str:
         keys = [key for key, _ in task.reported_metrics]
         keys += [f"roc_auc_{name}" for name in cell.get("label_names") or [] if task.has_classes]
         keys += [k for k in metrics if k.startswith("tpr_at_fpr_") or (task.baseline and k.startswith(task.baseline))]
-        text = "; ".join(f"{key} {fmt(metrics.get(key))}" for key in dict.fromkeys(keys) if key in metrics)
+        text = "; ".join(f"{key} {fmt(metrics.get(key), missing=missing_metric_text(key))}"
+                         for key in dict.fromkeys(keys) if key in metrics)
         labels = "all" if cell["label_budget"] == "all" else str(cell["label_budget"])
         lines.append("| " + " | ".join([method_title(cell["method"]), task.name, cell["finetuning_set"],
                                          PROTOCOLS[cell["protocol"]].title, labels, text]) + " |")

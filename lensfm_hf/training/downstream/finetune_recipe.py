@@ -8,6 +8,7 @@ splits, runs `finetune.finetune_task`, saves the model hub-ready with its card a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from .finetune import (
 )
 from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
+from .metrics import missing_metric_text
 from ..records import write_json
 from ..recipes import apply_overrides, load_recipe, read_recipe
 from .splits import (
@@ -342,7 +344,7 @@ def run_finetune(
 
 def _print_summary(result: dict) -> None:
     scalars = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
-    line = ", ".join(f"{k}={v:.4f}" for k, v in scalars.items())
+    line = ", ".join(f"{k}={v:.4f}" if math.isfinite(v) else f"{k} {missing_metric_text(k)}" for k, v in scalars.items())
     print(f"[lensfm finetune] {result['task']} on {result['config']} test: {line}")
     if result.get("baseline_metrics"):
         base = ", ".join(f"{k}={v:.4f}" for k, v in result["baseline_metrics"].items())

@@ -33,7 +33,8 @@ def classification_metrics(
     absent from them has NaN AUC); for a binary problem it is the AUC of the positive (last) class. Per-class keys
     use `label_names` when given (e.g. `roc_auc_axion`), else the class index. For each f in `tpr_at_fpr` (binary
     only, else ValueError), `tpr_at_fpr_{f:g}` is the positive class's true-positive rate at false-positive rate f,
-    interpolated on the ROC curve (lens finding quotes it at f = 0.01).
+    interpolated on the ROC curve (lens finding quotes it at f = 0.01); NaN ("not resolved") for f below
+    1 / (number of negatives).
     """
     scores = np.asarray(scores)
     num_classes = scores.shape[1] if scores.ndim == 2 else None
@@ -49,6 +50,16 @@ def classification_metrics(
         result[f"roc_auc_{name}"] = auc
     result["confusion_matrix"] = confusion
     return result
+
+
+# Metrics whose NaN means "not resolved by this test set" (a TPR at an FPR below 1 / negatives), not "missing".
+UNRESOLVED_WHEN_NAN = ("tpr_at_fpr_",)
+NOT_RESOLVED = "not resolved"
+
+
+def missing_metric_text(metric: str) -> str:
+    """How tables and summaries show a NaN / absent value of `metric`: "not resolved" or a dash."""
+    return NOT_RESOLVED if metric.startswith(UNRESOLVED_WHEN_NAN) else "–"
 
 
 def regression_metrics(predictions: ArrayLike, targets: ArrayLike) -> dict:
@@ -148,11 +159,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 __all__ = [
+    "NOT_RESOLVED",
     "bicubic_baseline_metrics",
     "bicubic_upsample",
     "classification_metrics",
     "make_compute_metrics",
     "mean_std",
+    "missing_metric_text",
     "regression_metrics",
     "scalar_entries",
     "super_resolution_metrics",

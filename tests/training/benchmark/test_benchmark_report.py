@@ -92,6 +92,19 @@ def test_card_results_use_each_tasks_metrics_and_card_type():
     assert entries["Axion-mass regression", "linear", "mae"]["metric_name"] == "MAE (dex) (linear probe, mean of 2 seeds)"
 
 
+def test_an_unresolved_tpr_is_shown_as_not_resolved_never_as_a_number():
+    """Issue 20.5: a TPR at an FPR below 1 / negatives (NaN per seed, null once written) reads "not resolved"."""
+    for stat in ({"mean": float("nan"), "std": float("nan"), "per_seed": [float("nan")] * 2},
+                 {"mean": None, "std": None, "per_seed": [None, None]}):
+        cell = {**_cell("mae", "lens_finding", "lens_finding", "finetune", {"roc_auc": (1.0, 1.0)}),
+                "label_names": ["non_lens", "lens"]}
+        cell["metrics"]["tpr_at_fpr_0.01"] = stat
+        text = "\n".join(task_sections([cell]))
+        assert "| MAE | model2 | lens_finding | not resolved |" in text
+        assert "tpr_at_fpr_0.01 not resolved" in detailed_table([cell])
+        assert "tpr_at_fpr_0.01" not in {e["metric_type"] for e in card_results("mae", [cell], "x/y")["results"]}
+
+
 def test_failures_section_names_method_stage_and_error():
     assert failures_section([]) == ""
     text = failures_section([{"method": "simclr", "stage": "pretrain", "error": "RuntimeError: out\nof memory"}])

@@ -80,12 +80,22 @@ def test_binary_auc_is_positive_class_and_tpr_at_fpr():
     result = classification_metrics(np.stack([1 - positive, positive], 1), labels, ["no_lens", "lens"],
                                     tpr_at_fpr=(0.01, 0.125, 0.25))
     assert result["roc_auc"] == pytest.approx(13 / 16) == result["roc_auc_lens"]
-    assert result["tpr_at_fpr_0.01"] == pytest.approx(0.25)
-    assert result["tpr_at_fpr_0.125"] == pytest.approx(0.25)
+    # 4 negatives resolve false-positive rates of 1/4 and above only: below that the TPR is NaN, not a number
+    assert math.isnan(result["tpr_at_fpr_0.01"]) and math.isnan(result["tpr_at_fpr_0.125"])
     assert result["tpr_at_fpr_0.25"] == pytest.approx(1.0)
     # between vertices the curve is linear: a ramp from (0, 0) to (1, 1) when scores carry no information
-    flat = classification_metrics(np.full((4, 2), 0.5), [0, 1, 0, 1], tpr_at_fpr=[0.3])
-    assert flat["tpr_at_fpr_0.3"] == pytest.approx(0.3) and flat["roc_auc"] == 0.5
+    flat = classification_metrics(np.full((4, 2), 0.5), [0, 1, 0, 1], tpr_at_fpr=[0.6])
+    assert flat["tpr_at_fpr_0.6"] == pytest.approx(0.6) and flat["roc_auc"] == 0.5
+
+
+def test_a_false_positive_rate_below_one_over_the_negatives_is_not_resolved():
+    """Issue 20.5: with 50 negatives one false positive moves the FPR by 0.02, so TPR at FPR 0.01 is NaN."""
+    rng = np.random.default_rng(0)
+    for negatives, resolved in ((50, False), (99, False), (100, True), (400, True)):
+        labels = np.r_[np.zeros(negatives), np.ones(50)].astype(int)
+        positive = np.r_[rng.random(negatives), rng.random(50) + 0.5]
+        result = classification_metrics(np.stack([1 - positive, positive], 1), labels, tpr_at_fpr=[0.01])
+        assert math.isfinite(result["tpr_at_fpr_0.01"]) == resolved, negatives
 
 
 def test_classification_errors(classification_data):
