@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # What a user passes instead of the data layer's `overwrite=True` keyword, per command.
 OVERWRITE_HINTS = {
@@ -273,10 +274,72 @@ def _one_line(command: str, err: BaseException, recipe: str | None) -> str:
     return text
 
 
+def _command_line(args: argparse.Namespace, *extra: str) -> str:
+    """The `lensfm` command line that reruns `args` (recipe, overrides, then `extra` overrides replacing theirs)."""
+    keys = {item.partition("=")[0] for item in extra}
+    overrides = [item for item in args.overrides or [] if item.partition("=")[0] not in keys]
+    return " ".join(["lensfm", args.command, args.recipe, *overrides, *extra])
+
+
+def _pretrain_interrupted(args: argparse.Namespace) -> str:
+    from .training.pretrain.checkpoints import last_complete_checkpoint
+
+    recipe = _recipe(args, "pretrain")
+    output_dir = _setting(args, recipe, "training", "output_dir") or f"outputs/pretrain/{Path(recipe).stem}"
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        return (f"no checkpoint was saved in {output_dir} (set training.save_steps to save some); rerun "
+                f"`{_command_line(args)}` to start again")
+    return f"{checkpoint} is saved; resume from it with `{_command_line(args, 'training.resume_from_checkpoint=last')}`"
+
+
+def _benchmark_interrupted(args: argparse.Namespace) -> str:
+    recipe = _recipe(args, "benchmark")
+    results = _setting(args, recipe, "benchmark", "results_dir") or "results"
+    preset = _setting(args, recipe, "benchmark", "preset") or "quick"
+    return (f"the data, encoders and evaluated cells under {Path(results) / preset} are saved; rerun "
+            f"`{_command_line(args)}` to resume where it stopped")
+
+
+def _finetune_interrupted(args: argparse.Namespace) -> str:
+    recipe = _recipe(args, "finetune")
+    output_dir = _setting(args, recipe, "training", "output_dir") or f"outputs/finetune/{Path(recipe).stem}"
+    return (f"a fine-tune does not resume, but the data it simulated under {output_dir} are kept and reused; rerun "
+            f"`{_command_line(args)}` to start it again")
+
+
+def _rerun_resumes(args: argparse.Namespace) -> str:
+    return f"the finished shards under {args.out} are saved; rerun the same command to resume"
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    return "what finished is kept; rerun the same command to complete it"
+
+
+# What a Ctrl-C leaves behind and how to go on, per command: one line instead of a traceback.
+INTERRUPTED = {
+    "simulate": _rerun_resumes,
+    "import-deeplensesim": lambda args: "the previous import (if any) is untouched; rerun the same command",
+    "pretrain": _pretrain_interrupted,
+    "finetune": _finetune_interrupted,
+    "benchmark": _benchmark_interrupted,
+    "zoo": _rerun,
+    "push": _rerun,
+    "install-cache": _rerun,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        try:
+            note = INTERRUPTED.get(args.command, _rerun)(args)
+        except Exception:  # the note must never turn a Ctrl-C back into a traceback
+            note = "rerun the same command to go on"
+        print(f"\nlensfm {args.command}: interrupted; {note}", file=sys.stderr)
+        return 130
     except Exception as err:
         import yaml
 

@@ -149,3 +149,45 @@ def test_the_override_example_in_each_help_is_one_the_command_accepts(command, r
     assert examples and all("=" in e for e in examples)
     load = {"pretrain": load_pretraining_recipe, "finetune": parse_finetune_recipe, "benchmark": load_benchmark_recipe}
     load[command](str(resolve_recipe(recipe, command)), examples)  # raises if the example is refused
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_prints_one_line_naming_what_is_saved_and_how_to_resume(capsys, tmp_path, monkeypatch):
+    """Issue 20.7: Ctrl-C exits 130 with one line (what is saved, how to resume), not a traceback."""
+    from safetensors.torch import save_file
+
+    from lensfm_hf.training import benchmark
+    from lensfm_hf.training.downstream import finetune_recipe
+    from lensfm_hf.training.pretrain import run as pretrain_run
+
+    out_dir = tmp_path / "mae"
+
+    def stopped_after_a_checkpoint(recipe, overrides=None):
+        checkpoint = out_dir / "checkpoint-4"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text('{"global_step": 4}')
+        save_file({"w": torch.zeros(1)}, str(checkpoint / "model.safetensors"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_run, "run_pretraining", _interrupted)
+    code, _, err = run_cli(capsys, "pretrain", "mae_tiny", f"training.output_dir={out_dir}")
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert "no checkpoint" in err and "lensfm pretrain mae_tiny" in err
+    monkeypatch.setattr(pretrain_run, "run_pretraining", stopped_after_a_checkpoint)
+    code, _, err = run_cli(capsys, "pretrain", "mae_tiny", f"training.output_dir={out_dir}")
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert str(out_dir / "checkpoint-4") in err
+    assert f"lensfm pretrain mae_tiny training.output_dir={out_dir} training.resume_from_checkpoint=last" in err
+
+    monkeypatch.setattr(benchmark, "run_benchmark", _interrupted)
+    code, _, err = run_cli(capsys, "benchmark", "quick", f"benchmark.results_dir={tmp_path / 'results'}")
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert str(tmp_path / "results" / "quick") in err and "resume" in err
+
+    monkeypatch.setattr(finetune_recipe, "run_finetune", _interrupted)
+    code, _, err = run_cli(capsys, "finetune", "model3_classification")
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert "lensfm finetune model3_classification" in err
