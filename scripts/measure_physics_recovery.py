@@ -21,14 +21,7 @@ from transformers import AutoModelForPreTraining
 
 import lensfm_hf  # noqa: F401  (registers the Auto classes)
 from lensfm_hf.files import atomic_write
-from lensfm_hf.training.downstream.plots import plot_predicted_vs_true
-from lensfm_hf.training.evaluation import (
-    BRANCH_TRUTH_COLUMNS,
-    held_out_images,
-    per_parameter_recovery,
-    predict_branch_parameters,
-    training_mean_guess,
-)
+from lensfm_hf.training.downstream.plots import plot_parameter_recovery
 from lensfm_hf.training.evaluation import measure_parameter_recovery
 
 
@@ -45,7 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     model = AutoModelForPreTraining.from_pretrained(args.checkpoint)
     recipe = args.recipe or model.config.data_recipe
-    recovery = measure_parameter_recovery(model, args.per_class, args.seed, recipe, args.normalization)
+    recovery = measure_parameter_recovery(model, args.per_class, args.seed, recipe, args.normalization,
+                                          keep_predictions=args.plot is not None)
+    predictions = recovery.pop("predictions", None)
     recovery["recipe"] = recipe
     text = json.dumps(recovery, indent=2)
     print(text)
@@ -53,18 +48,8 @@ def main() -> None:
         with atomic_write(args.out, "w") as handle:
             handle.write(text + "\n")
     if args.plot is not None:
-        images, truth = held_out_images(recipe, args.per_class, model.config.image_size, args.seed, args.normalization)
-        predicted = predict_branch_parameters(model, images)
-        scores = per_parameter_recovery(predicted, truth, training_mean_guess(recipe))
-        series = {}
-        for name, (column, unit) in BRANCH_TRUTH_COLUMNS.items():
-            suffix = f"_{unit}" if unit else ""
-            if f"{name}_skill" in scores:
-                label = (f"{name}{f' [{unit}]' if unit else ''}: skill {scores[f'{name}_skill']:+.2f}, "
-                         f"guess RMSE {scores[f'{name}_guess_rmse{suffix}']:.3g}")
-                series[label] = (truth[column].numpy(), predicted[name].numpy())
-        plot_predicted_vs_true(series, args.plot, title=f"Physics branch on held-out {recipe} images "
-                               f"({len(images)}): predicted vs true", shared_limits=False)
+        plot_parameter_recovery({**recovery, "predictions": predictions}, args.plot, title=(
+            f"Physics branch on held-out {recipe} images ({recovery['num_images']}): predicted vs true"))
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ BRANCH_TRUTH_COLUMNS = {
 
 
 @singledispatch
-def method_evaluation(model: LensPretrainingModel, per_class: int = 100) -> dict[str, float] | None:
+def method_evaluation(model: LensPretrainingModel, per_class: int = 100, keep_predictions: bool = False) -> dict | None:
     """The method's own measurements of a pretrained `<Method>ForPreTraining` (`per_class` held-out images of each
-    simulated class), or None for a method that registers none. Dispatches on the model's class."""
+    simulated class), or None for a method that registers none. Dispatches on the model's class. With
+    `keep_predictions` the result also holds `predictions` ({name: (unit, true, predicted)}) for a plot."""
     return None
 
 
@@ -174,22 +175,31 @@ def per_parameter_recovery(
 
 def measure_parameter_recovery(
     model: LensPhysicsIJEPAForPreTraining, per_class: int = 100, seed: int = 0, recipe: str | None = None,
-    normalization: str = "minmax",
-) -> dict[str, float]:
-    """`parameter_recovery` on fresh held-out simulations of the model's data recipe (a seed no pretraining stream
-    draws); the truth is only measured here, it never enters training."""
+    normalization: str = "minmax", keep_predictions: bool = False,
+) -> dict:
+    """`parameter_recovery` and `per_parameter_recovery` on fresh held-out simulations of the model's data recipe
+    (a seed no pretraining stream draws; processed with the model's stretch); the truth is only measured here, it
+    never enters training. `keep_predictions` adds `predictions`: {name: (unit, true, predicted)} of every parameter
+    scored."""
     recipe = recipe or model.config.data_recipe
     config = model.config  # the processor the model was pretrained with: its stretch (none for older models)
     images, truth = held_out_images(recipe, per_class, config.image_size, seed, normalization,
                                     getattr(config, "input_stretch", "none"), getattr(config, "input_stretch_scale", 1.0))
     recovery = parameter_recovery(model, images, truth)
-    recovery.update(per_parameter_recovery(predict_branch_parameters(model, images), truth, training_mean_guess(recipe)))
+    predicted = predict_branch_parameters(model, images)
+    recovery.update(per_parameter_recovery(predicted, truth, training_mean_guess(recipe)))
+    if keep_predictions:
+        recovery["predictions"] = {
+            name: (unit, truth[column].numpy(), predicted[name].numpy())
+            for name, (column, unit) in BRANCH_TRUTH_COLUMNS.items() if f"{name}_skill" in recovery
+        }
     return recovery
 
 
 @method_evaluation.register
-def _physics_branch_recovery(model: LensPhysicsIJEPAForPreTraining, per_class: int = 100) -> dict[str, float]:
-    return measure_parameter_recovery(model, per_class=per_class)
+def _physics_branch_recovery(model: LensPhysicsIJEPAForPreTraining, per_class: int = 100,
+                             keep_predictions: bool = False) -> dict:
+    return measure_parameter_recovery(model, per_class=per_class, keep_predictions=keep_predictions)
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from ..downstream.finetune import architecture_of, backbone_config
 from ..evaluation import method_evaluation
 from ..health import encoder_health, warn_if_collapsed, warn_if_not_learning
 from ..pretrain.run import run_pretraining
+from ..downstream.plots import plot_parameter_recovery
 from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
@@ -174,14 +175,24 @@ def benchmark_health(recipe: BenchmarkRecipe, spec: Mapping[str, Any], images: t
     return health
 
 
-def physics_recovery(spec: Mapping[str, Any], per_class: int = 100) -> dict | None:
+def physics_recovery(spec: Mapping[str, Any], plot_dir: Path | None = None, per_class: int = 100) -> dict | None:
     """What the encoder's method measures of its own pretrained model (`evaluation.method_evaluation`): for the
-    physics-informed I-JEPA, how well its physics branch recovers the simulator's truth (source position, θ_E,
-    arcsec) on fresh held-out images; None for methods without a measurement and for the random init."""
+    physics-informed I-JEPA, how well its physics branch recovers each parameter the simulator varies, against the
+    image-independent guess, on fresh held-out images (`plot_dir/physics_recovery_<name>.png`: predicted against
+    true); None for methods without a measurement and for the random init."""
     state = Path(spec["encoder_dir"] or "") / "pretraining"
     if spec["random"] or not (state / "config.json").is_file():
         return None
-    return method_evaluation(AutoModelForPreTraining.from_pretrained(str(state)), per_class=per_class)
+    model = AutoModelForPreTraining.from_pretrained(str(state))
+    measured = method_evaluation(model, per_class=per_class, keep_predictions=plot_dir is not None)
+    predictions = (measured or {}).pop("predictions", None)
+    if predictions:
+        path = Path(plot_dir) / f"physics_recovery_{spec['name']}.png"
+        plot_parameter_recovery({**measured, "predictions": predictions}, path, title=(
+            f"{spec['name']}: physics branch on {measured['num_images']} held-out "
+            f"{getattr(model.config, 'data_recipe', '')} images, predicted against true"))
+        measured["plot"] = path.name
+    return measured
 
 
 __all__ = [

@@ -157,15 +157,23 @@ def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def recovery_lines(recovery: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Markdown lines: each physics-informed encoder's parameter recovery, beside the tables."""
+    """Markdown lines: each physics-informed encoder's parameter recovery, beside the tables: the source position and
+    θ_E, and the skill (1 − MSE / MSE of the image-independent guess; > 0 beats it) of every parameter that varies."""
     lines = []
     for method, r in recovery.items():
-        lines.append(
-            f"- {method_title(method)}: source position error {r['source_position_error_arcsec']:.3f}″ "
-            f"(an image-independent guess: {r['baseline_source_position_error_arcsec']:.3f}″; true spread "
-            f"{r['true_source_position_spread_arcsec']:.3f}″, predicted {r['source_position_spread_arcsec']:.3f}″; "
-            f"correlation with the truth {r['source_position_correlation']:.3f}), θ_E error "
-            f"{r['einstein_radius_error_arcsec']:.3f}″ on {r['num_images']} held-out images")
+        line = (f"- {method_title(method)}: source position error {r['source_position_error_arcsec']:.3f}″ "
+                f"(an image-independent guess: {r['baseline_source_position_error_arcsec']:.3f}″; true spread "
+                f"{r['true_source_position_spread_arcsec']:.3f}″, predicted {r['source_position_spread_arcsec']:.3f}″; "
+                f"correlation with the truth {r['source_position_correlation']:.3f}), θ_E error "
+                f"{r['einstein_radius_error_arcsec']:.3f}″ on {r['num_images']} held-out images")
+        skills = {key[: -len("_skill")]: value for key, value in r.items() if key.endswith("_skill")}
+        if skills:
+            beaten = sum(value > 0 for value in skills.values())
+            line += (f"; skill per varying parameter (1 − MSE/MSE of the training-mean guess), {beaten} of "
+                     f"{len(skills)} beat the guess: " + ", ".join(f"{k} {v:+.2f}" for k, v in skills.items()))
+        if r.get("plot"):
+            line += f" (plot: plots/{r['plot']})"
+        lines.append(line)
     return lines
 
 

@@ -104,7 +104,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         except Exception as err:
             _failure(failures, spec["name"], "health", err)
         try:
-            measured = physics_recovery(spec)
+            measured = physics_recovery(spec, root / "plots")
         except Exception as err:
             _failure(failures, spec["name"], "recovery", err)
             continue
@@ -130,6 +130,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
 
     shutil.rmtree(root / "runs", ignore_errors=True)  # fine-tune scratch folders; results live in cells/
     plots = make_plots(root, cells) if recipe.benchmark.plots and cells else []
+    plots += [str(root / "plots" / r["plot"]) for r in recovery.values() if r.get("plot")]
     cards = write_cards(recipe, encoders, cells) if recipe.benchmark.write_cards and cells else []
     wall_time = time.perf_counter() - start
     device = device_of(recipe)

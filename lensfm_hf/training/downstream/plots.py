@@ -141,6 +141,18 @@ def plot_predicted_vs_true(
     return _save(fig, path, title)
 
 
+def plot_parameter_recovery(recovery: Mapping, path: str | Path, title: str) -> Path:
+    """Predicted against true value of every parameter a physics branch was scored on (`recovery["predictions"]`
+    of `measure_parameter_recovery`), each panel titled with its skill and the guess's RMSE."""
+    series = {}
+    for name, (unit, true, predicted) in recovery["predictions"].items():
+        suffix = f"_{unit}" if unit else ""
+        label = (f"{name}{f' [{unit}]' if unit else ''}: skill {recovery[f'{name}_skill']:+.2f}, "
+                 f"guess RMSE {recovery[f'{name}_guess_rmse{suffix}']:.3g}")
+        series[label] = (np.asarray(true), np.asarray(predicted))
+    return plot_predicted_vs_true(series, path, title=title, shared_limits=False)
+
+
 def plot_super_resolution_examples(
     low_resolution: np.ndarray,
     truth: np.ndarray,
@@ -271,6 +283,7 @@ def _save(fig: Figure, path: str | Path, title: str = "", axis: Axes | None = No
 __all__ = [
     "plot_confusion_matrices",
     "plot_label_efficiency",
+    "plot_parameter_recovery",
     "plot_predicted_vs_true",
     "plot_roc_curves",
     "plot_super_resolution_examples",

@@ -78,13 +78,19 @@ def test_physics_recovery_is_measured_for_physics_encoders_only(tmp_path):
 
     config_class, model_class = get_pretraining_classes("ijepa_physics")
     model = model_class(config_class.from_preset("micro", image_size=32, patch_size=8, num_hidden_layers=1,
-                                                 predictor_num_hidden_layers=1))
+                                                 predictor_num_hidden_layers=1, data_recipe="model2_varied",
+                                                 input_stretch="log", input_stretch_scale=0.1))
     encoder_dir = export_encoder(model, tmp_path / "encoder", {"method": "ijepa_physics"})
     spec = {"name": "ijepa_physics", "random": False, "encoder_dir": str(encoder_dir)}
-    recovery = physics_recovery(spec, per_class=2)
-    assert recovery["num_images"] == 6
+    recovery = physics_recovery(spec, tmp_path / "plots", per_class=2)
+    assert recovery["num_images"] == 6 and "predictions" not in recovery
     assert math.isfinite(recovery["source_position_error_arcsec"])
-    assert "source position error" in benchmark.report.recovery_lines({"ijepa_physics": recovery})[0]
+    # Every parameter the varied recipe draws is scored against the guess, and plotted (predicted against true).
+    skills = [key for key in recovery if key.endswith("_skill")]
+    assert {"einstein_radius_skill", "source_n_sersic_skill", "psf_fwhm_skill", "e1_skill"} <= set(skills)
+    assert (tmp_path / "plots" / recovery["plot"]).stat().st_size > 10_000
+    line = benchmark.report.recovery_lines({"ijepa_physics": recovery})[0]
+    assert "source position error" in line and f"of {len(skills)} beat the guess" in line
     assert physics_recovery({"name": "random_init", "random": True, "encoder_dir": None,
                              "config": LensViTConfig()}) is None
 
