@@ -1,6 +1,6 @@
 """`lensfm` command line: thin argument parsing that calls the library functions.
 
-Each subcommand (simulate, import-deeplensesim, pretrain, finetune, benchmark, zoo, push, install-cache) is one
+Each subcommand (simulate, import-deeplensesim, pretrain, finetune, benchmark, release, zoo, push, install-cache) is one
 function, so the CLI is scriptable. Imports live inside the commands: the console script loads this file alone, so
 `--help` and argument errors answer at once, without loading torch and transformers.
 """
@@ -105,6 +105,11 @@ def _import(args: argparse.Namespace):
 
 
 def _pretrain(args: argparse.Namespace):
+    if args.continue_from:
+        _continue(args)
+        return
+    if args.recipe is None:
+        raise ValueError("lensfm pretrain needs a RECIPE (e.g. mae_tiny), or --continue zoo/<method>")
     recipe = _recipe(args, "pretrain")
     method, seed = _setting(args, recipe, "model", "method"), _setting(args, recipe, "training", "seed")
     _say("pretrain", f"method {method}, recipe {recipe}, seed {seed if seed is not None else 42}")
@@ -116,6 +121,23 @@ def _pretrain(args: argparse.Namespace):
     _say("pretrain", f"encoder saved to {result['encoder_dir']} (AutoModel.from_pretrained({result['encoder_dir']!r}); "
          f"lensfm finetune model3_classification model.encoder={result['encoder_dir']})")
     _say("pretrain", f"full pretraining state in {result.get('pretraining_dir')}")
+
+
+def _continue(args: argparse.Namespace):
+    overrides = [*([args.recipe] if args.recipe else []), *args.overrides]  # no recipe: the first is an override
+    _say("pretrain", f"continuing {args.continue_from} for {args.steps or 'the recipe max_steps'} more steps")
+    from .training.pretrain.zoo_continue import continue_summary, continue_zoo_model
+
+    record = continue_zoo_model(args.continue_from, steps=args.steps, overrides=overrides)
+    _say("pretrain", f"{args.continue_from} written back: {continue_summary(record)}")
+
+
+def _release(args: argparse.Namespace):
+    from .training.benchmark.zoo import release_benchmark
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    released = release_benchmark(args.results_dir, zoo_dir=args.zoo_dir, methods=methods)
+    _say("release", f"released {', '.join(str(p) for p in released.values())}; install with `lensfm zoo`")
 
 
 def _finetune(args: argparse.Namespace):
@@ -152,7 +174,8 @@ def _zoo(args: argparse.Namespace):
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     installed = build_zoo(methods, results_dir=args.results_dir, output_dir=args.output_dir,
-                          reuse=not args.no_reuse, overrides=args.overrides, cache_dir=args.cache_dir)
+                          reuse=not args.no_reuse, overrides=args.overrides, cache_dir=args.cache_dir,
+                          zoo_dir=args.zoo_dir, retrain=args.retrain)
     names = ", ".join(info["repo_id"] for info in installed.values())
     _say("zoo", f"installed {names} in the local HF cache; offline: HF_HUB_OFFLINE=1 and "
          f"AutoModel.from_pretrained({next(iter(installed.values()))['repo_id']!r})")
@@ -218,15 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
          "benchmark.seeds=[0] benchmark.methods=[mae,dino] protocols.finetune.max_steps=10"),
     ]:
         p = sub.add_parser(name, help=what, description=what, formatter_class=defaults)
-        p.add_argument("recipe", help=f"a shipped recipe name, e.g. {example}")
+        p.add_argument("recipe", nargs="?" if name == "pretrain" else None,
+                       help=f"a shipped recipe name, e.g. {example}")
         p.add_argument("overrides", nargs="*", help=f"KEY=VALUE overrides of recipe fields, e.g. {override}")
         p.set_defaults(func=func)
+        if name == "pretrain":
+            p.add_argument("--continue", dest="continue_from", metavar="ZOO_FOLDER", default=None,
+                           help="continue a released model (zoo/<method>) with its recipe, then write it back with "
+                           "provenance updated (a warm restart: weights kept, optimizer and schedule restarted)")
+            p.add_argument("--steps", type=int, default=None,
+                           help="with --continue: optimiser steps to add (default: the recipe's max_steps)")
 
     p = sub.add_parser(
         "zoo", formatter_class=defaults,
         help="build every method's encoder on this machine and install it in the local HF cache as lensfm/<method>",
-        description="Nothing is published on the Hub yet: this builds the zoo locally. Reuses finished study/quick "
-        "benchmark encoders under --results-dir, else pretrains with the shipped <method>_tiny recipe.",
+        description="Installs the released zoo/<method> folders (hashes checked, no training) as lensfm/<method>. "
+        "A method not released (or all, with --retrain) reuses a finished study/quick benchmark encoder under "
+        "--results-dir, else pretrains with the shipped <method>_tiny recipe.",
     )
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the <method>_tiny recipes, e.g. "
                    "training.max_steps=100")
@@ -234,8 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="where benchmark encoders are looked for")
     p.add_argument("--output-dir", default="outputs/zoo", help="pretraining output folders, one per method")
     p.add_argument("--no-reuse", action="store_true", help="pretrain even where a benchmark encoder exists")
+    p.add_argument("--zoo-dir", default=None, help="released models (default: ./zoo, else the checkout's zoo/)")
+    p.add_argument("--retrain", action="store_true",
+                   help="ignore the released zoo/ folders: reuse benchmark encoders or pretrain, as before")
     p.add_argument("--cache-dir", default=None, help="hub cache (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub)")
     p.set_defaults(func=_zoo)
+
+    p = sub.add_parser("release", formatter_class=defaults,
+                       help="release a finished benchmark's encoders into zoo/<method>/ (Hub layout, provenance)")
+    p.add_argument("results_dir", help="the benchmark's results folder, e.g. results/study")
+    p.add_argument("--zoo-dir", default=None, help="where the model folders go (default: ./zoo, else the checkout's)")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: every method it pretrained)")
+    p.set_defaults(func=_release)
 
     p = sub.add_parser("push", help="upload a hub-ready model or dataset folder", formatter_class=defaults)
     p.add_argument("folder")

@@ -24,6 +24,12 @@ def recipes_dir() -> Path:
     )
 
 
+def default_zoo_dir() -> Path:
+    """The released models: `./zoo` when the current folder has one, else the source checkout's `zoo/`."""
+    here = Path("zoo")
+    return here if here.is_dir() else _PACKAGE.parent / "zoo"
+
+
 def shipped_recipes(kind: str) -> list[str]:
     """Names (file stems) of the shipped recipes of `kind` (pretrain, finetune, benchmark)."""
     try:
@@ -60,4 +66,4 @@ def resolve_recipe(recipe: str | os.PathLike, kind: str) -> Path:
     )
 
 
-__all__ = ["RECIPE_KINDS", "recipes_dir", "resolve_recipe", "shipped_recipes"]
+__all__ = ["RECIPE_KINDS", "default_zoo_dir", "recipes_dir", "resolve_recipe", "shipped_recipes"]

@@ -20,7 +20,7 @@ from .push import check_hub_ready, is_denied, report_exclusions, upload_exclusio
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def folder_files(folder: Path) -> list[Path]:
     """Files to install, relative to `folder`, sorted so the commit hash is deterministic.
 
     Trainer state and pickles are left out exactly as `push_folder` leaves them out of an upload."""
@@ -38,7 +38,7 @@ def content_commit_hash(folder: str | Path) -> str:
     """A 40-hex pseudo commit hash of the folder's file names and contents (same content -> same hash)."""
     folder = Path(folder)
     digest = hashlib.sha1()
-    for rel in _folder_files(folder):
+    for rel in folder_files(folder):
         digest.update(rel.as_posix().encode() + b"\0")
         digest.update(hashlib.sha256((folder / rel).read_bytes()).digest())
     return digest.hexdigest()
@@ -51,7 +51,7 @@ def _sha256(path: Path) -> str:
 def _repair_snapshot(folder: Path, snapshot: Path) -> None:
     """Make the existing `snapshot` of this content hold exactly `folder`'s files, one atomic file replace at a
     time: it never disappears, so `refs/main` (which may name it) always resolves, even after a kill."""
-    wanted = _folder_files(folder)
+    wanted = folder_files(folder)
     for rel in wanted:
         target = snapshot / rel
         if target.is_file() and not target.is_symlink() and _sha256(target) == _sha256(folder / rel):
@@ -99,7 +99,7 @@ def install_cache(
         staging = storage / "snapshots" / f".{commit}.incomplete"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)  # an empty dataset folder still gets a snapshot
-        for rel in _folder_files(folder):
+        for rel in folder_files(folder):
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / rel, staging / rel)
         staging.rename(snapshot)
@@ -109,4 +109,4 @@ def install_cache(
     return snapshot
 
 
-__all__ = ["install_cache", "content_commit_hash"]
+__all__ = ["content_commit_hash", "folder_files", "install_cache"]

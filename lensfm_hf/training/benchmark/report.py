@@ -410,17 +410,22 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
                 "metric_value": round(float(stat["mean"]), 4),
                 "protocol": cell["protocol"],
                 "label_budget": cell["label_budget"],
+                "num_train": cell.get("num_train"),
                 "std": stat.get("std"),
             })
     return {"model_name": f"lensfm-{method}", "results": entries}
+
+
+def card_dataset_type(dataset: str | None) -> str:
+    """The dataset repo id the cards name: the benchmark's data when it is a hub id, else the project's dataset."""
+    return dataset if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else "lensfm/deeplense-sims"
 
 
 def write_cards(
     recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """A model card (README.md with `model-index`) and `eval_results.json` in every pretrained encoder folder."""
-    dataset = recipe.data.dataset
-    dataset_type = dataset if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else "lensfm/deeplense-sims"
+    dataset_type = card_dataset_type(recipe.data.dataset)
     written = []
     for method, info in encoders.items():
         if encoder_method(method) != method:  # a pretraining repeat: the zoo publishes the method's own run
@@ -443,6 +448,7 @@ def write_cards(
 
 __all__ = [
     "PLOTS",
+    "card_dataset_type",
     "card_results",
     "detailed_table",
     "failures_section",

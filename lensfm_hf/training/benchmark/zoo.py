@@ -1,23 +1,44 @@
-"""`lensfm zoo`: build the released checkpoints on this machine, since nothing is published on the Hub yet.
+"""`lensfm release` and `lensfm zoo`: the repository's zoo/ folders, made from a benchmark and installed by name.
 
-Each method reuses a benchmark preset's finished encoder (`<results_dir>/<preset>/pretrain/<method>/encoder`, `study`
-then `quick`) or pretrains one with the shipped CPU recipe `<method>_tiny`, then installs it with its card in the
-local HF cache as `lensfm/<method>` (`hub.zoo`), so `AutoModel.from_pretrained("lensfm/mae")` works offline.
+`release_benchmark` turns a finished benchmark's encoders into `zoo/<method>/` folders in Hub layout (weights, card
+with the benchmark's numbers, `.eval_results/`, recipe, provenance with hashes). `build_zoo` installs each released
+folder into the local HF cache as `lensfm/<method>` after checking its hashes, with no training; with `retrain` (or
+for a method not released) it reuses a benchmark encoder or pretrains one with the shipped `<method>_tiny` recipe.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...hub.zoo import install_zoo_encoder, zoo_repo_id
+import yaml
+from safetensors import safe_open
+
+from ...files import TMP_PREFIX, replace_folder
+from ...hub.provenance import git_commit, machine_description, write_provenance
+from ...hub.zoo import (
+    MAX_ZOO_BYTES,
+    NOT_RELEASED,
+    check_model_size,
+    folder_bytes,
+    install_zoo_encoder,
+    install_zoo_folder,
+    write_zoo_card,
+    zoo_folders,
+    zoo_repo_id,
+)
+from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS, resolve_method
-from ...resources import resolve_recipe
-from .markers import encoder_ready
+from ...resources import default_zoo_dir, resolve_recipe
 from ..pretrain.run import run_pretraining
+from .markers import encoder_ready
+from .recipe import encoder_method
+from .report import card_dataset_type, card_results
 
 REUSED_PRESETS = ("study", "quick")
 
@@ -32,6 +53,116 @@ def find_benchmark_encoder(method: str, results_dir: str | os.PathLike = "result
     return None
 
 
+def _check_float32(folder: Path) -> None:
+    for path in sorted(folder.rglob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            dtypes = {str(handle.get_slice(name).get_dtype()) for name in handle.keys()}  # noqa: SIM118
+        if dtypes - {"F32"}:
+            raise ValueError(f"{path} holds {sorted(dtypes)} tensors; the zoo releases float32 weights only: "
+                             "export the encoder in float32 (no bf16/fp16 casts) and release again.")
+
+
+def _benchmark_encoder_dir(results_dir: Path, method: str, info: Mapping[str, Any]) -> Path:
+    """The encoder folder results.json names, or the benchmark's own layout under `results_dir` when that path was
+    relative to another working folder."""
+    recorded = Path(str(info.get("encoder_dir", "")))
+    for folder in (recorded, results_dir / "pretrain" / method / "encoder"):
+        if encoder_ready(folder):
+            return folder
+    raise FileNotFoundError(
+        f"{results_dir}: the {method} encoder ({recorded}) is missing or its export is incomplete; rerun the "
+        f"benchmark (lensfm benchmark) so the encoder and its completion marker are written, then release again."
+    )
+
+
+def _released_recipe(pretraining: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved pretraining recipe without this machine's paths, ready to be loaded by `lensfm pretrain`."""
+    recipe = json.loads(json.dumps(pretraining.get("recipe") or {}))
+    recipe.pop("name", None)  # the shipped recipe's name: kept in config.pretraining, not a recipe section
+    training = recipe.get("training") or {}
+    for key in ("output_dir", "world_size"):
+        training.pop(key, None)
+    return recipe
+
+
+def release_benchmark(
+    results_dir: str | os.PathLike,
+    zoo_dir: str | os.PathLike | None = None,
+    methods: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Release the encoders of the finished benchmark in `results_dir` (its results.json) as `zoo_dir/<method>/`.
+
+    Each folder: config, float32 `model.safetensors`, processor, remote code, the pretraining state
+    (`pretraining/`), a card whose numbers are the benchmark's (model-index and `.eval_results/`), `recipe.yaml`
+    and `provenance.json`. Built beside the old folder and swapped in. Returns {method: folder}."""
+    results_dir = Path(results_dir)
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
+    try:
+        results = json.loads((results_dir / "results.json").read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{results_dir} holds no results.json; pass the folder of a finished benchmark "
+                                "(lensfm benchmark writes results/<preset>/results.json).") from err
+    encoders = results.get("encoders") or {}
+    released = [m for m in encoders if encoder_method(m) == m]  # repeats (`simclr@seed1`) are not released
+    if methods:
+        wanted = [resolve_method(m) for m in methods]
+        missing = sorted(set(wanted) - set(released))
+        if missing:
+            raise ValueError(f"{results_dir}/results.json has no encoder for {missing}; it has {sorted(released)}.")
+        released = wanted
+    dataset_type = card_dataset_type(((results.get("recipe") or {}).get("data") or {}).get("dataset"))
+    commit = git_commit()
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for method in released:
+        source = _benchmark_encoder_dir(results_dir, method, encoders[method])
+        repo_id = zoo_repo_id(method)
+        staging = zoo_dir / f"{TMP_PREFIX}{os.getpid()}-{method}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED))
+            _check_float32(staging)
+            pretraining = dict(LensViTConfig.from_pretrained(staging).pretraining or {})
+            name = (pretraining.get("recipe") or {}).get("name")
+            (staging / "recipe.yaml").write_text(
+                f"# {name or method}, resolved by `lensfm release` from the {results.get('preset')} benchmark\n"
+                + yaml.safe_dump(_released_recipe(pretraining), sort_keys=False))
+            card = card_results(method, results.get("cells") or [], dataset_type)
+            write_zoo_card(staging, repo_id, card if card["results"] else None,
+                           benchmark_preset=results.get("preset"), date=results.get("created"))
+            steps, batch = int(pretraining.get("steps") or 0), int(pretraining.get("global_batch_size") or 0)
+            health = (results.get("health") or {}).get(method) or pretraining.get("health")
+            learning = pretraining.get("learning") or (health or {}).get("learning")
+            run = {
+                "steps": steps, "images_seen": steps * batch, "global_batch_size": batch,
+                "wall_time_s": encoders[method].get("runtime_s"), "date": pretraining.get("date"),
+                "machine": f"{results.get('device')}; {machine_description()}", "git_commit": commit,
+                "seed": ((pretraining.get("recipe") or {}).get("training") or {}).get("seed"),
+                "source": f"{results.get('preset')} benchmark ({results_dir}, created {results.get('created')})",
+            }
+            record = {
+                "repo_id": repo_id, "method": method, "steps": steps, "images_seen": run["images_seen"],
+                "wall_time_s": run["wall_time_s"], "machine": run["machine"], "git_commit": commit,
+                "health": health, "objective_ratio": (learning or {}).get("objective_ratio"),
+                "trivial_objective": (learning or {}).get("trivial_objective"), "learning": learning,
+                "benchmark": {"preset": results.get("preset"), "created": results.get("created"),
+                              "evaluated_at_steps": steps},
+                "runs": [run],
+            }
+            size = check_model_size(staging, method)
+            write_provenance(staging, record)
+            replace_folder(staging, zoo_dir / method)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        out[method] = zoo_dir / method
+        print(f"[lensfm release] {method}: {zoo_dir / method} ({size / 2**20:.2f} MiB, {steps} steps)", flush=True)
+    total = folder_bytes(zoo_dir)
+    if total > MAX_ZOO_BYTES:
+        print(f"[lensfm release] WARNING: {zoo_dir} holds {total / 2**20:.1f} MiB, over the "
+              f"{MAX_ZOO_BYTES / 2**20:.0f} MiB the zoo allows itself in git", flush=True)
+    return out
+
+
 def build_zoo(
     methods: Sequence[str] | None = None,
     *,
@@ -40,21 +171,35 @@ def build_zoo(
     reuse: bool = True,
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    zoo_dir: str | os.PathLike | None = None,
+    retrain: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Install every method's encoder into the HF cache as `lensfm/<method>`; returns {method: {repo_id,
     encoder_dir, snapshot, source}}.
 
     methods: default every registered pretraining method (unknown names are refused before anything runs).
-    reuse: take a `study`/`quick` benchmark encoder from `results_dir` when one is finished.
-    overrides: `key=value` overrides of the `<method>_tiny` recipes for methods that are pretrained here (output
-    under `output_dir/<method>`). cache_dir: default `$HF_HUB_CACHE`.
+    zoo_dir: released folders (default `resources.default_zoo_dir()`); a released method is installed from there
+    after its hashes are checked, with no training. retrain: ignore the released folders. For the others, reuse
+    takes a `study`/`quick` benchmark encoder from `results_dir` when one is finished, else the `<method>_tiny`
+    recipe pretrains one (`overrides`: its `key=value` overrides; output under `output_dir/<method>`).
+    cache_dir: default `$HF_HUB_CACHE`.
     """
     methods = [resolve_method(m) for m in methods] if methods else list(PRETRAINING_METHODS)
+    released = {} if retrain else {
+        p.name: p for p in zoo_folders(zoo_dir if zoo_dir is not None else default_zoo_dir())}
     installed = {}
     for index, method in enumerate(methods, 1):
         repo_id = zoo_repo_id(method)
-        found = find_benchmark_encoder(method, results_dir) if reuse else None
         start = time.perf_counter()
+        if method in released:
+            repo_id, snapshot = install_zoo_folder(released[method], cache_dir=cache_dir)
+            source = f"released in {released[method]}, hashes checked"
+            print(f"[lensfm zoo] {method} ({index}/{len(methods)}): installed as {repo_id} ({source}, "
+                  f"{time.perf_counter() - start:.1f} s) at {snapshot}", flush=True)
+            installed[method] = {"repo_id": repo_id, "encoder_dir": str(released[method]), "snapshot": str(snapshot),
+                                 "source": source}
+            continue
+        found = find_benchmark_encoder(method, results_dir) if reuse else None
         if found is not None:
             encoder_dir, preset = found
             source = f"reused from the {preset} benchmark"
@@ -79,4 +224,4 @@ def build_zoo(
     return installed
 
 
-__all__ = ["REUSED_PRESETS", "build_zoo", "find_benchmark_encoder"]
+__all__ = ["REUSED_PRESETS", "build_zoo", "find_benchmark_encoder", "release_benchmark"]

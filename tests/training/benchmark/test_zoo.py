@@ -26,7 +26,7 @@ def test_build_zoo_accepts_its_own_repo_names(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoo, "find_benchmark_encoder", lambda method, results_dir: (tmp_path / method, "quick"))
     monkeypatch.setattr(zoo, "install_zoo_encoder", lambda encoder_dir, method, **kwargs: encoder_dir)
-    installed = build_zoo(["lensfm/ijepa-physics", "ijepa-physics"], cache_dir=tmp_path)
+    installed = build_zoo(["lensfm/ijepa-physics", "ijepa-physics"], cache_dir=tmp_path, zoo_dir=tmp_path / "no-zoo")
     assert installed == {"ijepa_physics": {"repo_id": "lensfm/ijepa-physics", "encoder_dir": str(tmp_path / "ijepa_physics"),
                                            "snapshot": str(tmp_path / "ijepa_physics"), "source": "reused from the quick benchmark"}}
 
@@ -39,7 +39,7 @@ def test_zoo_installs_what_the_readme_tour_loads_offline(tmp_path):
     env = offline_env(tmp_path)
     installed = build_zoo(
         ["ijepa_physics", "mae"], results_dir=tmp_path / "no-results", output_dir=tmp_path / "zoo",
-        overrides=TOY, cache_dir=Path(env["HF_HOME"]) / "hub",
+        overrides=TOY, cache_dir=Path(env["HF_HOME"]) / "hub", zoo_dir=tmp_path / "no-zoo",
     )
     assert {info["repo_id"] for info in installed.values()} == {"lensfm/ijepa-physics", "lensfm/mae"}
     card = (Path(installed["mae"]["snapshot"]) / "README.md").read_text()
