@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers.utils import logging as hf_logging
 
-from ...files import atomic_write
+from ...files import atomic_write, folder_lock
 from ..records import write_json
 from .cells import SplitCache, evaluate_encoder, worker_pool
 from .encoders import benchmark_health, device_of, encoder_specs, ensure_encoder, physics_recovery, prepare_benchmark_data
@@ -32,7 +32,8 @@ def run_benchmark(
     """Run a benchmark preset end to end; returns paths, the cells and counts of computed / cached cells.
 
     Returns {"results_dir", "results_path", "table_path", "plots", "cards", "cells", "computed", "cached",
-    "failures", "wall_time_s"}.
+    "failures", "wall_time_s"}. Holds `files.folder_lock` on the results folder throughout: a second run on it
+    is refused with the holder's pid.
     """
     recipe = load_benchmark_recipe(recipe_path_or_dict, overrides)
     threads = torch.get_num_threads()
@@ -42,7 +43,9 @@ def run_benchmark(
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # hundreds of tiny checkpoint writes would each draw a bar
     try:
-        return _run_benchmark(recipe)
+        # Two runs on one results folder would redo the same cells and delete each other's checkpoint folders.
+        with folder_lock(recipe.root, "benchmark", what="benchmark results folder"):
+            return _run_benchmark(recipe)
     finally:  # the caller's settings, also after an error
         torch.set_num_threads(threads)
         hf_logging.set_verbosity(verbosity)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from safetensors import safe_open
 
-from ...files import TMP_PREFIX, replace_folder
+from ...files import TMP_PREFIX, folder_lock, replace_folder
 from ...hub.provenance import git_commit, machine_description, write_provenance
 from ...hub.zoo import (
     MAX_ZOO_BYTES,
@@ -182,11 +182,21 @@ def build_zoo(
     after its hashes are checked, with no training. retrain: ignore the released folders. For the others, reuse
     takes a `study`/`quick` benchmark encoder from `results_dir` when one is finished, else the `<method>_tiny`
     recipe pretrains one (`overrides`: its `key=value` overrides; output under `output_dir/<method>`).
-    cache_dir: default `$HF_HUB_CACHE`.
+    cache_dir: default `$HF_HUB_CACHE`. Holds `files.folder_lock` on `output_dir` throughout: a second run on it
+    is refused with the holder's pid.
     """
     methods = [resolve_method(m) for m in methods] if methods else list(PRETRAINING_METHODS)
     released = {} if retrain else {
         p.name: p for p in zoo_folders(zoo_dir if zoo_dir is not None else default_zoo_dir())}
+    # Two zoo runs sharing output_dir would pretrain into the same folders and install a mix of both.
+    with folder_lock(output_dir, "zoo", what="zoo output folder"):
+        return _install_methods(methods, released, results_dir, output_dir, reuse, overrides, cache_dir)
+
+
+def _install_methods(methods: Sequence[str], released: Mapping[str, Path], results_dir: str | os.PathLike,
+                     output_dir: str | os.PathLike, reuse: bool, overrides: Sequence[str] | Mapping[str, Any] | None,
+                     cache_dir: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
+    """`build_zoo`'s installs, once its output folder is locked."""
     installed = {}
     for index, method in enumerate(methods, 1):
         repo_id = zoo_repo_id(method)

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from transformers import TrainingArguments
 
 from ...data.build import simulate_dataset
+from ...files import folder_lock
 from ...models import LensImageProcessor, LensViTConfig
 from .finetune import (
     DEFAULT_BACKBONE,
@@ -266,7 +267,8 @@ def run_finetune(
 
     Returns {"task", "dataset", "config", "metrics" (test), "validation_metrics" (selected checkpoint),
     "baseline_metrics" (bicubic, super-resolution only), "num_train", "num_validation", "num_test",
-    "train_runtime_s", "output_dir", "model_dir", "results_path"}.
+    "train_runtime_s", "output_dir", "model_dir", "results_path"}. Holds `files.folder_lock` on the output folder
+    throughout: a second run into it is refused with the holder's pid.
     """
     model_args, data_args, training_args, raw = parse_finetune_recipe(recipe_path_or_dict, overrides)
     check_encoder_path(model_args.encoder, recipe_path_or_dict)
@@ -278,6 +280,16 @@ def run_finetune(
         raise ValueError(f"data.labels_per_class (few-label fine-tuning) needs a task with classes, not {task.name!r}")
     architecture = random_init_architecture(model_args, recipe_path_or_dict)  # before simulating anything
     output_dir = Path(training_args.output_dir)
+    # Two runs into one output folder would delete each other's checkpoints and mix their exports.
+    with folder_lock(output_dir, "finetune", what="fine-tuning output folder"):
+        return _run_finetune(recipe_path_or_dict, model_args, data_args, training_args, raw, task, architecture,
+                             output_dir)
+
+
+def _run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], model_args: FinetuneModelArguments,
+                  data_args: FinetuneDataArguments, training_args: TrainingArguments, raw: dict, task: Task,
+                  architecture: Mapping[str, Any] | None, output_dir: Path) -> dict:
+    """`run_finetune` once its output folder is locked."""
     image_size = _encoder_image_size(model_args, recipe_path_or_dict)
     processor = load_processor(model_args.encoder, image_size, model_args.revision)
     path, config = resolve_dataset(data_args, output_dir)  # after the encoder: a bad one fails before simulating
