@@ -47,11 +47,11 @@ def _recipe(args: argparse.Namespace, kind: str) -> str:
 
 def _recipe_section_value(path: str, section: str, key: str):
     """One value of a recipe file, for the progress line (the full parse happens in the library)."""
-    import yaml
+    from .resources import load_yaml
 
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    return (data.get(section) or {}).get(key) if isinstance(data, dict) else None
+    data = load_yaml(path) or {}
+    values = data.get(section) if isinstance(data, dict) else None
+    return values.get(key) if isinstance(values, dict) else None  # the library names a malformed section
 
 
 def _overrides_value(overrides: Sequence[str] | None, *keys: str) -> str | None:

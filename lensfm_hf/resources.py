@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 _PACKAGE = Path(__file__).resolve().parent
 RECIPE_KINDS = ("pretrain", "finetune", "benchmark")
@@ -66,4 +69,63 @@ def resolve_recipe(recipe: str | os.PathLike, kind: str) -> Path:
     )
 
 
-__all__ = ["RECIPE_KINDS", "default_zoo_dir", "recipes_dir", "resolve_recipe", "shipped_recipes"]
+# The most values (mapping keys and values, list items) a recipe may hold once its YAML aliases are expanded: the
+# shipped recipes hold a few hundred; a 2 KB file of nested aliases can stand for a billion, which copying,
+# printing or saving the recipe would then build.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_values(value: Any, memo: dict[int, int], limit: int) -> int:
+    """How many values `value` holds with every alias expanded (shared objects counted each time they occur)."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in memo:
+        if memo[key] < 0:
+            raise ValueError("a recursive YAML alias (a node that contains itself)")
+        return memo[key]
+    memo[key] = -1
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    total = 1
+    for item in items:
+        total += _expanded_values(item, memo, limit)
+        if total > limit:
+            break
+    memo[key] = total
+    return total
+
+
+def load_yaml(path: str | os.PathLike, what: str = "recipe") -> Any:
+    """The YAML document in `path` (safe_load: no tags that build objects), refused with a one-line ValueError naming
+    the file when it is not valid YAML or its aliases expand beyond `MAX_YAML_VALUES` values (an alias bomb)."""
+    try:
+        with open(path, encoding="utf-8") as handle:  # a file stream: YAML errors then name the file
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"{what} {path} is not valid YAML{where}: {problem}; fix the syntax there (indent with "
+                         "spaces, `key: value`)") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        size = _expanded_values(data, {}, MAX_YAML_VALUES)
+    except (ValueError, RecursionError) as err:
+        problem = str(err) if isinstance(err, ValueError) else "nesting too deep"
+        raise ValueError(f"{what} {path} is refused: {problem}; write the values out without aliases") from None
+    if size > MAX_YAML_VALUES:
+        raise ValueError(f"{what} {path} is refused: its YAML aliases expand to more than {MAX_YAML_VALUES:,} values "
+                         "(an alias bomb?); write the values out without aliases")
+    return data
+
+
+__all__ = [
+    "MAX_YAML_VALUES",
+    "RECIPE_KINDS",
+    "default_zoo_dir",
+    "load_yaml",
+    "recipes_dir",
+    "resolve_recipe",
+    "shipped_recipes",
+]

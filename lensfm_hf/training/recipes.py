@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from ..resources import load_yaml
+
 
 def read_recipe(recipe: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
     """The raw recipe mapping from a YAML path or an already-built dict (deep-copied)."""
@@ -29,7 +31,7 @@ def read_recipe(recipe: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]
     path = Path(recipe)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist; pass a YAML file such as recipes/pretrain/mae.yaml.")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path)  # bounded alias expansion; errors name the file
     if data is None:
         return {}
     if not isinstance(data, Mapping):
