@@ -57,8 +57,9 @@ def _check_float32(folder: Path) -> None:
     for path in sorted(folder.rglob("*.safetensors")):
         with safe_open(str(path), framework="pt") as handle:
             dtypes = {str(handle.get_slice(name).get_dtype()) for name in handle.keys()}  # noqa: SIM118
-        if dtypes - {"F32"}:
-            raise ValueError(f"{path} holds {sorted(dtypes)} tensors; the zoo releases float32 weights only: "
+        floats = {d for d in dtypes if d.startswith(("F", "BF"))}  # integer buffers (step counters) are fine
+        if floats - {"F32"}:
+            raise ValueError(f"{path} holds {sorted(floats)} tensors; the zoo releases float32 weights only: "
                              "export the encoder in float32 (no bf16/fp16 casts) and release again.")
 
 
