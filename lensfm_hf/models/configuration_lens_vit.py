@@ -19,6 +19,23 @@ LENS_VIT_PRESETS: dict[str, dict[str, int]] = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
 }
 
+# Stated limits of the sizes in a config.json, checked before any tensor is allocated: a config from a file must not
+# be able to ask for a model that exhausts memory (64 layers of width 8192, or 10,000 layers). ViT-g/14 has 40 layers
+# of width 1408; the lensing presets stop at ViT-B.
+SIZE_LIMITS: dict[str, int] = {
+    "image_size": 4096,
+    "patch_size": 4096,
+    "num_channels": 16,
+    "hidden_size": 4096,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 64,
+    "intermediate_size": 16384,
+    "upscale_factor": 16,
+    "sr_decoder_hidden_size": 1024,
+}
+MAX_PATCHES = 16384  # tokens per image (a 128 x 128 patch grid): attention memory grows with its square
+MAX_PARAMETERS = 2_000_000_000  # transformer weights, estimated from the widths (8 GB in float32)
+
 
 class LensViTConfig(PretrainedConfig):
     r"""Configuration of [`LensViTModel`] and its heads.
@@ -126,15 +143,26 @@ class LensViTConfig(PretrainedConfig):
         self._check()
 
     def _check(self):
-        for name in ("image_size", "patch_size"):
+        for name, limit in SIZE_LIMITS.items():
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            if value > limit:
+                raise ValueError(f"{name}={value} is beyond the stated limit of {limit} (SIZE_LIMITS in "
+                                 "configuration_lens_vit.py); the config cannot be built.")
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}; "
                 "choose a patch size that divides the image (e.g. 8 for 64 px, 10 or 15 for 150 px)."
             )
+        if self.num_patches > MAX_PATCHES:
+            raise ValueError(f"image_size={self.image_size} with patch_size={self.patch_size} gives {self.num_patches} "
+                             f"patch tokens, beyond the stated limit of {MAX_PATCHES}; use larger patches.")
+        parameters = self.num_hidden_layers * (4 * self.hidden_size**2 + 2 * self.hidden_size * self.intermediate_size)
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(f"num_hidden_layers={self.num_hidden_layers}, hidden_size={self.hidden_size} and "
+                             f"intermediate_size={self.intermediate_size} make about {parameters:,} weights, beyond the "
+                             f"stated limit of {MAX_PARAMETERS:,} (MAX_PARAMETERS); the config cannot be built.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}."
@@ -197,4 +225,4 @@ class LensViTConfig(PretrainedConfig):
         return cls(**{**LENS_VIT_PRESETS[name], **kwargs})
 
 
-__all__ = ["LensViTConfig", "LENS_VIT_PRESETS"]
+__all__ = ["LENS_VIT_PRESETS", "MAX_PARAMETERS", "MAX_PATCHES", "SIZE_LIMITS", "LensViTConfig"]

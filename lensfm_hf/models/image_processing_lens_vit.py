@@ -29,13 +29,47 @@ class LensInputWarning(UserWarning):
     """An input the model will process but may answer wrongly: 8-bit, constant, or outside the training flux range."""
 
 
+# Bounds checked before a FITS file's data is read: pixels of its image (4096 x 4096) and bytes of the whole file once
+# decompressed. A 5.7 KB header can claim 74.5 GiB of pixels and a 760 KB .fits.gz can inflate to gigabytes.
+MAX_FITS_PIXELS = 1 << 24
+MAX_FITS_BYTES = 1 << 28
+# The largest output side `size` may ask for, in pixels (a 4096 x 4096 float32 image is 64 MiB).
+MAX_SIZE = 4096
+
+
+def _fits_source(path: str):
+    """`path` itself, or for a gzipped file its bytes decompressed in memory, refused past `MAX_FITS_BYTES`."""
+    if os.path.getsize(path) > MAX_FITS_BYTES:
+        raise ValueError(f"FITS file {path!r} is {os.path.getsize(path):,} bytes, more than the {MAX_FITS_BYTES:,} "
+                         "this reader accepts; cut out the lens first.")
+    if not str(path).lower().endswith(".gz"):
+        return path
+    import gzip
+    import io
+
+    with gzip.open(path, "rb") as stream:
+        data = stream.read(MAX_FITS_BYTES + 1)
+    if len(data) > MAX_FITS_BYTES:
+        raise ValueError(f"FITS file {path!r} decompresses to more than {MAX_FITS_BYTES:,} bytes, more than this "
+                         "reader accepts; cut out the lens first.")
+    return io.BytesIO(data)
+
+
 def _read_fits(path: str) -> np.ndarray:
+    """The first image HDU of a FITS file as float32, its size checked from the header before its data is read."""
     try:
         from astropy.io import fits
     except ImportError as err:  # astropy is the optional extra `fits`
         raise ValueError(f"reading FITS file {path!r} needs astropy: pip install 'lensfm-hf[fits]'.") from err
-    with fits.open(path, memmap=False) as hdul:
-        for hdu in hdul:
+    with fits.open(_fits_source(path), memmap=False, lazy_load_hdus=True) as hdul:
+        for index, hdu in enumerate(hdul):
+            if not getattr(hdu, "is_image", False) or not hdu.header.get("NAXIS", 0):
+                continue
+            shape = tuple(int(n) for n in hdu.shape)
+            if math.prod(shape) > MAX_FITS_PIXELS:
+                raise ValueError(f"FITS file {path!r} HDU {index} declares an image of {' x '.join(map(str, shape))} "
+                                 f"pixels (NAXISn), more than the {MAX_FITS_PIXELS:,} this reader accepts; cut out "
+                                 "the lens first.")
             if hdu.data is not None:
                 return np.asarray(hdu.data, dtype=np.float32)
     raise ValueError(f"FITS file {path!r} holds no image data in any HDU.")
@@ -270,6 +304,9 @@ def _check_size(size: Any) -> int | None:
         return None
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
         raise ValueError(f"size must be None or a positive integer (output side in pixels), got {size!r}.")
+    if size > MAX_SIZE:
+        raise ValueError(f"size={size} is more than the stated limit of {MAX_SIZE} pixels a side (MAX_SIZE); a "
+                         "lensing cutout is tens to hundreds of pixels.")
     return int(size)
 
 

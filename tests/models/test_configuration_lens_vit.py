@@ -40,3 +40,27 @@ def test_patch_size_must_be_positive():
     for bad in (0, -4):
         with pytest.raises(ValueError, match="patch_size must be a positive integer"):
             tiny_config(patch_size=bad)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"num_hidden_layers": 10_000}, "num_hidden_layers=10000"),
+    ({"num_hidden_layers": 64, "hidden_size": 8192, "num_attention_heads": 64}, "hidden_size=8192"),
+    ({"image_size": 4096, "patch_size": 8}, "patch tokens"),
+    ({"num_hidden_layers": 48, "hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 16384},
+     "weights, beyond the stated limit"),
+    ({"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer"),
+])
+def test_sizes_beyond_the_stated_limits_are_refused_naming_the_field(tmp_path, changes, field):
+    """Issue 21 item 12: a config.json could ask for 10,000 layers (59-101 s, 2.1 GB) or 64 x 8192 (out of memory)."""
+    import json
+
+    from transformers import AutoModel
+
+    import lensfm_hf  # noqa: F401 -- registers lens_vit with the Auto classes
+
+    with pytest.raises(ValueError, match=field):
+        LensViTConfig(**changes)
+    config = LensViTConfig.from_preset("micro", image_size=16, patch_size=8).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**config, **changes}))
+    with pytest.raises(ValueError, match=field):
+        AutoModel.from_pretrained(tmp_path)

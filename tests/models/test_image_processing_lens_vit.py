@@ -299,3 +299,43 @@ def test_flux_outside_the_recorded_training_range_warns(tmp_path):
         LensImageProcessor()(noise)
     with pytest.raises(ValueError, match="record_training_inputs needs"):
         LensImageProcessor().record_training_inputs(np.zeros((0, 1, 8, 8), np.float32))
+
+
+def test_a_size_beyond_the_stated_limit_is_refused(tmp_path):
+    """Issue 21 item 12: a preprocessor_config.json `size` of 100,000 asked for 80 GB."""
+    import json
+
+    with pytest.raises(ValueError, match="size=100000 is more than the stated limit"):
+        LensImageProcessor(size=100_000)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**LensImageProcessor().to_dict(), "size": 100_000}))
+    with pytest.raises(ValueError, match="size=100000"):
+        LensImageProcessor.from_pretrained(tmp_path)
+
+
+def _fits_header(naxis1: int, naxis2: int) -> bytes:
+    cards = ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
+             f"NAXIS1  = {naxis1:>20}", f"NAXIS2  = {naxis2:>20}", "END"]
+    text = "".join(card.ljust(80) for card in cards)
+    return text.ljust(2880).encode("ascii")
+
+
+def test_fits_sizes_are_bounded_before_the_data_is_read(tmp_path, monkeypatch):
+    """Issue 21 item 11: a 5.7 KB header asked for 74.5 GiB; a 760 KB .fits.gz reached 2.9 GB RSS."""
+    import gzip
+
+    pytest.importorskip("astropy.io.fits")
+    from lensfm_hf.models import image_processing_lens_vit as module
+
+    claim = tmp_path / "claim.fits"
+    claim.write_bytes(_fits_header(140_000, 140_000))  # 73 GiB of float32 claimed, none present
+    with pytest.raises(ValueError, match=r"claim.fits' HDU 0 declares an image of 140000 x 140000 pixels"):
+        LensImageProcessor()(str(claim))
+    monkeypatch.setattr(module, "MAX_FITS_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.fits.gz"
+    with gzip.open(bomb, "wb") as handle:  # 2 MiB of zeros inflate from a few KB
+        handle.write(_fits_header(512, 1024) + bytes(512 * 1024 * 4))
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(ValueError, match="decompresses to more than 1,048,576 bytes"):
+        LensImageProcessor()(str(bomb))
+    monkeypatch.setattr(module, "MAX_FITS_BYTES", 1 << 28)
+    assert LensImageProcessor(size=32)(str(bomb), return_tensors="pt")["pixel_values"].shape == (1, 1, 32, 32)
