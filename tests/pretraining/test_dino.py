@@ -32,6 +32,52 @@ def test_sinkhorn_knopp_removes_a_per_prototype_common_mode_exactly():
     torch.testing.assert_close(q.reshape(32, 8), sinkhorn_knopp(logits, 0.04))
 
 
+def _sinkhorn_unfolded(teacher_logits: torch.Tensor, temperature: float, num_iterations: int = 3) -> torch.Tensor:
+    """sinkhorn_knopp as written before issue 23 (one process): four passes over Q per iteration."""
+    shape = teacher_logits.shape
+    logits = teacher_logits.detach().float().reshape(-1, shape[-1]) / temperature
+    q = torch.exp(logits - logits.max(dim=0, keepdim=True).values).t()
+    num_prototypes, total = q.shape
+    q = q / q.sum()
+    for _ in range(num_iterations):
+        q = q / q.sum(dim=1, keepdim=True).clamp(min=torch.finfo(q.dtype).tiny) / num_prototypes
+        q = q / q.sum(dim=0, keepdim=True).clamp(min=torch.finfo(q.dtype).tiny) / total
+    return (q * total).t().reshape(shape)
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_sinkhorn_knopp_in_place_equals_the_unfolded_form_and_leaves_its_input(iterations):
+    """The in-place form with folded constants (issue 23) computes the same targets to float rounding."""
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(2, 512, 64)  # iBOT patch logits (views, tokens, K)
+    before = logits.clone()
+    torch.testing.assert_close(sinkhorn_knopp(logits, 0.04, iterations), _sinkhorn_unfolded(logits, 0.04, iterations),
+                               rtol=1e-5, atol=1e-6)
+    assert torch.equal(logits, before)
+
+
+def test_ibot_loss_unchanged_by_the_in_place_sinkhorn(monkeypatch):
+    """Same iBOT loss and gradients on a fixed seed with the old and the new Sinkhorn-Knopp (issue 23)."""
+    from lensfm_hf.pretraining import dino
+
+    config_class, model_class = get_pretraining_classes("ibot")
+    config = config_class.from_preset("micro", image_size=16, patch_size=4, out_dim=64, head_hidden_size=32,
+                                      head_bottleneck_size=16, num_local_crops=1, centering="sinkhorn_knopp",
+                                      head_batch_norm=True)
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    results = []
+    for implementation in (dino.sinkhorn_knopp, _sinkhorn_unfolded):
+        monkeypatch.setattr(dino, "sinkhorn_knopp", implementation)
+        torch.manual_seed(0)
+        model = model_class(config).train()
+        torch.manual_seed(1)
+        loss = model(pixel_values=images).loss
+        loss.backward()
+        results.append((loss.detach(), model.head.last_layer_v.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
 def test_sinkhorn_knopp_is_uniform_only_for_image_independent_logits():
     same = torch.randn(1, 8).expand(16, 8)
     torch.testing.assert_close(sinkhorn_knopp(same, 0.04), torch.full((16, 8), 1 / 8))
