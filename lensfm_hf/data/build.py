@@ -44,6 +44,9 @@ from .folder import (
 # Row groups are the unit a streaming reader or the Hub viewer fetches; ~4 MiB keeps both responsive
 # (256 rows of 64×64 float32, 46 rows of Model I's 150×150).
 _ROW_GROUP_BYTES = 4 << 20
+# The most images per class and split one build may ask for: 10^6 (three classes of 64 x 64 float32 are 49 GB). Its
+# shard plan is a list in memory; 10^10 a class took 30-45 s to end in a MemoryError traceback.
+MAX_IMAGES_PER_CLASS = 1_000_000
 
 
 def _simulation_api():
@@ -345,6 +348,10 @@ def simulate_dataset(
             f"train_per_class={train_per_class}, test_per_class={test_per_class}: "
             "need non-negative counts and at least one image"
         )
+    for name, count in (("train_per_class", train_per_class), ("test_per_class", test_per_class)):
+        if count > MAX_IMAGES_PER_CLASS:
+            raise ValueError(f"{name}={count:,} is beyond the stated limit of {MAX_IMAGES_PER_CLASS:,} images per "
+                             "class and split (MAX_IMAGES_PER_CLASS); DeepLenseSim's largest set has 30,000 a class")
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     api = _simulation_api()

@@ -247,3 +247,15 @@ def test_an_interrupted_overwrite_keeps_the_previous_config(tmp_path, fake_sim, 
     simulate_dataset(out, "model2", train_per_class=2, test_per_class=1, seed=1, shard_size=3, overwrite=True)
     assert {p.name: p.read_bytes() for p in (out / "model2").iterdir()} != before
     assert load_lensing_dataset(out, "model2", split="train", cache_dir=hf_cache).num_rows == 6
+
+
+def test_counts_beyond_the_stated_limit_are_refused_at_once(tmp_path, fake_sim, capsys):
+    """Issue 21 item 13: `--train-per-class 10000000000` planned shards in memory, then a MemoryError traceback."""
+    from lensfm_hf import cli
+
+    with pytest.raises(ValueError, match=r"train_per_class=10,000,000,000 is beyond the stated limit of 1,000,000"):
+        simulate_dataset(tmp_path / "ds", "model2", train_per_class=10_000_000_000, test_per_class=1)
+    assert cli.main(["simulate", "--config", "model2", "--train-per-class", "10000000000", "--out",
+                     str(tmp_path / "ds")]) == 2
+    assert "beyond the stated limit" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
