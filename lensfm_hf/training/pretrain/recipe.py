@@ -263,7 +263,16 @@ def build_pretraining_model(model_args: PretrainModelArguments):
         if path.is_dir() and (path / PRETRAINING_SUBDIR / "config.json").is_file():
             path = path / PRETRAINING_SUBDIR  # an exported encoder folder: its pretraining/ subfolder
         kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-        model = AutoModelForPreTraining.from_pretrained(str(path), **kwargs)
+        model, info = AutoModelForPreTraining.from_pretrained(str(path), output_loading_info=True, **kwargs)
+        # Continuing must continue every tensor: a missing one would train on from a silent random init.
+        problems = [f"{kind.replace('_', ' ')}: {', '.join(sorted(map(str, info[kind]))[:6])}"
+                    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(kind)]
+        if problems:
+            raise ValueError(
+                f"model.init_from={model_args.init_from!r}: {path / 'model.safetensors'} does not match its "
+                f"config.json ({'; '.join(problems)}); it holds a damaged or foreign state: restore the folder "
+                "or export it again."
+            )
         if not isinstance(model, model_class):
             raise ValueError(
                 f"model.init_from={model_args.init_from!r} holds a {type(model).__name__}, not the "

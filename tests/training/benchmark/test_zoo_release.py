@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,18 @@ def test_zoo_folder_readme_explains_the_layout():
     readme = Path(__file__).resolve().parents[3] / "zoo" / "README.md"
     text = readme.read_text()
     assert "provenance.json" in text and "10 MB" in text and "lensfm release" in text
+
+
+def test_continuing_from_a_damaged_pretraining_state_is_refused(released):
+    """A pretraining state that lacks a tensor would train on from a random init of it: refused, naming it."""
+    from safetensors.torch import load_file, save_file
+
+    from lensfm_hf.training.pretrain.recipe import PretrainModelArguments, build_pretraining_model
+
+    path = released / "pretraining" / "model.safetensors"
+    state = load_file(str(path))
+    dropped = sorted(state)[-1]
+    del state[dropped]
+    save_file(state, str(path), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=re.escape(dropped)):
+        build_pretraining_model(PretrainModelArguments(method="mae", init_from=str(released)))
