@@ -6,7 +6,9 @@ still matches the manifest. A build holds a lock on its config (`build_lock`), s
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -160,11 +162,40 @@ def write_shard(path: str | os.PathLike, columns: Mapping[str, np.ndarray], feat
                 f"(shard {path.name}); the simulator and the recipe disagree on the image size"
             )
         batch[name] = values.astype(np.int64 if name == "label" else np.float32, copy=False)
-    with atomic_write(path, "wb") as handle:
-        writer = ParquetWriter(stream=handle, features=features, writer_batch_size=_rows_per_group(features))
-        writer.write_batch(batch)
-        writer.finalize(close_stream=False)  # atomic_write syncs, closes and renames it
+    # pyarrow aborts the process (SIGABRT) when a Python stream it writes to raises, e.g. on a full disk: encode in
+    # memory (a shard is at most tens of MB), then write the bytes from Python, where the error is an OSError.
+    buffer = io.BytesIO()
+    writer = ParquetWriter(stream=buffer, features=features, writer_batch_size=_rows_per_group(features))
+    writer.write_batch(batch)
+    writer.finalize(close_stream=False)
+    data = buffer.getbuffer()
+    try:
+        with atomic_write(path, "wb") as handle:  # syncs, closes and renames it; an error removes the temp file
+            handle.write(data)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(err.errno, f"no space left in {path.parent} while writing shard {path.name} ({len(data):,} "
+                                 f"bytes needed, {free:,} free); free some space and rerun the same command, which "
+                                 "resumes") from None
     return num_rows
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Refuse a build whose shards (`needed` bytes, estimated) will not fit on the disk of `folder`."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"{folder} needs about {needed:,} bytes for its shards but its disk has "
+                                    f"{free:,} free; free some space, choose another --out, or simulate fewer images")
+
+
+def _row_bytes(features: Features) -> int:
+    """Bytes of one row of `features` as parquet stores float32 images uncompressed (noise barely compresses)."""
+    return 8 * len(features) + sum(4 * int(np.prod(f.shape)) for f in features.values() if isinstance(f, Array3D))
 
 
 def _shard_is_intact(path: Path, expected_sha256: str | None) -> bool:
@@ -402,6 +433,7 @@ def simulate_dataset(
             manifest[SHARD_HASHES] = hashes
             write_manifest(config_dir, manifest)
 
+            check_free_space(config_dir, sum(spec.num_rows for spec in todo) * _row_bytes(features))
             progress = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"simulate {config}", unit="shard")
             with progress:
                 for spec in todo:

@@ -259,3 +259,42 @@ def test_counts_beyond_the_stated_limit_are_refused_at_once(tmp_path, fake_sim, 
                      str(tmp_path / "ds")]) == 2
     assert "beyond the stated limit" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_partial_shard(tmp_path, fake_sim, monkeypatch):
+    """Issue 21 item 8: a full disk while writing a super-resolution shard aborted the process (pyarrow, SIGABRT)."""
+    import errno
+    from collections import namedtuple
+
+    from lensfm_hf.data import build
+
+    usage, real_usage = namedtuple("usage", "total used free"), build.shutil.disk_usage
+    monkeypatch.setattr(build.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError, match=r"ds/super_resolution needs about [\d,]+ bytes for its shards but its disk "
+                                      r"has 1,000 free"):
+        simulate_dataset(tmp_path / "ds", "super_resolution", train_per_class=4, test_per_class=2, shard_size=4)
+    assert not list((tmp_path / "ds").rglob("*.parquet"))
+    monkeypatch.setattr(build.shutil, "disk_usage", real_usage)
+
+    real_write = build.atomic_write
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.inner = real_write(path, mode)
+
+        def __enter__(self):
+            handle = self.inner.__enter__()
+
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            handle.write = write
+            return handle
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    monkeypatch.setattr(build, "atomic_write", FullDisk)
+    with pytest.raises(OSError, match=r"no space left in .*super_resolution while writing shard train-00000"):
+        simulate_dataset(tmp_path / "ds", "super_resolution", train_per_class=4, test_per_class=2, shard_size=4)
+    assert not list((tmp_path / "ds").rglob("*.parquet")) and not list((tmp_path / "ds").rglob(".tmp-*"))
