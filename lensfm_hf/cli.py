@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install-cache", help="place a folder in the local HF hub cache (works with HF_HUB_OFFLINE=1)",
                        formatter_class=defaults)
     p.add_argument("folder")
-    p.add_argument("--repo", required=True, help="ORG/NAME")
+    p.add_argument("--repo", "--repo-id", dest="repo", required=True, help="ORG/NAME")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset"])
     p.add_argument("--cache-dir", default=None, help="hub cache (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub)")
     p.set_defaults(func=_install_cache)
