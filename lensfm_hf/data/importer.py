@@ -23,7 +23,6 @@ from . import build
 from .folder import (
     SHARD_HASHES,
     SPLITS,
-    WORK_DIR_NAME,
     build_lock,
     config_lock_name,
     file_sha256,
@@ -52,6 +51,8 @@ class ImportStats:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     split_rule: str = ""
+    links: list[str] = field(default_factory=list)  # symbolic links followed (class folders and files alike)
+    non_utf8_names: list[str] = field(default_factory=list)  # imported files whose names are not UTF-8
 
     @property
     def num_images(self) -> int:
@@ -65,7 +66,36 @@ class ImportStats:
         lines.extend(f"    {path}: {reason}" for path, reason in self.skipped[:20])
         if len(self.skipped) > 20:
             lines.append(f"    … and {len(self.skipped) - 20} more")
+        if self.links:
+            lines.append(f"  followed {len(self.links)} symbolic links (folders and files alike): "
+                         + ", ".join(self.links[:20]) + (" …" if len(self.links) > 20 else ""))
+        if self.non_utf8_names:
+            lines.append(f"  imported {len(self.non_utf8_names)} files whose names are not UTF-8 (bytes shown as \\x): "
+                         + ", ".join(self.non_utf8_names[:20]) + (" …" if len(self.non_utf8_names) > 20 else ""))
         return "\n".join(lines)
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of a file name (surrogate escapes) shown as `\\xNN`, so it can be printed."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decoding made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _links_on_the_way(path: Path, root: Path) -> list[Path]:
+    """The symbolic links among `path` and its folders below `root`."""
+    relative = path.relative_to(root)
+    return [root.joinpath(*relative.parts[: i + 1]) for i in range(len(relative.parts))
+            if root.joinpath(*relative.parts[: i + 1]).is_symlink()]
 
 
 def _is_test_folder(name: str) -> bool:
@@ -82,7 +112,13 @@ def find_class_files(root: str | os.PathLike, class_names: Sequence[str]) -> dic
     root = Path(root)
     lookup = {name.lower(): name for name in class_names}
     found: dict[str, dict[str, list[Path]]] = {}
-    for directory, subdirs, files in os.walk(root):
+    visited = set()  # folders by real path: links to folders are followed like links to files, each folder once
+    for directory, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in visited:
+            subdirs[:] = []
+            continue
+        visited.add(real)
         subdirs.sort()
         here = Path(directory)
         class_name = lookup.get(here.name.lower())
@@ -101,7 +137,8 @@ def find_class_files(root: str | os.PathLike, class_names: Sequence[str]) -> dic
 
 
 def _hash_fraction(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / 2**64
+    # surrogateescape: a file name that is not UTF-8 hashes by its bytes instead of aborting the import
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()[:8], "little") / 2**64
 
 
 def import_deeplensesim(
@@ -180,6 +217,10 @@ def import_deeplensesim(
         try:
             stats = _import_files(found, root, staging, recipe, features, identity, strict, shard_size)
             stats.out_dir, stats.split_rule = out, split_rule
+            every = [p for per_class in found.values() for paths in per_class.values() for p in paths]
+            stats.links = sorted({printable(link.relative_to(root).as_posix())
+                                  for p in every for link in _links_on_the_way(p, root)})
+            stats.non_utf8_names = [printable(p.relative_to(root).as_posix()) for p in every if not _is_utf8(p.name)]
             swap_in(staging, out, config)
         finally:
             if staging.exists():
@@ -221,8 +262,9 @@ def _import_files(
                     except CorruptFileError as err:
                         if strict:
                             raise
-                        warnings.warn(f"skipping {err}")
-                        stats.skipped.append((file.relative_to(root).as_posix(), str(err).split(": ", 1)[-1]))
+                        warnings.warn(printable(f"skipping {err}"))
+                        stats.skipped.append((printable(file.relative_to(root).as_posix()),
+                                              printable(str(err).split(": ", 1)[-1])))
                         continue
                     rows["pixel_values"].append(image)
                     rows["label"].append(class_index)
