@@ -78,7 +78,7 @@ def read_provenance(folder: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} is unreadable ({err}); restore it from git (git checkout -- {path}).") from err
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        raise ValueError(f"{path} has no `files` table of hashes; restore it from git (git checkout -- {path}).")
+        raise ValueError(f"{path} has no `files` table of hashes; restore it from git (git checkout -- {path}).")  # noqa: TRY004 (the CLI reports ValueErrors in one line)
     return data
 
 
