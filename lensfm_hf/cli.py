@@ -385,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import yaml
 
         # Library errors say what is wrong and how to fix it; the traceback is noise for these kinds.
-        if not isinstance(err, (ValueError, OSError, RuntimeError, yaml.YAMLError)):
+        from safetensors import SafetensorError
+
+        if not isinstance(err, (ValueError, OSError, RuntimeError, yaml.YAMLError, SafetensorError)):
             raise
         print(f"lensfm {args.command}: error: {_one_line(args.command, err, getattr(args, 'recipe', None))}",
               file=sys.stderr)

@@ -191,3 +191,13 @@ def test_ctrl_c_prints_one_line_naming_what_is_saved_and_how_to_resume(capsys, t
     code, _, err = run_cli(capsys, "finetune", "model3_classification")
     assert code == 130 and len(err.strip().splitlines()) == 1, err
     assert "lensfm finetune model3_classification" in err
+
+
+@pytest.mark.parametrize("text", ["model: [1, 2]\n", "model:\n  preset: micro\ndata: 3\n"])
+def test_a_recipe_section_that_is_not_a_mapping_is_one_line_naming_the_file(capsys, tmp_path, text):
+    """Issue 21 items 16, 17: a non-mapping finetune section was a TypeError traceback ('dictionary update sequence')."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, _, err = run_cli(capsys, "finetune", str(bad))
+    assert code == 2
+    one_line_error(err, str(bad), "must be a mapping of field: value")

@@ -205,6 +205,24 @@ def parse_section(name: str, dataclass_type: type, values: Mapping[str, Any] | N
     return parsed
 
 
+def check_sections(raw: dict[str, Any], sections: Mapping[str, type], recipe: Any = None) -> dict[str, Any]:
+    """`raw` with every section of `sections` a mapping (a missing or null one becomes {}); an unknown section or
+    one that is not a mapping is a ValueError naming it (and the recipe file, when `recipe` is a path)."""
+    where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
+    unknown = [key for key in raw if key not in sections]
+    if unknown:
+        hints = "; ".join(f"{key!r}{_suggest(key, list(sections))}" for key in unknown)
+        raise ValueError(f"unknown recipe section(s) {hints}; a recipe has the sections {', '.join(sections)}{where}.")
+    for name in sections:
+        if raw.get(name) is None:
+            raw[name] = {}
+        elif not isinstance(raw[name], Mapping):
+            shown = repr(raw[name])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ValueError(f"recipe section {name!r} must be a mapping of field: value, got {shown}{where}.")
+    return raw
+
+
 def load_recipe(
     recipe: str | os.PathLike | Mapping[str, Any],
     sections: Mapping[str, type],
@@ -218,18 +236,9 @@ def load_recipe(
     (e.g. an output directory named after the recipe file). `before_parse(raw)` may adjust the raw mapping
     after overrides (e.g. machine-dependent settings).
     """
-    raw = read_recipe(recipe)
-    unknown = [key for key in raw if key not in sections]
-    if unknown:
-        hints = "; ".join(f"{key!r}{_suggest(key, list(sections))}" for key in unknown)
-        raise ValueError(f"unknown recipe section(s) {hints}; a recipe has the sections {', '.join(sections)}.")
+    raw = check_sections(read_recipe(recipe), sections, recipe)
     for name in sections:
-        if raw.get(name) is None:
-            raw[name] = {}
-        elif not isinstance(raw[name], Mapping):
-            raise ValueError(f"recipe section {name!r} must be a mapping of field: value, got {raw[name]!r}.")
-        else:
-            raw[name] = dict(raw[name])
+        raw[name] = dict(raw[name])
     for name, values in (defaults or {}).items():
         for key, value in values.items():
             raw[name].setdefault(key, value)
@@ -240,4 +249,12 @@ def load_recipe(
     return parsed, raw
 
 
-__all__ = ["read_recipe", "parse_value", "apply_overrides", "check_section", "parse_section", "load_recipe"]
+__all__ = [
+    "apply_overrides",
+    "check_section",
+    "check_sections",
+    "load_recipe",
+    "parse_section",
+    "parse_value",
+    "read_recipe",
+]

@@ -33,7 +33,7 @@ from .finetune_export import HUB_REPO_ID, save_finetuned_model
 from .lpft import check_head_init
 from .metrics import missing_metric_text
 from ..records import write_json
-from ..recipes import apply_overrides, load_recipe, read_recipe
+from ..recipes import apply_overrides, check_sections, load_recipe, read_recipe
 from .splits import (
     fit_split_standardization,
     load_processor,
@@ -130,9 +130,9 @@ def parse_finetune_recipe(
     recipe: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None
 ):
     """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
-    raw = read_recipe(recipe)
+    raw = check_sections(read_recipe(recipe), SECTIONS, recipe)
     for name in SECTIONS:
-        raw[name] = dict(raw.get(name) or {})
+        raw[name] = dict(raw[name])
     raw = apply_overrides(raw, overrides, SECTIONS)
     task = get_task(raw["data"].get("task", DEFAULT_TASK))
     stem = Path(recipe).stem if isinstance(recipe, (str, os.PathLike)) else task.name

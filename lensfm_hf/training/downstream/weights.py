@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -55,6 +56,9 @@ def from_pretrained_checked(cls: type[PreTrainedModel], source: str | os.PathLik
     hf_logging.set_verbosity_error()  # the load report lists the new head as missing, as it must
     try:
         model, info = cls.from_pretrained(str(source), ignore_mismatched_sizes=True, output_loading_info=True, **kwargs)
+    except SafetensorError as err:  # its message names no file
+        raise ValueError(f"the encoder weights in {source} are not a readable safetensors file ({err}); export the "
+                         "encoder again or point model.encoder at a complete encoder folder.") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     problems = encoder_load_problems(model, info)

@@ -58,3 +58,10 @@ def test_config_shallower_than_its_weights_is_refused(tiny_encoder_dir):
     path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"unexpected"):
         build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_a_damaged_weights_file_is_one_line_naming_the_folder(tiny_encoder_dir):
+    """Issue 21 item 16: SafetensorError escaped the CLI's one-line contract as a traceback."""
+    (tiny_encoder_dir / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(ValueError, match=rf"weights in {tiny_encoder_dir} are not a readable safetensors file"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
