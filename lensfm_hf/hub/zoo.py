@@ -87,6 +87,15 @@ def check_model_size(folder: str | os.PathLike, name: str) -> int:
     return size
 
 
+def check_zoo_size(zoo_dir: str | os.PathLike, name: str, size: int) -> None:
+    """ValueError when `zoo_dir` would pass `MAX_ZOO_BYTES` with the model `name` at `size` bytes."""
+    others = sum(folder_bytes(p) for p in zoo_folders(zoo_dir) if p.name != name)
+    if others + size > MAX_ZOO_BYTES:
+        raise ValueError(f"{name}: {zoo_dir} would hold {(others + size) / 2**20:.1f} MiB, over the "
+                         f"{MAX_ZOO_BYTES / 2**20:.0f} MiB the zoo allows itself in git; release smaller models "
+                         "or fewer of them.")
+
+
 def zoo_folders(zoo_dir: str | os.PathLike) -> list[Path]:
     """The released model folders of `zoo_dir` (those holding a provenance.json), sorted by name."""
     zoo_dir = Path(zoo_dir)
@@ -140,6 +149,6 @@ def install_zoo_folder(folder: str | os.PathLike, *, cache_dir: str | os.PathLik
 
 __all__ = [
     "EVAL_RESULTS_DIR", "EVAL_RESULTS_JSON", "MAX_MODEL_BYTES", "MAX_ZOO_BYTES", "NOT_RELEASED", "ZOO_ORG",
-    "check_model_size", "folder_bytes", "install_zoo_encoder", "install_zoo_folder", "write_zoo_card",
+    "check_model_size", "check_zoo_size", "folder_bytes", "install_zoo_encoder", "install_zoo_folder", "write_zoo_card",
     "zoo_folders", "zoo_repo_id",
 ]

@@ -22,10 +22,9 @@ from safetensors import safe_open
 from ...files import TMP_PREFIX, folder_lock, replace_folder
 from ...hub.provenance import git_commit, machine_description, write_provenance
 from ...hub.zoo import (
-    MAX_ZOO_BYTES,
     NOT_RELEASED,
     check_model_size,
-    folder_bytes,
+    check_zoo_size,
     install_zoo_encoder,
     install_zoo_folder,
     write_zoo_card,
@@ -151,16 +150,13 @@ def release_benchmark(
                 "runs": [run],
             }
             size = check_model_size(staging, method)
+            check_zoo_size(zoo_dir, method, size)
             write_provenance(staging, record)
             replace_folder(staging, zoo_dir / method)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         out[method] = zoo_dir / method
         print(f"[lensfm release] {method}: {zoo_dir / method} ({size / 2**20:.2f} MiB, {steps} steps)", flush=True)
-    total = folder_bytes(zoo_dir)
-    if total > MAX_ZOO_BYTES:
-        print(f"[lensfm release] WARNING: {zoo_dir} holds {total / 2**20:.1f} MiB, over the "
-              f"{MAX_ZOO_BYTES / 2**20:.0f} MiB the zoo allows itself in git", flush=True)
     return out
 
 

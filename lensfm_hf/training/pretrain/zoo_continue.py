@@ -27,7 +27,13 @@ from ...hub.provenance import (
     verify_provenance,
     write_provenance,
 )
-from ...hub.zoo import EVAL_RESULTS_JSON, NOT_RELEASED, check_model_size, write_zoo_card
+from ...hub.zoo import (
+    EVAL_RESULTS_JSON,
+    NOT_RELEASED,
+    check_model_size,
+    check_zoo_size,
+    write_zoo_card,
+)
 from .run import run_pretraining
 
 RECIPE_FILE = "recipe.yaml"
@@ -98,7 +104,7 @@ def continue_zoo_model(
             "objective_ratio": learning.get("objective_ratio"), "trivial_objective": learning.get("trivial_objective"),
             "runs": runs,
         }
-        check_model_size(staging, folder.name)
+        check_zoo_size(folder.parent, folder.name, check_model_size(staging, folder.name))
         write_provenance(staging, new_record)
         replace_folder(staging, folder)
     finally:

@@ -93,6 +93,20 @@ def test_release_writes_the_hub_layout_with_the_benchmark_numbers(benchmark, tmp
     assert recipe["model"]["method"] == "mae" and "output_dir" not in recipe["training"]
 
 
+def test_release_refuses_a_zoo_over_its_size_limits(benchmark, tmp_path, monkeypatch):
+    from lensfm_hf.hub import zoo
+
+    (tmp_path / "zoo" / "dino").mkdir(parents=True)  # an earlier release of another model
+    (tmp_path / "zoo" / "dino" / "provenance.json").write_bytes(b"x" * 2**20)
+    monkeypatch.setattr(zoo, "MAX_ZOO_BYTES", 2 * 2**20)
+    with pytest.raises(ValueError, match=r"mae: .*zoo would hold 2\.\d MiB, over the 2 MiB"):
+        release_benchmark(benchmark, zoo_dir=tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "MAX_MODEL_BYTES", 2**20)
+    with pytest.raises(ValueError, match=r"mae: the released folder would hold 1\.\d MiB, over the zoo's 1 MiB"):
+        release_benchmark(benchmark, zoo_dir=tmp_path / "zoo")
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["dino"]  # nothing released, no staging left
+
+
 def test_release_refuses_an_unfinished_benchmark(benchmark, tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no results.json"):
         release_benchmark(tmp_path, zoo_dir=tmp_path / "zoo")
