@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from transformers import TrainingArguments
 
 from ...data.build import simulate_dataset
@@ -119,17 +120,39 @@ class FinetuneDataArguments:
     )
 
 
+# torch CPU threads of a fine-tune unless the recipe says otherwise: a fixed number rather than the machine's core
+# count, so a recipe gives the same result on every machine (see the `compute:` section and the recipe's comment).
+DEFAULT_NUM_THREADS = 1
+
+
+@dataclass
+class FinetuneComputeArguments:
+    """`compute:` section: how the run uses the machine (the benchmark's `benchmark.num_threads`, for one fine-tune)."""
+
+    num_threads: int = field(
+        default=DEFAULT_NUM_THREADS,
+        metadata={"help": "torch CPU threads for the run (the caller's are restored after); a fixed count keeps the "
+                  "result the same on every machine, and 1 suits micro models on small CPUs"},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1:
+            raise ValueError(f"compute.num_threads must be an integer >= 1, got {self.num_threads!r}.")
+
+
 # `model:` fields that choose the architecture of a random init, beyond preset / image_size / patch_size.
 ARCHITECTURE_FIELDS = ("patch_embedding_type", "position_embedding_type", "hidden_size", "num_hidden_layers",
                        "num_attention_heads", "intermediate_size")
 
-SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments}
+SECTIONS = {"model": FinetuneModelArguments, "data": FinetuneDataArguments, "training": TrainingArguments,
+            "compute": FinetuneComputeArguments}
 
 
 def parse_finetune_recipe(
     recipe: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None
 ):
-    """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides."""
+    """(model_args, data_args, training_args, raw) from a YAML path or dict plus `key=value` overrides; the parsed
+    `compute:` section is `raw["compute"]` (`FinetuneComputeArguments` fields, defaults filled in)."""
     raw = check_sections(read_recipe(recipe), SECTIONS, recipe)
     for name in SECTIONS:
         raw[name] = dict(raw[name])
@@ -141,6 +164,7 @@ def parse_finetune_recipe(
     validation_fraction = float(raw["data"].get("validation_fraction", 0.1))
     raw["training"] = finalize_training_section(raw["training"], task, validation_fraction > 0)
     parsed, raw = load_recipe(raw, SECTIONS)
+    raw["compute"] = dataclasses.asdict(parsed["compute"])
     return parsed["model"], parsed["data"], parsed["training"], raw
 
 
@@ -267,10 +291,21 @@ def run_finetune(
 
     Returns {"task", "dataset", "config", "metrics" (test), "validation_metrics" (selected checkpoint),
     "baseline_metrics" (bicubic, super-resolution only), "num_train", "num_validation", "num_test",
-    "train_runtime_s", "output_dir", "model_dir", "results_path"}. Holds `files.folder_lock` on the output folder
-    throughout: a second run into it is refused with the holder's pid.
+    "train_runtime_s", "num_threads", "output_dir", "model_dir", "results_path"}. Holds `files.folder_lock` on the
+    output folder throughout: a second run into it is refused with the holder's pid.
     """
     model_args, data_args, training_args, raw = parse_finetune_recipe(recipe_path_or_dict, overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(raw["compute"]["num_threads"])
+    try:
+        return _check_and_run(recipe_path_or_dict, model_args, data_args, training_args, raw)
+    finally:  # the caller's setting, also after an error
+        torch.set_num_threads(threads)
+
+
+def _check_and_run(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], model_args: FinetuneModelArguments,
+                   data_args: FinetuneDataArguments, training_args: TrainingArguments, raw: dict[str, Any]) -> dict:
+    """`run_finetune` once torch's threads are set: the recipe's checks, then the run in its locked folder."""
     check_encoder_path(model_args.encoder, recipe_path_or_dict)
     task = recipe_task(data_args)
     check_head_init(model_args.head_init, "model.head_init")
@@ -343,6 +378,7 @@ def _run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], mo
         "num_test": len(test),
         "image_size": image_size,
         "train_runtime_s": runtime,
+        "num_threads": torch.get_num_threads(),
         "output_dir": str(output_dir),
         "model_dir": str(model_dir),
         "recipe": raw,
@@ -366,6 +402,8 @@ def _print_summary(result: dict) -> None:
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "DEFAULT_NUM_THREADS",
+    "FinetuneComputeArguments",
     "FinetuneDataArguments",
     "FinetuneModelArguments",
     "check_encoder_path",

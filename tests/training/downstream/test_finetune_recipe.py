@@ -336,3 +336,34 @@ def test_the_saved_model_knows_its_training_inputs_and_warns_outside_them(tmp_pa
         saved(np.zeros((16, 16), np.float32))
     with pytest.warns(LensInputWarning, match="outside the range"):
         saved(np.full((16, 16), 1e6, np.float32) + np.eye(16, dtype=np.float32))
+
+
+def test_finetune_runs_with_the_recipes_thread_count_and_restores_the_callers(tmp_path, dataset_dir, monkeypatch):
+    """Issue 20.4: compute.num_threads (default DEFAULT_NUM_THREADS) sets torch's threads for the run, as the
+    benchmark's num_threads does, whatever the caller had; results.json records it; the caller's count comes back."""
+    from lensfm_hf.training.downstream import finetune_recipe as module
+
+    seen = []
+    real = module.finetune_task
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "finetune_task", spy)
+    before = torch.get_num_threads()
+    recipe = _recipe(tmp_path, {"task": "classification", "config": "model3"}, dataset_dir)
+    try:
+        torch.set_num_threads(2)
+        first = run_finetune(recipe)
+        assert seen == [module.DEFAULT_NUM_THREADS] and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        second = run_finetune(recipe, overrides=[f"training.output_dir={tmp_path / 'again'}"])
+        assert first["metrics"] == second["metrics"]  # the caller's thread count does not reach the result
+        run_finetune(recipe, overrides=["compute.num_threads=2", f"training.output_dir={tmp_path / 'two'}"])
+        assert seen[-1] == 2 and torch.get_num_threads() == 1
+        assert json.loads((tmp_path / "two" / "results.json").read_text())["num_threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="num_threads"):
+        run_finetune(recipe, overrides=["compute.num_threads=0"])
