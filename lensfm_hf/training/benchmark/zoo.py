@@ -8,6 +8,8 @@ for a method not released) it reuses a benchmark encoder or pretrains one with t
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -75,6 +77,14 @@ def _benchmark_encoder_dir(results_dir: Path, method: str, info: Mapping[str, An
     )
 
 
+def _iso_date(created: str | None) -> str | None:
+    """results.json's `created` (`%Y-%m-%dT%H:%M:%S%z`) as the ISO-8601 date-time `.eval_results` files carry."""
+    try:
+        return datetime.datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%S%z").isoformat()
+    except ValueError:
+        return None
+
+
 def _released_recipe(pretraining: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved pretraining recipe without this machine's paths, ready to be loaded by `lensfm pretrain`."""
     recipe = json.loads(json.dumps(pretraining.get("recipe") or {}))
@@ -119,7 +129,8 @@ def release_benchmark(
         repo_id = zoo_repo_id(method)
         staging = zoo_dir / f"{TMP_PREFIX}{os.getpid()}-{method}"
         shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with folder_lock(zoo_dir, method, what=f"zoo model {method} in"), contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
             shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED))
             _check_float32(staging)
             pretraining = dict(LensViTConfig.from_pretrained(staging).pretraining or {})
@@ -129,7 +140,7 @@ def release_benchmark(
                 + yaml.safe_dump(_released_recipe(pretraining), sort_keys=False))
             card = card_results(method, results.get("cells") or [], dataset_type)
             write_zoo_card(staging, repo_id, card if card["results"] else None,
-                           benchmark_preset=results.get("preset"), date=results.get("created"))
+                           benchmark_preset=results.get("preset"), date=_iso_date(results.get("created")))
             steps, batch = int(pretraining.get("steps") or 0), int(pretraining.get("global_batch_size") or 0)
             health = (results.get("health") or {}).get(method) or pretraining.get("health")
             learning = pretraining.get("learning") or (health or {}).get("learning")
@@ -153,8 +164,6 @@ def release_benchmark(
             check_zoo_size(zoo_dir, method, size)
             write_provenance(staging, record)
             replace_folder(staging, zoo_dir / method)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         out[method] = zoo_dir / method
         print(f"[lensfm release] {method}: {zoo_dir / method} ({size / 2**20:.2f} MiB, {steps} steps)", flush=True)
     return out

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ...files import TMP_PREFIX, replace_folder
+from ...files import TMP_PREFIX, folder_lock, replace_folder
 from ...hub.provenance import (
     git_commit,
     machine_description,
@@ -48,6 +48,13 @@ def continue_zoo_model(
     folder back atomically, provenance updated (cumulative steps, images, wall time; `runs` gains this one).
     `overrides`: more `key=value` recipe overrides. Returns the new provenance record."""
     folder = Path(folder)
+    # One writer per zoo folder (release or continue): a second would swap in its own run and lose this one.
+    with folder_lock(folder.parent, folder.name, what=f"zoo model {folder.name} in"):
+        return _continue_locked(folder, steps, overrides)
+
+
+def _continue_locked(folder: Path, steps: int | None, overrides: Sequence[str] | None) -> dict[str, Any]:
+    """`continue_zoo_model` once the folder is locked."""
     record = verify_provenance(folder)  # never build on weights that are not the released ones
     recipe_path = folder / RECIPE_FILE
     if not recipe_path.is_file():

@@ -82,6 +82,7 @@ def test_release_writes_the_hub_layout_with_the_benchmark_numbers(benchmark, tmp
     entries = [e for path in eval_files for e in parse_eval_result_entries(yaml.safe_load(path.read_text()))]
     assert len(eval_files) == 2 and {e.value for e in entries} == {0.5, 0.6}
     assert {e.dataset_id for e in entries} == {"lensfm/deeplense-sims"}
+    assert {e.date for e in entries} == {"2026-12-07T23:00:00+00:00"}
 
     record = verify_provenance(folder)
     assert record["repo_id"] == "lensfm/mae" and record["steps"] == 2 and record["images_seen"] == 8
@@ -202,3 +203,29 @@ def test_continuing_from_a_damaged_pretraining_state_is_refused(released):
     save_file(state, str(path), metadata={"format": "pt"})
     with pytest.raises(ValueError, match=re.escape(dropped)):
         build_pretraining_model(PretrainModelArguments(method="mae", init_from=str(released)))
+
+
+def test_continue_refuses_a_model_another_process_is_writing(released, capsys):
+    """Two writers of one zoo folder would each swap in their own run and lose the other's: the second is refused."""
+    import multiprocessing
+
+    from lensfm_hf.files import folder_lock
+
+    ready, done = multiprocessing.Event(), multiprocessing.Event()
+
+    def hold():
+        with folder_lock(released.parent, released.name):
+            ready.set()
+            done.wait(60)
+
+    holder = multiprocessing.get_context("fork").Process(target=hold)
+    holder.start()
+    try:
+        assert ready.wait(30)
+        before = verify_provenance(released)
+        assert main(["pretrain", "--continue", str(released), "--steps", "3", "data.num_health_images=8"]) == 2
+        assert f"pid {holder.pid}" in capsys.readouterr().err
+        assert verify_provenance(released) == before
+    finally:
+        done.set()
+        holder.join(30)
