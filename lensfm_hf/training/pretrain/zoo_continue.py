@@ -3,7 +3,7 @@
 A warm restart: the weights of the whole pretraining model (encoder, heads, EMA teacher: `pretraining/`) are
 loaded, while the optimizer moments and the learning-rate schedule start afresh (the recipe's warmup, then its
 schedule over the new steps); optimizer state is not kept in the zoo, which would double each model's size in git.
-Each run draws fresh stream images (seed + number of earlier runs). The folder is rebuilt beside the old one and
+Each run draws fresh stream images (`continue_seed`). The folder is rebuilt beside the old one and
 swapped in, with provenance.json extended by the run.
 """
 
@@ -34,11 +34,18 @@ from ...hub.zoo import (
     check_zoo_size,
     write_zoo_card,
 )
+from ...simulation import derive_seed
 from .run import run_pretraining
 
 RECIPE_FILE = "recipe.yaml"
 WARM_RESTART = ("weights of the whole pretraining model loaded from pretraining/; optimizer moments and the "
                 "learning-rate schedule restarted (recipe warmup, then its schedule over this run's steps)")
+
+
+def continue_seed(record: Mapping[str, Any], recipe_seed: int) -> int:
+    """The training seed of the next run of a zoo model: derived from its repo id, its recipe's seed and the number of
+    runs so far, so every run streams images no earlier run of it (nor a benchmark's small-integer seed) drew."""
+    return derive_seed("zoo-continue", record.get("repo_id"), recipe_seed, len(record.get("runs") or [])) % 2**31
 
 
 def continue_zoo_model(
@@ -64,7 +71,7 @@ def _continue_locked(folder: Path, steps: int | None, overrides: Sequence[str] |
         raise ValueError(f"--steps must be a positive number of optimiser steps, got {steps}.")
     recipe = yaml.safe_load(recipe_path.read_text()) or {}
     runs = list(record.get("runs") or [])
-    seed = int(((recipe.get("training") or {}).get("seed")) or 0) + len(runs)
+    seed = continue_seed(record, int(((recipe.get("training") or {}).get("seed")) or 0))
     work = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}continue-", dir=folder.parent))
     try:
         values = [f"training.output_dir={work / 'run'}", f"model.init_from={folder}", f"training.seed={seed}"]
@@ -125,4 +132,4 @@ def continue_summary(record: Mapping[str, Any]) -> str:
             f"{record['images_seen']:,} images seen, {record['wall_time_s']:.0f} s of pretraining")
 
 
-__all__ = ["RECIPE_FILE", "WARM_RESTART", "continue_summary", "continue_zoo_model"]
+__all__ = ["RECIPE_FILE", "WARM_RESTART", "continue_seed", "continue_summary", "continue_zoo_model"]
