@@ -170,6 +170,9 @@ def import_deeplensesim(
         raise FileNotFoundError(f"{root} is not a folder; point to the unpacked DeepLenseSim data")
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    if not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:  # NaN fails both comparisons
+        raise ValueError(f"test_fraction (--test-fraction) must be a number in [0, 1), the share of files that go to "
+                         f"test when there is no test folder; got {test_fraction!r}")
     recipe = build.get_recipe_checked(config)
     features = build.lensing_features(recipe)
     if "high_resolution" in features:

@@ -50,3 +50,14 @@ def test_a_folder_link_loop_is_walked_once(tmp_path, fake_sim):
     os.symlink(root, root / "again")
     stats = import_deeplensesim(root, config="model2", out_dir=tmp_path / "out", test_fraction=0)
     assert stats.counts["train"] == {"no_sub": 2, "cdm": 2, "axion": 2}
+
+
+def test_a_test_fraction_outside_0_1_is_refused(tmp_path, fake_sim):
+    """Issue 21 item 17: --test-fraction 5 or nan was accepted without a word."""
+    import pytest
+
+    root = _release(tmp_path / "release")
+    for bad in (5, float("nan"), -0.1, 1.0):
+        with pytest.raises(ValueError, match=r"test_fraction \(--test-fraction\) must be a number in \[0, 1\)"):
+            import_deeplensesim(root, config="model2", out_dir=tmp_path / "out", test_fraction=bad)
+    assert not (tmp_path / "out").exists()

@@ -43,6 +43,7 @@ from .splits import (
     split_train_validation,
 )
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
+from .weights import check_model_type
 
 @dataclass
 class FinetuneModelArguments:
@@ -273,6 +274,7 @@ def _encoder_image_size(model_args: FinetuneModelArguments, recipe: str | os.Pat
     if model_args.encoder is None:
         return model_args.image_size
     try:
+        check_model_type(model_args.encoder, LensViTConfig.model_type, model_args.revision)
         return LensViTConfig.from_pretrained(model_args.encoder, revision=model_args.revision).image_size
     except OSError as err:  # transformers' message blames the network even for a repo that does not exist
         where = f" (recipe {recipe})" if isinstance(recipe, (str, os.PathLike)) else ""
@@ -306,6 +308,9 @@ def run_finetune(
 def _check_and_run(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], model_args: FinetuneModelArguments,
                    data_args: FinetuneDataArguments, training_args: TrainingArguments, raw: dict[str, Any]) -> dict:
     """`run_finetune` once torch's threads are set: the recipe's checks, then the run in its locked folder."""
+    if training_args.resume_from_checkpoint not in (None, False, ""):
+        raise ValueError(f"training.resume_from_checkpoint={training_args.resume_from_checkpoint!r}: lensfm finetune "
+                         "does not resume (a fine-tune restarts from its encoder; it takes minutes); remove the key.")
     check_encoder_path(model_args.encoder, recipe_path_or_dict)
     task = recipe_task(data_args)
     check_head_init(model_args.head_init, "model.head_init")

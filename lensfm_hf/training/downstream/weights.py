@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from safetensors import SafetensorError
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 # How many tensor names a refusal lists before it says "and N more".
@@ -48,10 +48,22 @@ def encoder_load_problems(model: PreTrainedModel, info: dict) -> list[str]:
     return problems
 
 
+def check_model_type(source: str | os.PathLike, expected: str, revision: str | None = None) -> None:
+    """Refuse a checkpoint whose config.json names another `model_type` than `expected` (transformers would only
+    warn, build a model of the wrong kind, and fail much later)."""
+    config, _ = PretrainedConfig.get_config_dict(str(source), revision=revision)
+    found = config.get("model_type")
+    if found != expected:
+        raise ValueError(f"{source} holds a {found!r} model (config.json model_type), not a {expected!r} encoder; "
+                         f"lensfm fine-tunes LensViT encoders: pass an encoder folder written by `lensfm pretrain` or "
+                         "a lensfm/<method> repo.")
+
+
 def from_pretrained_checked(cls: type[PreTrainedModel], source: str | os.PathLike, **kwargs) -> PreTrainedModel:
     """`cls.from_pretrained(source, **kwargs)` that raises a ValueError naming every encoder tensor the weights do not
     fill exactly (missing, unexpected, other shape): config.json and model.safetensors of two runs, a truncated or
     foreign file. Heads may differ (a new task head is initialised, as it must be)."""
+    check_model_type(source, cls.config_class.model_type, kwargs.get("revision"))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the new head as missing, as it must
     try:
@@ -71,4 +83,4 @@ def from_pretrained_checked(cls: type[PreTrainedModel], source: str | os.PathLik
     return model
 
 
-__all__ = ["encoder_load_problems", "from_pretrained_checked"]
+__all__ = ["check_model_type", "encoder_load_problems", "from_pretrained_checked"]

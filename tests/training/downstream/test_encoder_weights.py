@@ -65,3 +65,22 @@ def test_a_damaged_weights_file_is_one_line_naming_the_folder(tiny_encoder_dir):
     (tiny_encoder_dir / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     with pytest.raises(ValueError, match=rf"weights in {tiny_encoder_dir} are not a readable safetensors file"):
         build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_an_encoder_of_another_model_type_is_refused_before_training(tiny_encoder_dir):
+    """Issue 21 item 17: an unknown model_type failed only at save, with a misleading text."""
+    path = tiny_encoder_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model_type": "bert"}))
+    with pytest.raises(ValueError, match=r"holds a 'bert' model \(config.json model_type\), not a 'lens_vit' encoder"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
+
+
+def test_finetune_refuses_resume_from_checkpoint_which_it_would_ignore(tmp_path):
+    """Issue 21 item 17: training.resume_from_checkpoint was accepted and ignored by `lensfm finetune`."""
+    from lensfm_hf.training.downstream.finetune_recipe import run_finetune
+
+    recipe = {"data": {"task": "classification", "simulate_dir": str(tmp_path / "data")},
+              "training": {"output_dir": str(tmp_path / "run"), "resume_from_checkpoint": "last"}}
+    with pytest.raises(ValueError, match="lensfm finetune does not resume"):
+        run_finetune(recipe)
+    assert not (tmp_path / "data").exists()
