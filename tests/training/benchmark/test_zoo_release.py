@@ -141,7 +141,8 @@ def test_zoo_installs_released_folders_by_hash_without_training(released, tmp_pa
 
     # --retrain keeps the old path (here: the benchmark-or-pretrain branch, which must be the one taken)
     with pytest.raises(AssertionError, match="trained although"):
-        build_zoo(["mae"], zoo_dir=released.parent, retrain=True, results_dir=tmp_path / "none", cache_dir=cache)
+        build_zoo(["mae"], zoo_dir=released.parent, retrain=True, results_dir=tmp_path / "none", cache_dir=cache,
+                  output_dir=tmp_path / "out")
 
 
 def test_continue_trains_on_and_rewrites_the_folder(released, capsys):
