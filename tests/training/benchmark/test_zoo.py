@@ -26,7 +26,8 @@ def test_build_zoo_accepts_its_own_repo_names(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoo, "find_benchmark_encoder", lambda method, results_dir: (tmp_path / method, "quick"))
     monkeypatch.setattr(zoo, "install_zoo_encoder", lambda encoder_dir, method, **kwargs: encoder_dir)
-    installed = build_zoo(["lensfm/ijepa-physics", "ijepa-physics"], cache_dir=tmp_path, zoo_dir=tmp_path / "no-zoo")
+    installed = build_zoo(["lensfm/ijepa-physics", "ijepa-physics"], cache_dir=tmp_path, zoo_dir=tmp_path / "no-zoo",
+                          output_dir=tmp_path / "out")
     assert installed == {"ijepa_physics": {"repo_id": "lensfm/ijepa-physics", "encoder_dir": str(tmp_path / "ijepa_physics"),
                                            "snapshot": str(tmp_path / "ijepa_physics"), "source": "reused from the quick benchmark"}}
 

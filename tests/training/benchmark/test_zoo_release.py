@@ -124,7 +124,8 @@ def test_zoo_installs_released_folders_by_hash_without_training(released, tmp_pa
 
     monkeypatch.setattr(zoo, "run_pretraining", no_training)
     cache = tmp_path / "cache"
-    args = ["zoo", "--methods", "mae", "--zoo-dir", str(released.parent), "--cache-dir", str(cache)]
+    args = ["zoo", "--methods", "mae", "--zoo-dir", str(released.parent), "--cache-dir", str(cache),
+            "--output-dir", str(tmp_path / "out")]
     assert main(args) == 0
     storage = cache / "models--lensfm--mae"
     commit = (storage / "refs" / "main").read_text()
