@@ -8,6 +8,7 @@ function, so the CLI is scriptable. Imports live inside the commands: the consol
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -310,9 +311,36 @@ def _one_line(command: str, err: BaseException, recipe: str | None) -> str:
     text = " ".join(str(err).split())
     if "pass overwrite=True" in text and command in OVERWRITE_HINTS:
         text = text.replace("pass overwrite=True", OVERWRITE_HINTS[command])
-    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and os.environ.get("HF_HUB_OFFLINE"):
+    disk = _disk_problem(err)
+    if disk is not None:
+        return f"{disk}: {text}"
+    if (isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.errno is None
+            and os.environ.get("HF_HUB_OFFLINE")):  # the hub's "cannot find" errors carry no errno
         text += " (HF_HUB_OFFLINE is set: only folders and repos already in the local cache load; see `lensfm zoo`)"
     return text
+
+
+# OS error numbers that mean the disk refused a write, with what to say instead of blaming the network.
+DISK_ERRORS = {
+    errno.ENOSPC: "the disk is full (no space left on device); free some space and rerun, which resumes",
+    errno.EDQUOT: "the disk quota is exceeded; free some space and rerun, which resumes",
+    errno.EROFS: "the file system is read-only; write the output to another folder",
+    errno.EACCES: "permission denied; write the output to a folder you may write to",
+}
+
+
+def _disk_problem(err: BaseException) -> str | None:
+    """What went wrong on the disk, when `err` (or what it was raised from) is a refused write; None otherwise.
+    torch's checkpoint writer turns ENOSPC into "[enforce fail at inline_container.cc] ... unexpected pos"."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRORS:
+            return DISK_ERRORS[seen.errno]
+        if isinstance(seen, RuntimeError) and "inline_container" in str(seen):
+            return ("writing a torch file failed, which torch reports this way when the disk is full; free some "
+                    "space and rerun, which resumes")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _command_line(args: argparse.Namespace, *extra: str) -> str:

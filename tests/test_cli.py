@@ -201,3 +201,25 @@ def test_a_recipe_section_that_is_not_a_mapping_is_one_line_naming_the_file(caps
     code, _, err = run_cli(capsys, "finetune", str(bad))
     assert code == 2
     one_line_error(err, str(bad), "must be a mapping of field: value")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError(28, "No space left on device"), "the disk is full"),
+    (OSError(30, "Read-only file system"), "the file system is read-only"),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1234 vs 1200"), "disk is full"),
+])
+def test_disk_errors_name_the_disk_not_offline_mode(capsys, monkeypatch, error, expected):
+    """Issue 21 item 15: a full or read-only disk was reported as 'HF_HUB_OFFLINE is set: only folders and repos ...',
+    and ENOSPC while pretraining as torch's 'unexpected pos'."""
+    import lensfm_hf.data.build as build
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(build, "simulate_dataset", fail)
+    code, _, err = run_cli(capsys, "simulate", "--out", "/nonexistent-out")
+    assert code == 2
+    one_line_error(err, expected)
+    assert "HF_HUB_OFFLINE" not in err
