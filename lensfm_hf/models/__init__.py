@@ -1,5 +1,6 @@
 """LensViT model family: the files in this folder are exported verbatim as hub remote code."""
 
+from .baseline_rcan import LensRCANConfig, LensRCANForImageSuperResolution
 from .baseline_resnet import LensResNetConfig, LensResNetForImageClassification, LensResNetModel
 from .configuration_lens_vit import LENS_VIT_PRESETS, LensViTConfig
 from .image_processing_lens_vit import LensImageProcessor, LensInputWarning, minmax_normalize
@@ -15,6 +16,8 @@ __all__ = [
     "LensViTConfig",
     "LensImageProcessor",
     "LensInputWarning",
+    "LensRCANConfig",
+    "LensRCANForImageSuperResolution",
     "LensResNetConfig",
     "LensResNetForImageClassification",
     "LensResNetModel",

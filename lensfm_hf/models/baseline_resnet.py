@@ -28,13 +28,14 @@ class LensResNetConfig(PretrainedConfig):
         zero_init_last (`bool`): zero-initialise each block's last BatchNorm (timm's default).
         classifier_norm (`str`): `"none"` (timm's plain linear layer) or `"batchnorm"` (as LensViT's head).
         channels_last (`bool`): run convolutions on channels-last tensors (faster on CPU; same numbers).
+        regression_loss (`str`): `"mse"` or `"huber"` for `problem_type="regression"` (as `LensViTConfig`).
     """
 
     model_type = "lens_resnet"
 
     def __init__(self, image_size: int = 64, num_channels: int = 1, depths: list[int] | None = None,
                  widths: list[int] | None = None, stem_width: int = 64, zero_init_last: bool = True,
-                 classifier_norm: str = "none", channels_last: bool = True, **kwargs):
+                 classifier_norm: str = "none", channels_last: bool = True, regression_loss: str = "mse", **kwargs):
         self.image_size = image_size
         self.num_channels = num_channels
         self.depths = list(depths) if depths is not None else [2, 2, 2, 2]
@@ -43,6 +44,7 @@ class LensResNetConfig(PretrainedConfig):
         self.zero_init_last = zero_init_last
         self.classifier_norm = classifier_norm
         self.channels_last = channels_last
+        self.regression_loss = regression_loss
         super().__init__(**kwargs)
         if len(self.depths) != len(self.widths) or not self.depths:
             raise ValueError(f"depths {self.depths} and widths {self.widths} need one entry per stage each.")

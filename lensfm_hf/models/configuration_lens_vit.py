@@ -74,8 +74,15 @@ class LensViTConfig(PretrainedConfig):
             stayed at chance on Model 3), while a non-affine BatchNorm scales those differences to unit variance,
             as MAE's linear probe does. Running statistics: see `lensfm_hf.training.PreciseBatchNormCallback`.
         upscale_factor (`int`): super-resolution factor of [`LensViTForImageSuperResolution`].
-        sr_decoder_hidden_size (`int`): channels of the super-resolution decoder.
+        sr_decoder (`str`, defaults to `"rcan"`): the super-resolution decoder: `"rcan"` (a convolutional trunk on
+            the low-resolution input, residual channel-attention blocks as in RCAN, Zhang et al. 2018, fused with the
+            tokens of evenly spaced encoder layers, then pixel-shuffle upsampling) or `"pixel_shuffle"` (one 3x3 conv
+            on the tokens and a pixel shuffle by patch_size * upscale_factor: no sub-patch detail).
+        sr_decoder_hidden_size (`int`): channels of the super-resolution decoder (the trunk's width for `"rcan"`).
+        sr_trunk_blocks (`int`): residual channel-attention blocks of the `"rcan"` trunk.
+        sr_channel_reduction (`int`): channel-attention squeeze factor of the `"rcan"` trunk.
         sr_loss (`str`): `"l1"` or `"mse"` for super-resolution.
+        regression_loss (`str`): `"mse"` (transformers') or `"huber"` (delta 1) for `problem_type="regression"`.
         pretraining (`dict`, *optional*): provenance of a pretrained checkpoint: method, recipe, data.
     """
 
@@ -107,8 +114,12 @@ class LensViTConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         classifier_norm: str = "batchnorm",
         upscale_factor: int = 2,
-        sr_decoder_hidden_size: int = 64,
+        sr_decoder: str = "rcan",
+        sr_decoder_hidden_size: int = 32,
+        sr_trunk_blocks: int = 4,
+        sr_channel_reduction: int = 4,
         sr_loss: str = "l1",
+        regression_loss: str = "mse",
         pretraining: dict[str, Any] | None = None,
         **kwargs,
     ):
@@ -136,8 +147,12 @@ class LensViTConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.classifier_norm = classifier_norm
         self.upscale_factor = upscale_factor
+        self.sr_decoder = sr_decoder
         self.sr_decoder_hidden_size = sr_decoder_hidden_size
+        self.sr_trunk_blocks = sr_trunk_blocks
+        self.sr_channel_reduction = sr_channel_reduction
         self.sr_loss = sr_loss
+        self.regression_loss = regression_loss
         self.pretraining = dict(pretraining) if pretraining else {}
         super().__init__(**kwargs)
         self._check()
@@ -191,6 +206,13 @@ class LensViTConfig(PretrainedConfig):
             raise ValueError(f"classifier_norm must be 'batchnorm' or 'none', got {self.classifier_norm!r}.")
         if self.sr_loss not in ("l1", "mse"):
             raise ValueError(f"sr_loss must be 'l1' or 'mse', got {self.sr_loss!r}.")
+        if self.regression_loss not in ("mse", "huber"):
+            raise ValueError(f"regression_loss must be 'mse' or 'huber', got {self.regression_loss!r}.")
+        if self.sr_decoder not in ("rcan", "pixel_shuffle"):
+            raise ValueError(f"sr_decoder must be 'rcan' or 'pixel_shuffle', got {self.sr_decoder!r}.")
+        if self.sr_trunk_blocks < 1 or self.sr_decoder_hidden_size < self.sr_channel_reduction:
+            raise ValueError(f"sr_trunk_blocks must be >= 1 and sr_decoder_hidden_size >= sr_channel_reduction, got "
+                             f"{self.sr_trunk_blocks} and {self.sr_decoder_hidden_size} < {self.sr_channel_reduction}.")
 
     def conv_stem_widths(self) -> list[int]:
         """Output channels of the conv stem's stride-2 layers, one per halving of the image (see `conv_stem_channels`)."""

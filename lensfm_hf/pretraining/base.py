@@ -29,7 +29,8 @@ LEARNING_DIAGNOSTICS = ("objective_loss", "trivial_loss")
 
 # Backbone fields are LensViTConfig's own arguments (read from its signature so the two never drift), minus the
 # super-resolution head and provenance fields, which are no part of an encoder being pretrained.
-_NOT_BACKBONE = {"self", "kwargs", "pretraining", "upscale_factor", "sr_decoder_hidden_size", "sr_loss"}
+_NOT_BACKBONE = {"self", "kwargs", "pretraining", "upscale_factor", "sr_decoder", "sr_decoder_hidden_size",
+                "sr_trunk_blocks", "sr_channel_reduction", "sr_loss", "regression_loss"}
 BACKBONE_DEFAULTS: dict[str, Any] = {
     name: parameter.default
     for name, parameter in inspect.signature(LensViTConfig.__init__).parameters.items()

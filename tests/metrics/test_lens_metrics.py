@@ -132,3 +132,17 @@ def test_bad_inputs_raise_clear_errors():
         functions.ssim(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)))
     with pytest.raises(ValueError, match="unknown metric"):
         metric_path("accuracy")
+
+
+def test_arc_psnr_counts_only_the_pixels_above_the_stated_fraction_of_the_range():
+    reference = np.zeros((1, 1, 12, 12))  # SSIM needs 11 px
+    reference[0, 0, 4:6, 4:6] = 1.0  # a 4-pixel "arc" on a black sky
+    prediction = reference.copy()
+    prediction[0, 0, 0, :] = 0.5  # a sky error: it sinks the whole-image PSNR, not the arc PSNR
+    prediction[0, 0, 4, 4] = 0.9  # an arc error of 0.1 on one of 4 arc pixels: MSE 0.0025, 26.02 dB
+    module = metric_functions()
+    assert module.arc_psnr(prediction, reference)[0] == pytest.approx(10 * np.log10(1 / 0.0025))
+    result = module.super_resolution_metrics(prediction, reference)
+    assert result["arc_psnr"] == pytest.approx(26.0206, abs=1e-3) and result["psnr"] < 20
+    with pytest.raises(ValueError, match="arc fraction"):
+        module.arc_psnr(prediction, reference, fraction=1.5)

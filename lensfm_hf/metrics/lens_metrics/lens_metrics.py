@@ -33,8 +33,9 @@ regression: predictions (N,), references (N,) floats. Returns mae, rmse, r2 (NaN
     bias = mean(prediction - reference), all in the units of the inputs.
 super_resolution: predictions and references images (N, C, H, W), (N, H, W) or (H, W), float.
     data_range: intensity range for PSNR/SSIM; None (default) uses each reference image's max - min.
-    Returns psnr (dB, mean over images; inf when identical) and ssim (skimage structural_similarity with a
-    Gaussian window, sigma 1.5, population covariance: Wang et al. 2004), each the mean over images.
+    Returns psnr (dB, mean over images; inf when identical), ssim (skimage structural_similarity with a
+    Gaussian window, sigma 1.5, population covariance: Wang et al. 2004) and arc_psnr (PSNR on the pixels where the
+    reference exceeds 10% of its range above its minimum), each the mean over images.
 """
 
 _CITATION = """@article{wang2004ssim, title={Image quality assessment: from error visibility to structural similarity},
@@ -230,11 +231,34 @@ def ssim(predictions: ArrayLike, references: ArrayLike, data_range: float | None
     ])
 
 
-def super_resolution_metrics(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None):
-    """psnr (dB) and ssim, each the mean over images."""
+# Arc pixels: where the reference exceeds this fraction of its own range above its minimum (its sky level), so
+# that the dark sky, most of a lensing image, cannot carry the PSNR (the Lens-FM-DeepLense README's warning).
+ARC_FRACTION = 0.1
+
+
+def arc_psnr(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None,
+             fraction: float = ARC_FRACTION):
+    """Per-image PSNR in dB on the arc pixels only (reference > min + `fraction` * (max - min)), same data range
+    as `psnr`; (N,) array, NaN for an image with no such pixel (a constant reference)."""
+    predictions, references, ranges = _image_pairs(predictions, references, data_range)
+    if not 0 <= fraction < 1:
+        raise ValueError(f"arc fraction must be in [0, 1), got {fraction}")
+    low, high = references.min(axis=(1, 2), keepdims=True), references.max(axis=(1, 2), keepdims=True)
+    mask = (references > low + fraction * (high - low)) & (high > low)
+    squared = np.where(mask, (predictions - references) ** 2, 0.0)
+    counts = mask.sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mse = squared.sum(axis=(1, 2)) / counts
+        return np.where(counts > 0, 10 * np.log10(ranges**2 / mse), np.nan)
+
+
+def super_resolution_metrics(predictions: ArrayLike, references: ArrayLike, data_range: float | None = None,
+                             arc_fraction: float = ARC_FRACTION):
+    """psnr (dB), ssim and arc_psnr (dB, `arc_psnr`), each the mean over images."""
     return {
         "psnr": float(np.mean(psnr(predictions, references, data_range))),
         "ssim": float(np.mean(ssim(predictions, references, data_range))),
+        "arc_psnr": float(np.nanmean(arc_psnr(predictions, references, data_range, arc_fraction))),
     }
 
 

@@ -207,6 +207,14 @@ def worker_pool(recipe: BenchmarkRecipe):
 # ----------------------------------------------------------------------------- the cells of one encoder
 
 
+def count_per_class(test: TensorSplit) -> dict[str, int]:
+    """Images per class of a test split ({"all": N} without classes): what a TPR at a low FPR rests on."""
+    if test.label_names is None:
+        return {"all": len(test)}
+    counts = np.bincount(test.labels.numpy(), minlength=len(test.label_names))
+    return {name: int(count) for name, count in zip(test.label_names, counts)}
+
+
 def _manifest_class_counts(path: str, config: str) -> list[int] | None:
     info = read_manifest(Path(path) / config) or {}
     counts = ((info.get("splits") or {}).get("train") or {}).get("class_counts")
@@ -306,6 +314,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                     float(np.mean(np.bincount(data.train.labels.numpy())) * (1 - recipe.data.validation_fraction))
                     if task.has_classes else None),
                 "num_train": per_seed[0].get("num_train"),
+                "test_counts": count_per_class(data.test),
                 "label_names": data.label_names,
                 "seeds": recipe.seeds_of(method),
                 "metrics": summarise_seeds(per_seed),

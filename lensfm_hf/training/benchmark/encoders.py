@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForPreTraining
 
 from ...data.build import simulate_dataset
-from ...models import LensImageProcessor, LensResNetConfig, LensViTConfig, LensViTModel
+from ...models import LensImageProcessor, LensViTConfig, LensViTModel
 from ..downstream.finetune import architecture_of, backbone_config
 from ..evaluation import method_evaluation
 from ..health import encoder_health, warn_if_collapsed, warn_if_not_learning
@@ -23,7 +23,7 @@ from ..downstream.probes import load_encoder
 from ..records import settings_key
 from ..downstream.splits import load_processor
 from .markers import encoder_marker, encoder_ready, file_fingerprint, mark_encoder_ready
-from .recipe import RANDOM_INIT, RESNET18, BenchmarkRecipe, encoder_method, pretrain_overrides, pretrain_recipe_path
+from .recipe import BASELINES, RANDOM_INIT, BenchmarkRecipe, encoder_method, pretrain_overrides, pretrain_recipe_path
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
             "processor": pretrained_processor(recipe, info["encoder_dir"], config.image_size),
             "fingerprint": file_fingerprint(info["encoder_dir"]), "pretraining_set": recipe.data.pretrain_config,
         })
-    extra = [resnet_spec(recipe)] if RESNET18 in recipe.benchmark.baselines else []
+    extra = [supervised_spec(recipe, name) for name in recipe.benchmark.baselines
+             if BASELINES[name].kind == "supervised"]
     if RANDOM_INIT not in recipe.benchmark.baselines:
         return specs + extra
     if specs:
@@ -143,11 +144,12 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
     return specs + extra
 
 
-def resnet_spec(recipe: BenchmarkRecipe) -> dict[str, Any]:
-    """The ResNet-18 row: trained from scratch by every fine-tune cell, on the same processed images as the ViT
-    rows (the benchmark's image size, the random init's processor). No encoder is measured of it (`supervised`)."""
-    config = LensResNetConfig(image_size=recipe.model.image_size)
-    return {"name": RESNET18, "random": True, "supervised": True, "encoder_dir": None, "config": config,
+def supervised_spec(recipe: BenchmarkRecipe, name: str) -> dict[str, Any]:
+    """A supervised baseline's row (ResNet-18, RCAN-lite): its backbone trained from scratch by every fine-tune cell,
+    on the same processed images as the ViT rows (the benchmark's image size, the random init's processor). No
+    encoder is measured of it (`supervised`)."""
+    config = BASELINES[name].backbone(recipe.model.image_size)
+    return {"name": name, "random": True, "supervised": True, "encoder_dir": None, "config": config,
             "processor": benchmark_processor(recipe, config.image_size),
             "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"}
 
@@ -204,6 +206,6 @@ __all__ = [
     "prepare_benchmark_data",
     "pretrain_overrides",
     "random_encoder",
-    "resnet_spec",
+    "supervised_spec",
     "spec_encoder",
 ]

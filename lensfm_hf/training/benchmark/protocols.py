@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...models import LensViTConfig
 from ..downstream.finetune import finetune_seed
 from ..downstream.probes import fit_linear_probe, knn_probabilities, ridge_probe
 from ..downstream.splits import TensorSplit
@@ -126,6 +127,11 @@ def linear_settings(args: Any, task: Task, training: dict[str, Any]) -> dict[str
 
 def finetune_settings(args: Any, task: Task, training: dict[str, Any]) -> dict[str, Any]:
     settings = {"training": training, "augment": args.augment}
+    head = dict((args.task_head or {}).get(task.name) or {})
+    if task.target_kind == "image":  # the decoder's fields are part of the cell key (cells of the old decoder differ)
+        head = {**{k: v for k, v in LensViTConfig().to_dict().items() if k.startswith("sr_")}, **head}
+    if head:  # only when set, so the cells of the other tasks keep their keys
+        settings["head"] = head
     if args.finetune_head_init != "random" and task.has_classes:
         settings["head_init"] = args.finetune_head_init
     return settings
@@ -170,6 +176,7 @@ def run_finetune(run: SeedRun) -> dict:
         "task": run.task, "encoder": run.encoder, "train": run.train, "validation": run.validation, "test": run.test,
         "output_dir": run.output_dir, "seed": run.seed, "training": run.settings["training"],
         "augment": run.settings["augment"], "head_init": run.settings.get("head_init", "random"),
+        "model_options": {"head_options": run.settings.get("head") or {}},
     })
 
 

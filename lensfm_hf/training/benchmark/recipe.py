@@ -9,19 +9,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainingArguments
+from transformers import PretrainedConfig, TrainingArguments
 
+from ...models import LensRCANConfig, LensResNetConfig
 from ...pretraining import PRETRAINING_METHODS, method_aliases, method_display_name
 from ...simulation import preset_title
 from ..downstream.finetune import DEFAULT_BACKBONE, training_arguments
 from ..downstream.lpft import check_head_init
 from ..downstream.probes import DEFAULT_RIDGE_ALPHAS, DEFAULT_WEIGHT_DECAYS
-from ..downstream.tasks import TASKS, Task, get_task
+from ..downstream.tasks import TARGET_KINDS, TASKS, Task, get_task
 from ..pretrain.recipe import load_pretraining_recipe
 from ..recipes import check_section, load_recipe, read_recipe
 from .markers import encoder_ready
@@ -29,26 +30,63 @@ from .protocols import PROTOCOLS, check_task_protocols
 
 RANDOM_INIT = "random_init"
 RESNET18 = "resnet18"
+RCAN_LITE = "rcan_lite"
+BASELINE_KINDS = ("random", "supervised")
 
 
 @dataclass(frozen=True)
 class Baseline:
     """A row of the tables that no pretraining makes: what it is, the protocols it runs (None: every registered
-    protocol, read when asked, so one registered after this module loads counts too), the note under the table."""
+    protocol, read when asked, so one registered after this module loads counts too), the note under the table.
+
+    Kind "random" is the random-init ViT; kind "supervised" trains its own `backbone(image_size)` config from scratch
+    with the same labels, steps and selection as the fine-tunes, on the tasks whose target kinds its task models
+    fit (`target_kinds`; `BACKBONE_HEADS` in training/downstream/finetune.py has the heads).
+    """
 
     name: str
     title: str
     protocols: tuple[str, ...] | None
     note: str
+    kind: str = "random"
+    backbone: Callable[[int], PretrainedConfig] | None = None
+    target_kinds: tuple[str, ...] = TARGET_KINDS
+
+    def fits(self, task: Task) -> bool:
+        return task.target_kind in self.target_kinds
 
 
-BASELINES: dict[str, Baseline] = {
-    RANDOM_INIT: Baseline(RANDOM_INIT, "Random init", None,
-                          "probes of a random encoder; its fine-tune is the same ViT trained from scratch"),
-    RESNET18: Baseline(RESNET18, "ResNet-18 (scratch)", ("finetune", "few_label"),
-                       "timm's resnet18 architecture with one input channel (11.2M parameters), trained from scratch "
-                       "at the same fine-tune budget (lensfm_hf/models/baseline_resnet.py)"),
-}
+BASELINES: dict[str, Baseline] = {}
+
+
+def register_baseline(baseline: Baseline) -> Baseline:
+    """Add `baseline` to `BASELINES` (a name registered twice is an error; a supervised one needs its backbone)."""
+    if baseline.name in BASELINES:
+        raise ValueError(f"baseline {baseline.name!r} is already registered")
+    if baseline.kind not in BASELINE_KINDS or (baseline.kind == "supervised") != (baseline.backbone is not None):
+        raise ValueError(f"baseline {baseline.name!r}: kind must be one of {BASELINE_KINDS}, and a supervised "
+                         "baseline (only) needs a backbone config")
+    BASELINES[baseline.name] = baseline
+    return baseline
+
+
+register_baseline(Baseline(
+    RANDOM_INIT, "Random init", None,
+    "probes of a random encoder; its fine-tune is the same ViT trained from scratch"))
+register_baseline(Baseline(
+    RESNET18, "ResNet-18 (scratch)", ("finetune", "few_label"),
+    "timm's resnet18 architecture with one input channel (11.2M parameters; written in-house, "
+    "lensfm_hf/models/baseline_resnet.py, since timm pulls torchvision), trained from scratch at the same fine-tune "
+    "budget; classes and scalars through the LensViT head on its pooled features",
+    kind="supervised", backbone=lambda image_size: LensResNetConfig(image_size=image_size),
+    target_kinds=("class", "scalar")))
+register_baseline(Baseline(
+    RCAN_LITE, "RCAN-lite (scratch)", ("finetune",),
+    "the super-resolution decoder's trunk without the ViT (residual channel-attention blocks, pixel shuffle, "
+    "residual over bicubic; lensfm_hf/models/baseline_rcan.py), trained from scratch at the same budget: the "
+    "supervised super-resolution row",
+    kind="supervised", backbone=lambda image_size: LensRCANConfig(image_size=image_size),
+    target_kinds=("image",)))
 
 
 # An encoder pretrained again with another seed (`benchmark.pretrain_repeats`) is named `<method>@seed<N>`.
@@ -188,6 +226,11 @@ class BenchmarkProtocolArguments:
     task_finetune: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "task: {TrainingArguments fields} over `finetune` for that task"}
     )
+    task_head: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "task: {config fields of its head} for every row that has them, e.g. super_resolution: "
+                  "{sr_decoder_hidden_size: 16, sr_trunk_blocks: 2} (the ViT rows' decoder and RCAN-lite alike)"},
+    )
     few_label_budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])
     probe_label_budgets: bool = field(
         default=False,
@@ -259,14 +302,15 @@ class BenchmarkRecipe:
     def evaluations_of(self, name: str) -> list[Evaluation]:
         """The evaluations a method or baseline runs: `baseline_tasks[name]` (TASK or TASK:CONFIG), else all."""
         entries = self.benchmark.baseline_tasks.get(name)
+        fits = BASELINES[name].fits if name in BASELINES else (lambda task: True)
         if entries is None:
-            return self.evaluations
+            return [evaluation for evaluation in self.evaluations if fits(evaluation.task)]
         chosen = []
         for entry in entries:
             task_name, _, config = str(entry).partition(":")
             task = get_task(task_name)
             chosen += [Evaluation(task, each) for each in ([config] if config else task.benchmark_configs)]
-        return [evaluation for evaluation in self.evaluations if evaluation in chosen]
+        return [evaluation for evaluation in self.evaluations if evaluation in chosen and fits(evaluation.task)]
 
     def protocols_of(self, name: str) -> list[str]:
         """The protocols a method (every one of `benchmark.protocols`) or baseline (those of them it runs) runs."""
@@ -469,6 +513,9 @@ def check_pretrain_method(recipe: BenchmarkRecipe, method: str) -> None:
 
 __all__ = [
     "BASELINES",
+    "BASELINE_KINDS",
+    "RCAN_LITE",
+    "register_baseline",
     "Baseline",
     "BenchmarkArguments",
     "BenchmarkDataArguments",

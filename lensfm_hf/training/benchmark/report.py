@@ -123,6 +123,8 @@ def task_sections(cells: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         unit = f" (target: {task.target_column}, {task.target_unit})" if task.target_unit else ""
         lines += [f"#### {task.title}{unit}", ""]
+        if task.table_note:
+            lines += [task.table_note, ""]
         for key, title in task.reported_metrics:
             lines += [f"**{title}**", "", markdown_table(subset, key, task.baseline), ""]
     return lines

@@ -20,7 +20,13 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ...models import LensResNetConfig, LensResNetForImageClassification, LensViTConfig
+from ...models import (
+    LensRCANConfig,
+    LensRCANForImageSuperResolution,
+    LensResNetConfig,
+    LensResNetForImageClassification,
+    LensViTConfig,
+)
 from .callbacks import ChanceLevelLossCallback, PreciseBatchNormCallback
 from .lpft import apply_head_init, check_head_init
 from .metrics import make_compute_metrics
@@ -39,9 +45,11 @@ DEFAULT_BACKBONE = {"patch_embedding_type": "conv", "position_embedding_type": "
 
 
 # Task models of backbones other than LensViT (whose are the tasks' `head_class`), by config model_type and target
-# kind: the supervised from-scratch ResNet-18 baseline classifies and regresses through the same pooled head.
+# kind: the supervised from-scratch ResNet-18 baseline classifies and regresses through the same pooled head;
+# RCAN-lite (the ViT super-resolution decoder's trunk alone) super-resolves.
 BACKBONE_HEADS: dict[str, dict[str, type]] = {
     LensResNetConfig.model_type: {"class": LensResNetForImageClassification, "scalar": LensResNetForImageClassification},
+    LensRCANConfig.model_type: {"image": LensRCANForImageSuperResolution},
 }
 
 
@@ -137,12 +145,14 @@ def build_model(
     upscale_factor: int = 2,
     base_config: PretrainedConfig | None = None,
     architecture: Mapping[str, Any] | None = None,
+    head_options: Mapping[str, Any] | None = None,
 ):
     """The task's head model (`task.head_class`) on `encoder` (pretrained weights, new head) or on a random init of
     `preset` with `architecture` (`backbone_config`), or of `base_config` (e.g. a pretrained encoder's exact
-    architecture, for the from-scratch baseline). A pretrained encoder keeps its architecture."""
+    architecture, for the from-scratch baseline). A pretrained encoder keeps its architecture. `head_options` are
+    config fields of the head (e.g. `sr_trunk_blocks`), over the task's own."""
     task = get_task(task)
-    head_kwargs = task.head_kwargs(label_names, upscale_factor)
+    head_kwargs = {**task.head_kwargs(label_names, upscale_factor), **dict(head_options or {})}
     if drop_path_rate is not None:
         head_kwargs["drop_path_rate"] = float(drop_path_rate)
     if encoder is None and base_config is not None:

@@ -79,6 +79,11 @@ class FinetuneModelArguments:
         metadata={"help": "random, or linear_probe (LP-FT, classification tasks): the head starts from a linear probe "
                   "of the encoder fitted on the training split"},
     )
+    head: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "config fields of the task head over the task's own, e.g. {regression_loss: mse} or "
+                  "{sr_decoder_hidden_size: 64, sr_trunk_blocks: 8}"},
+    )
 
 
 @dataclass
@@ -347,6 +352,7 @@ def _run_finetune(recipe_path_or_dict: str | os.PathLike | Mapping[str, Any], mo
     model_options = {key: getattr(model_args, key)
                      for key in ("revision", "preset", "image_size", "patch_size", "drop_path_rate", "freeze_encoder")}
     model_options["architecture"] = architecture
+    model_options["head_options"] = dict(model_args.head or {})
     model, result = finetune_task(
         task, model_args.encoder, train, validation, test, training_args, model_options=model_options,
         augment=data_args.augment, head_init=model_args.head_init, quiet=False,

@@ -86,16 +86,19 @@ def _upsampling_factor(low_resolution: np.ndarray, high_resolution: np.ndarray) 
 def super_resolution_metrics(
     predictions: ArrayLike, targets: ArrayLike, data_range: float | None = None, low_resolution: ArrayLike = None
 ) -> dict:
-    """psnr (dB) and ssim, means over images; `data_range` None uses each target image's max - min.
+    """psnr (dB), ssim and arc_psnr (dB on the pixels where the target exceeds 10% of its range above its
+    minimum), means over images; `data_range` None uses each target image's max - min.
 
     With `low_resolution` (N, 1, S, S), the same metrics of bicubic upsampling of it to the target size
-    (`bicubic_psnr`, `bicubic_ssim`) and the model's gain over that baseline (`psnr_gain_db`, `ssim_gain`).
+    (`bicubic_psnr`, `bicubic_ssim`, `bicubic_arc_psnr`) and the model's gain over that baseline (`psnr_gain_db`,
+    `ssim_gain`).
     """
     result = metric_functions().super_resolution_metrics(predictions, targets, data_range=data_range)
     if low_resolution is None:
         return result
     baseline = bicubic_baseline_metrics(low_resolution, targets, data_range=data_range)
     result["bicubic_psnr"], result["bicubic_ssim"] = baseline["psnr"], baseline["ssim"]
+    result["bicubic_arc_psnr"] = baseline["arc_psnr"]
     result["psnr_gain_db"] = result["psnr"] - baseline["psnr"]
     result["ssim_gain"] = result["ssim"] - baseline["ssim"]
     return result

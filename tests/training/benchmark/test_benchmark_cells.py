@@ -193,3 +193,12 @@ def test_the_resnet18_row_fine_tunes_on_its_own_seeds_and_tasks_and_is_named_und
     notes = baseline_notes({"baselines": ["random_init", "resnet18"], "seeds": [0, 1], "cells": [*cells, other]})
     assert notes[0].startswith("Random init: probes of a random encoder")
     assert "timm's resnet18" in notes[1] and "seeds 0 only" in notes[1] and "run on classification/model3 only" in notes[1]
+
+
+def test_a_cell_records_its_test_set_count_per_class():
+    from lensfm_hf.training.benchmark.cells import count_per_class
+    from lensfm_hf.training.downstream.splits import TensorSplit
+
+    split = TensorSplit(torch.zeros(5, 1, 4, 4), torch.tensor([0, 1, 1, 1, 1]), ["non_lens", "lens"])
+    assert count_per_class(split) == {"non_lens": 1, "lens": 4}
+    assert count_per_class(TensorSplit(torch.zeros(3, 1, 4, 4), torch.zeros(3, 1, 8, 8))) == {"all": 3}

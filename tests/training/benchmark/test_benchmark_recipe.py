@@ -165,10 +165,12 @@ def test_a_baseline_runs_its_own_protocols_seeds_and_tasks(mini, tmp_path):
     assert recipe.seeds_of("resnet18") == [0] and recipe.seeds_of("random_init") == recipe.seeds_of("mae") == [0, 1]
     assert recipe.protocols_of("resnet18") == ["finetune", "few_label"]  # no encoder to probe
     assert recipe.protocols_of("random_init") == recipe.protocols_of("mae") == ["knn", "linear", "finetune", "few_label"]
-    assert [(e.task.name, e.config) for e in recipe.evaluations_of("resnet18")] == [
-        ("classification", "model3"), ("super_resolution", "super_resolution")]
+    # a supervised baseline runs only the tasks its backbone has a head for: ResNet-18 no super-resolution
+    assert [(e.task.name, e.config) for e in recipe.evaluations_of("resnet18")] == [("classification", "model3")]
     assert recipe.evaluations_of("random_init") == recipe.evaluations
     assert method_title("resnet18") == "ResNet-18 (scratch)"
+    assert [e.task.name for e in recipe.evaluations_of("rcan_lite")] == ["super_resolution"]
+    assert recipe.protocols_of("rcan_lite") == ["finetune"]
     # a stage that runs without the ResNet row keeps its entries; a name that is no baseline is refused
     load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.baseline_seeds={resnet18: [0]}"])
     for override, named in [("benchmark.baseline_seeds={resnet: [0]}", "benchmark.baseline_seeds names \\['resnet'\\]"),
@@ -194,3 +196,13 @@ def test_a_pretraining_repeat_is_its_own_encoder_with_its_seed(mini, tmp_path):
     assert skipped.encoder_names == ["mae", "simclr"]  # dino is not in this run's methods
     with pytest.raises(ValueError, match="benchmark.pretrain_repeats names \\['dyno'\\], which is no pretraining method"):
         load_benchmark_recipe(mini.path, [*mini.overrides(tmp_path), "benchmark.pretrain_repeats={dyno: [1]}"])
+
+
+def test_quick_has_the_supervised_rows_and_a_small_super_resolution_trunk(mini):
+    recipe = load_benchmark_recipe(mini.repo / "recipes" / "benchmark" / "quick.yaml")
+    assert [(e.task.name, e.config) for e in recipe.evaluations_of("resnet18")] == [("classification", "model3")]
+    assert [e.task.name for e in recipe.evaluations_of("rcan_lite")] == ["super_resolution"]
+    assert recipe.seeds_of("resnet18") == recipe.seeds_of("rcan_lite") == [0]
+    head = benchmark.cells.protocol_settings(recipe, TASKS["super_resolution"], "finetune")["head"]
+    assert head["sr_decoder"] == "rcan" and head["sr_trunk_blocks"] == 1  # the decoder is part of the cell key
+    assert "head" not in benchmark.cells.protocol_settings(recipe, TASKS["classification"], "finetune")

@@ -30,6 +30,7 @@ from lensfm_hf.training.downstream.splits import TensorSplit
 MICRO = {"preset": "micro", "image_size": 16, "patch_size": 8}
 # The linear-patch + sin-cos backbone, which the thresholds of the toy regression and LP-FT tests were set on (the
 # default conv stem learns the brightness levels too, to MAE 0.108 dex in 20 steps instead of < 0.1).
+SR_MICRO = {**MICRO, "head_options": {"sr_decoder_hidden_size": 8, "sr_trunk_blocks": 2}}  # a small trunk: fast
 LINEAR_MICRO = {**MICRO, "architecture": {"patch_embedding_type": "linear", "position_embedding_type": "sincos"}}
 
 
@@ -128,12 +129,12 @@ def test_super_resolution_starts_at_bicubic_and_beats_it_after_a_few_steps(tmp_p
     train, validation, test = _sr_split(48, 0), _sr_split(12, 1), _sr_split(20, 2)
     untrained, start = finetune_task("super_resolution", None, train, validation, test,
                                      _args("super_resolution", tmp_path, max_steps=1, learning_rate=0.0),
-                                     model_options=MICRO)
+                                     model_options=SR_MICRO)
     assert untrained.config.upscale_factor == 2  # from the targets' size
     assert start["psnr"] == pytest.approx(start["bicubic_psnr"], abs=1e-4)  # the residual decoder starts at bicubic
     _, result = finetune_task("super_resolution", None, train, validation, test,
                               _args("super_resolution", tmp_path, max_steps=20, eval_steps=10, learning_rate=2e-3),
-                              model_options=MICRO)
+                              model_options=SR_MICRO)
     assert result["bicubic_psnr"] == pytest.approx(start["bicubic_psnr"])  # same test images, same baseline
     assert result["psnr"] > result["bicubic_psnr"] + 0.05 and result["psnr_gain_db"] > 0.05, result
     assert {"ssim", "bicubic_ssim", "ssim_gain"} <= set(result) and "psnr" in result["validation"]
@@ -298,3 +299,16 @@ def test_a_backbone_without_a_head_for_the_task_is_refused():
 
     with pytest.raises(ValueError, match="task 'super_resolution' \\(image targets\\) has no head for a 'lens_resnet'"):
         build_model("super_resolution", base_config=LensResNetConfig(image_size=16))
+
+
+def test_rcan_lite_baseline_super_resolves_through_the_same_path_with_head_options(tmp_path):
+    from lensfm_hf.models import LensRCANConfig, LensRCANForImageSuperResolution
+
+    train, validation, test = _sr_split(48, 0), _sr_split(12, 1), _sr_split(20, 2)
+    model, result = finetune_task(
+        "super_resolution", LensRCANConfig(image_size=16), train, validation, test,
+        _args("super_resolution", tmp_path, max_steps=20, eval_steps=10, learning_rate=3e-3),
+        model_options={"head_options": {"sr_decoder_hidden_size": 8, "sr_trunk_blocks": 1}})
+    assert isinstance(model, LensRCANForImageSuperResolution)
+    assert model.config.sr_decoder_hidden_size == 8 and model.config.upscale_factor == 2  # options, then the data
+    assert result["psnr"] > result["bicubic_psnr"] + 0.05 and "arc_psnr" in result and "bicubic_arc_psnr" in result

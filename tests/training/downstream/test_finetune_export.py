@@ -22,8 +22,9 @@ class _Model:
 @pytest.mark.parametrize("name, metrics", [
     ("classification", {"roc_auc": 0.9, "accuracy": 0.8, "roc_auc_cdm": 0.7}),
     ("regression", {"mae": 0.3, "rmse": 0.4, "r2": 0.5, "bias": -0.1}),
-    ("super_resolution", {"psnr": 40.0, "ssim": 0.95, "bicubic_psnr": 38.0, "bicubic_ssim": 0.9}),
-    ("lens_finding", {"roc_auc": 0.99, "tpr_at_fpr_0.01": 0.8, "accuracy": 0.97}),
+    ("super_resolution", {"psnr": 40.0, "ssim": 0.95, "arc_psnr": 30.0, "bicubic_psnr": 38.0, "bicubic_ssim": 0.9}),
+    ("lens_finding", {"roc_auc": 0.99, "tpr_at_fpr_0.01": 0.8, "tpr_at_fpr_0.001": 0.5,
+                      "tpr_at_fpr_0.0001": 0.2, "accuracy": 0.97}),
 ])
 def test_card_results_carry_the_tasks_reported_metrics(name, metrics):
     task = TASKS[name]

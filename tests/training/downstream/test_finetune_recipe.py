@@ -79,7 +79,7 @@ def test_each_task_fine_tunes_and_reports(tmp_path, dataset_dir, name):
         assert result["baseline_metrics"] is None
     if name == "super_resolution":
         assert result["baseline_metrics"] == {
-            key: result["metrics"][f"bicubic_{key}"] for key in ("psnr", "ssim")}
+            key: result["metrics"][f"bicubic_{key}"] for key in ("psnr", "ssim", "arc_psnr")}
         assert config["upscale_factor"] == 2
     if name == "model1_classification":
         assert result["image_size"] == 16  # 24 px images fed at the encoder's size

@@ -66,7 +66,8 @@ def test_head_kwargs_per_target_kind():
     assert head == {"num_labels": 3, "problem_type": "single_label_classification",
                     "id2label": {0: "no_sub", 1: "cdm", 2: "axion"}, "label2id": {"no_sub": 0, "cdm": 1, "axion": 2}}
     assert TASKS["lens_finding"].head_kwargs(["non_lens", "lens"])["num_labels"] == 2
-    assert TASKS["regression"].head_kwargs() == {"num_labels": 1, "problem_type": "regression"}
+    assert TASKS["regression"].head_kwargs() == {"num_labels": 1, "problem_type": "regression",
+                                                "regression_loss": "huber"}
     assert TASKS["super_resolution"].head_kwargs(upscale_factor=4) == {"upscale_factor": 4}
     assert TASKS["super_resolution"].head_class is LensViTForImageSuperResolution
     assert TASKS["regression"].head_class is LensViTForImageClassification
@@ -102,7 +103,10 @@ def test_lens_finding_reports_the_tpr_at_its_false_positive_rate():
     scores = np.stack([np.zeros(110), np.r_[np.linspace(-1, 0, 100), np.linspace(1, 2, 10)]], axis=1)
     metrics = task.metrics(scores, split)
     assert metrics["tpr_at_fpr_0.01"] == pytest.approx(1.0) and metrics["roc_auc"] == pytest.approx(1.0)
-    assert [key for key, _ in task.reported_metrics] == ["roc_auc", "tpr_at_fpr_0.01"]
+    assert [key for key, _ in task.reported_metrics] == ["roc_auc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001",
+                                                         "tpr_at_fpr_0.0001"]
+    # 100 negatives resolve 1e-2 but not 1e-3 or 1e-4 (one false positive moves the rate by 1e-2): NaN, never a number
+    assert math.isnan(metrics["tpr_at_fpr_0.001"]) and math.isnan(metrics["tpr_at_fpr_0.0001"])
 
 
 def test_scalar_metrics_and_outputs_are_in_physical_units():
@@ -133,3 +137,20 @@ def test_image_metrics_carry_the_bicubic_baseline_and_outputs_keep_three_example
     outputs = task.outputs(high.numpy(), split)
     assert outputs["low_resolution"].shape == (3, 1, 8, 8)
     assert outputs["prediction"].shape == outputs["truth"].shape == (3, 1, 16, 16)
+
+
+def test_the_axion_mass_head_trains_with_huber_on_standardised_targets():
+    import torch.nn.functional as F
+
+    from lensfm_hf.training.downstream.finetune import build_model
+
+    model = build_model("regression", image_size=16, patch_size=8).train()
+    assert model.config.regression_loss == "huber" and model.config.problem_type == "regression"
+    images, targets = torch.rand(4, 1, 16, 16), torch.tensor([[-3.0], [0.1], [0.5], [2.5]])  # standardised
+    outputs = model(pixel_values=images, labels=targets)
+    assert outputs.loss.item() == pytest.approx(F.huber_loss(outputs.logits, targets).item(), rel=1e-6)
+    mse = build_model("regression", image_size=16, patch_size=8, head_options={"regression_loss": "mse"})
+    assert mse.config.regression_loss == "mse"
+    mse.config.regression_loss = "l4"
+    with pytest.raises(ValueError, match="regression_loss must be one of"):
+        mse(pixel_values=images, labels=targets)
