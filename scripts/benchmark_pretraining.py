@@ -365,9 +365,12 @@ def run_study(args) -> dict:
     """Every job of the --study table on every tree, `args.rounds` rounds, alternating trees one job at a time."""
     from lensfm_hf.training.benchmark.recipe import load_benchmark_recipe
 
-    study = str(Path(args.study).resolve())
-    size = load_benchmark_recipe(study).model.image_size
+    study = Path(args.study).resolve()
+    size = load_benchmark_recipe(str(study)).model.image_size
     trees = {"after": ROOT} | ({"before": Path(args.before).resolve()} if args.before else {})
+    # Each tree reads its own copy of the preset when it has one: a newer preset may hold keys older code refuses.
+    own = {label: tree / study.relative_to(ROOT) if study.is_relative_to(ROOT) else study for label, tree in trees.items()}
+    studies = {label: str(path if path.is_file() else study) for label, path in own.items()}
     methods = args.methods or __import__("lensfm_hf.pretraining", fromlist=["x"]).PRETRAINING_METHODS
     jobs = [(name, kind) for name in methods for kind in ("bare", "trainer")] + [(REFERENCE, "bare")]
     if not args.no_finetune:
@@ -380,8 +383,8 @@ def run_study(args) -> dict:
             for name, kind in jobs:
                 order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
                 for label in order:
-                    job = {"study": study, "name": name, "kind": kind, "warmup": args.warmup, "steps": args.steps,
-                           "image_size": size}
+                    job = {"study": studies[label], "name": name, "kind": kind, "warmup": args.warmup,
+                           "steps": args.steps, "image_size": size}
                     result = workers[label].run(job)
                     raw[label][f"{name}/{kind}"].append(result)
                     cpu = result.get("cpu_ms_per_step")
@@ -391,7 +394,7 @@ def run_study(args) -> dict:
     finally:
         for process in workers.values():
             process.close()
-    return {"trees": {label: str(tree) for label, tree in trees.items()}, "raw": raw, "loadavg": loads,
+    return {"trees": {label: str(tree) for label, tree in trees.items()}, "studies": studies, "raw": raw, "loadavg": loads,
             "table": study_table(raw, jobs)}
 
 
