@@ -32,6 +32,9 @@ def test_mini_preset_writes_a_cell_per_encoder_task_and_fitting_protocol(mini_ru
         assert cell["finetuning_set"] == MINI_TASKS[cell["task"]] and cell["label_budget"] == "all"
         assert cell["pretraining_set"] == ("none" if cell["method"] == "random_init" else "model2")
         for metric, _ in task.reported_metrics:
+            if metric == "tpr_at_fpr_0.01":  # 12 negatives cannot resolve a false-positive rate of 1/100 (issue 20.5)
+                assert math.isnan((cell["metrics"].get(metric) or {}).get("mean", math.nan))
+                continue
             stat = cell["metrics"][metric]
             assert len(stat["per_seed"]) == 2 and math.isfinite(stat["mean"]) and math.isfinite(stat["std"])
         assert (root / "mini" / cell["outputs_file"]).is_file()
@@ -81,8 +84,9 @@ def test_cards_carry_every_tasks_results_in_model_index(mini_run):
         card = ModelCard.load(encoder / "README.md")
         expected = json.loads((encoder / "eval_results.json").read_text())["results"]
         got = card.data.eval_results
-        # classification: 3 protocols x 2 metrics; regression: 2 x 3; super-resolution: 1 x 2; lens finding: 3 x 2
-        assert len(got) == len(expected) == 6 + 6 + 2 + 6
+        # classification: 3 protocols x 2 metrics; regression: 2 x 3; super-resolution: 1 x 2; lens finding: 3 x 1
+        # (its TPR at FPR 10^-2 is not resolved by 12 negatives, so no card states it)
+        assert len(got) == len(expected) == 6 + 6 + 2 + 3
         pairs = {(r.dataset_config, r.metric_type, r.metric_name, round(r.metric_value, 4)) for r in got}
         assert pairs == {(e["dataset_config"], e["metric_type"], e["metric_name"], e["metric_value"]) for e in expected}
         by_task = {}
@@ -90,7 +94,8 @@ def test_cards_carry_every_tasks_results_in_model_index(mini_run):
             assert r.dataset_split == "test"
             by_task.setdefault(r.task_name, set()).add((r.task_type, r.metric_type))
         assert by_task == {
-            TASKS[name].title: {(TASKS[name].card_task_type, key) for key, _ in TASKS[name].reported_metrics}
+            TASKS[name].title: {(TASKS[name].card_task_type, key) for key, _ in TASKS[name].reported_metrics
+                                if key != "tpr_at_fpr_0.01"}
             for name in MINI_TASKS
         }
 
