@@ -162,8 +162,10 @@ def _benchmark(args: argparse.Namespace):
     from .training.benchmark import run_benchmark
 
     result = run_benchmark(recipe, overrides=args.overrides)
+    cards = result.get("cards") or []
     _say("benchmark", f"table: {result.get('table_path')}; results: {result.get('results_path')}; "
-         f"plots and cards under {result.get('results_dir')}")
+         f"plots under {result.get('results_dir')}/plots; "
+         + (f"{len(cards)} cards in {Path(cards[0]).parent.parent}" if cards else "no cards"))
     if result.get("failures"):
         # The table lacks the failed methods' rows; a zero exit would pass it off as complete.
         failed = ", ".join(f"{f['method']} ({f['stage']})" for f in result["failures"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
 from ..files import atomic_write
-from .push import check_hub_ready, is_denied, report_exclusions, upload_exclusions
+from .push import check_hub_ready, is_denied, report_exclusions, retargeted_files, upload_exclusions
 
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
 
@@ -34,13 +35,19 @@ def folder_files(folder: Path) -> list[Path]:
     )
 
 
-def content_commit_hash(folder: str | Path) -> str:
-    """A 40-hex pseudo commit hash of the folder's file names and contents (same content -> same hash)."""
+def _content(folder: Path, rel: Path, replaced: Mapping[str, bytes] | None) -> bytes:
+    """The bytes installed at `rel`: `replaced`'s (the card naming the repo id) or the folder's."""
+    return (replaced or {}).get(rel.as_posix()) or (folder / rel).read_bytes()
+
+
+def content_commit_hash(folder: str | Path, replaced: Mapping[str, bytes] | None = None) -> str:
+    """A 40-hex pseudo commit hash of the folder's file names and contents, with `replaced` files' new bytes
+    (same content -> same hash)."""
     folder = Path(folder)
     digest = hashlib.sha1()
     for rel in folder_files(folder):
         digest.update(rel.as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256((folder / rel).read_bytes()).digest())
+        digest.update(hashlib.sha256(_content(folder, rel, replaced)).digest())
     return digest.hexdigest()
 
 
@@ -48,16 +55,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _repair_snapshot(folder: Path, snapshot: Path) -> None:
+def _repair_snapshot(folder: Path, snapshot: Path, replaced: Mapping[str, bytes] | None = None) -> None:
     """Make the existing `snapshot` of this content hold exactly `folder`'s files, one atomic file replace at a
     time: it never disappears, so `refs/main` (which may name it) always resolves, even after a kill."""
     wanted = folder_files(folder)
     for rel in wanted:
-        target = snapshot / rel
-        if target.is_file() and not target.is_symlink() and _sha256(target) == _sha256(folder / rel):
+        target, data = snapshot / rel, _content(folder, rel, replaced)
+        if target.is_file() and not target.is_symlink() and _sha256(target) == hashlib.sha256(data).hexdigest():
             continue
-        with atomic_write(target, "wb") as handle, open(folder / rel, "rb") as source:
-            shutil.copyfileobj(source, handle)
+        with atomic_write(target, "wb") as handle:
+            handle.write(data)
     keep = {snapshot / rel for rel in wanted}
     for path in sorted(snapshot.rglob("*"), reverse=True):  # leftovers of a damaged or killed install
         if (path.is_file() or path.is_symlink()) and path not in keep:
@@ -69,7 +76,8 @@ def _repair_snapshot(folder: Path, snapshot: Path) -> None:
 def install_cache(
     folder: str | Path, repo_id: str, repo_type: str = "model", cache_dir: str | Path | None = None
 ) -> Path:
-    """Copy `folder` into the hub cache as `repo_id` at revision `main`; return the snapshot folder.
+    """Copy `folder` into the hub cache as `repo_id` at revision `main`, its card naming `repo_id`
+    (`push.retargeted_files`; the folder is not edited); return the snapshot folder.
 
     Layout: `<cache_dir>/<models|datasets>--ORG--NAME/refs/main` holds the commit hash and
     `snapshots/<commit>/` the files. `cache_dir` defaults to `$HF_HUB_CACHE` (`$HF_HOME/hub`).
@@ -89,11 +97,12 @@ def install_cache(
     report_exclusions(folder, upload_exclusions(folder), "cache install")
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
     storage = cache_dir / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
-    commit = content_commit_hash(folder)
+    replaced = retargeted_files(folder, repo_id, repo_type)  # the card names repo_id; the folder stays as it is
+    commit = content_commit_hash(folder, replaced)
     snapshot = storage / "snapshots" / commit
 
     if snapshot.is_dir():
-        _repair_snapshot(folder, snapshot)
+        _repair_snapshot(folder, snapshot, replaced)
     else:
         # Copy into a temporary sibling and rename it in, so a kill never leaves a half snapshot behind a ref.
         staging = storage / "snapshots" / f".{commit}.incomplete"
@@ -101,7 +110,10 @@ def install_cache(
         staging.mkdir(parents=True)  # an empty dataset folder still gets a snapshot
         for rel in folder_files(folder):
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / rel, staging / rel)
+            if rel.as_posix() in replaced:
+                (staging / rel).write_bytes(replaced[rel.as_posix()])
+            else:
+                shutil.copy2(folder / rel, staging / rel)
         staging.rename(snapshot)
     # The ref moves last and atomically; the snapshot it named before stays in the cache, as after a download.
     with atomic_write(storage / "refs" / "main") as handle:

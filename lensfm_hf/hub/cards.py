@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -25,15 +25,56 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 REQUIRED_RESULT_KEYS = ("task_type", "dataset_type", "dataset_name", "metric_type", "metric_value")
 OPTIONAL_RESULT_KEYS = ("task_name", "dataset_config", "dataset_split", "dataset_revision", "metric_name", "source_url")
 
-# What each benchmark preset is, for the card's "Preset" line: numbers from a smoke test must say so.
+# What each benchmark preset is, for the card's "Preset" line: numbers from a smoke test must say so. Its budget
+# (steps, images) is stated from the recipe itself (`training.benchmark.report.preset_note`), never written here.
 BENCHMARK_PRESETS = {
     "mini": "the test-suite preset (a few steps everywhere): checks the code path, says nothing about the method",
-    "quick": "a smoke test of the whole pipeline (micro ViT, 50 pretraining steps, 300 fine-tuning images, "
-    "150 fine-tuning steps), not a measurement",
+    "quick": "a smoke test of the whole pipeline, not a measurement",
     "study": "the measurement that fits a CPU (about 90 minutes on 2 cores)",
     "full": "the measurement preset (ViT-S, DeepLenseSim-size data, one GPU)",
 }
 REQUIREMENTS = "torch, transformers, pillow and accelerate (accelerate only for fine-tuning with Trainer)"
+
+
+HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# The owner in the repo id a card names when none was given; `lensfm push` and `install-cache` put the real one in.
+REPO_ID_PLACEHOLDER_OWNER = "your-username"
+# The line of every card code block that names the repo: how push and install-cache find the id to replace.
+CARD_REPO_LINE = re.compile(r'^repo = "([^"\n]+)"$', re.M)
+# Keys of a fine-tuning record that hold a dataset, encoder or recipe location (a hub id or a local path).
+LOCATION_KEYS = ("dataset", "encoder", "recipe")
+
+
+def is_hub_repo_id(name: str | None) -> bool:
+    """True for an `ORG/NAME` that is not a local path (only those are valid card metadata)."""
+    return bool(name) and bool(HUB_REPO_ID.fullmatch(str(name))) and not Path(str(name)).exists()
+
+
+def public_name(location: Any) -> str:
+    """A dataset / encoder / recipe location as a card may show it: a hub repo id or a relative path (such as
+    `recipes/finetune/x.yaml`) as is, an absolute or home path by its last component only (a card never carries a
+    path of the machine it was made on)."""
+    text = str(location)
+    if is_hub_repo_id(text) or not (PurePath(text).is_absolute() or text.startswith("~")):
+        return text
+    return PurePath(text).name or text
+
+
+def card_repo_id(repo_id: str | None, name: str) -> str:
+    """`repo_id` when it is a hub repo id, else the placeholder `your-username/<name>` (a local folder never)."""
+    if is_hub_repo_id(repo_id):
+        return str(repo_id)
+    slug = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "lens-vit"
+    return f"{REPO_ID_PLACEHOLDER_OWNER}/{slug}"
+
+
+def retarget_card(text: str, repo_id: str) -> str:
+    """The card `text` naming `repo_id` wherever it named its own repo (the `repo = "..."` line of its code, the
+    title, the model-index name); unchanged when it has no such line or names `repo_id` already."""
+    match = CARD_REPO_LINE.search(text)
+    if match is None or match.group(1) == repo_id:
+        return text
+    return text.replace(match.group(1), repo_id)
 
 
 def load_results(results: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +149,7 @@ def recipe_line(recipe: Any) -> str | None:
     if not recipe:
         return None
     if not isinstance(recipe, Mapping):
-        return f"`{recipe}`"
+        return f"`{public_name(recipe)}`"
     model, training = dict(recipe.get("model") or {}), dict(recipe.get("training") or {})
     parts = []
     if model.get("preset"):
@@ -132,12 +173,12 @@ def data_line(data: Any) -> str | None:
     if not data:
         return None
     if not isinstance(data, Mapping):
-        return f"`{data}`"
+        return f"`{public_name(data)}`"
     source, config, split = data.get("source"), data.get("config"), data.get("split")
     if isinstance(source, str) and source.startswith("stream:"):
         config = source.split(":", 1)[1]
         return f"{config} images simulated on the fly by lensfm_hf's simulator (a fresh batch every step)"
-    text = f"`{source}`" if source else "dataset"
+    text = f"`{public_name(source)}`" if source else "dataset"
     if config:
         text += f", config `{config}`"
     if split:
@@ -202,7 +243,8 @@ def render_model_card(
 
     results_dict = load_results(results) if results is not None else None
     eval_results = results_to_eval_results(results_dict) if results_dict else None
-    model_name = (results_dict or {}).get("model_name") or repo_id or (f"lens-vit-{method}" if method else "lens-vit")
+    repo_id = card_repo_id(repo_id, PurePath(str(repo_id)).name if repo_id else f"lens-vit-{method or 'encoder'}")
+    model_name = (results_dict or {}).get("model_name") or repo_id
 
     tags = ["lensfm", "lens_vit", "gravitational-lensing", "strong-lensing", "dark-matter", "astronomy",
             "vision-transformer", "self-supervised"]
@@ -222,9 +264,11 @@ def render_model_card(
     )
     extra = dict(extra_context or {})
     finetuning = dict(extra.get("finetuning") or cfg.get("finetuning") or {})
+    finetuning.update({key: public_name(finetuning[key]) for key in LOCATION_KEYS if finetuning.get(key)})
+    extra["finetuning"] = finetuning
     preset = extra.get("benchmark_preset") or (results_dict or {}).get("preset")
     context = {
-        "repo_id": repo_id or model_name,
+        "repo_id": repo_id,
         "requirements": REQUIREMENTS,
         "recipe_line": recipe_line(pretraining.get("recipe")),
         "data_line": data_line(pretraining.get("data") or pretraining.get("dataset")),
@@ -248,6 +292,7 @@ def render_model_card(
 
 
 __all__ = [
-    "BENCHMARK_PRESETS", "REQUIREMENTS", "budget_line", "data_line", "load_results", "recipe_line",
-    "render_model_card", "results_to_eval_results",
+    "BENCHMARK_PRESETS", "REPO_ID_PLACEHOLDER_OWNER", "REQUIREMENTS", "budget_line", "card_repo_id", "data_line",
+    "is_hub_repo_id", "load_results", "public_name", "recipe_line", "render_model_card", "results_to_eval_results",
+    "retarget_card",
 ]

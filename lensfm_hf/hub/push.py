@@ -12,6 +12,8 @@ import fnmatch
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 from huggingface_hub import constants, create_repo, get_token, set_client_factory, upload_folder
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import _http
+
+from .cards import retarget_card
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,40 @@ def report_exclusions(folder: Path, excluded: list[str], action: str) -> None:
             "%s: left out of the %s (trainer state and pickles are never published; training_args.bin holds "
             "the hub token): %s", folder, action, ", ".join(excluded),
         )
+
+
+def retargeted_files(folder: str | Path, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:
+    """{relative path: bytes} of the files that differ in the copy of `folder` published as `repo_id`: its model
+    card, when the card's code names another repo (a placeholder, or the id it was made for). Empty otherwise."""
+    card = Path(folder) / "README.md"
+    if repo_type != "model" or not card.is_file():
+        return {}
+    text = card.read_text(encoding="utf-8")
+    new = retarget_card(text, repo_id)
+    return {} if new == text else {"README.md": new.encode("utf-8")}
+
+
+@contextlib.contextmanager
+def _published_copy(folder: Path, replaced: Mapping[str, bytes]):
+    """`folder` itself when nothing is `replaced`, else a temporary copy (hard links where the file system allows)
+    with the `replaced` files written in: the folder is never edited."""
+    if not replaced:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="lensfm-push-") as staging:
+        copy = Path(staging) / folder.name
+
+        def link_or_copy(source: str, target: str) -> None:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+
+        shutil.copytree(folder, copy, copy_function=link_or_copy)
+        for rel, data in replaced.items():
+            (copy / rel).unlink(missing_ok=True)  # a hard link: writing through it would edit the folder
+            (copy / rel).write_bytes(data)
+        yield copy
 
 
 def _auto_map_modules(auto_map: Mapping[str, Any] | None) -> set[str]:
@@ -234,7 +272,8 @@ def push_folder(
     commit_message: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> str:
-    """Create `repo_id` if needed and upload `folder` to it in one commit; return the repo URL.
+    """Create `repo_id` if needed and upload `folder` to it in one commit, its card naming `repo_id`
+    (`retargeted_files`, in a copy); return the repo URL.
 
     The token is `token`, else the one from `hf auth login` or `HF_TOKEN` (`huggingface_hub.get_token`).
     Trainer state and pickles are left out (`upload_exclusions`, logged). `timeout`: seconds any one
@@ -256,11 +295,11 @@ def push_folder(
     # Both the bare name (top level) and */name (any subfolder): upload_folder matches relative paths.
     denied = [pattern for name in DENIED_NAMES for pattern in (name, f"*/{name}")]
     try:
-        with _client_timeout(timeout):
+        with _client_timeout(timeout), _published_copy(folder, retargeted_files(folder, repo_id, repo_type)) as source:
             url = create_repo(repo_id, repo_type=repo_type, token=token, private=private, exist_ok=True)
             upload_folder(
                 repo_id=repo_id,
-                folder_path=folder,
+                folder_path=source,
                 repo_type=repo_type,
                 token=token,
                 commit_message=commit_message or f"Upload {repo_type} with lensfm-hf",
@@ -289,4 +328,7 @@ def push_folder(
     return str(url)
 
 
-__all__ = ["check_hub_ready", "escaping_links", "is_denied", "loading_problems", "push_folder", "upload_exclusions"]
+__all__ = [
+    "check_hub_ready", "escaping_links", "is_denied", "loading_problems", "push_folder", "retargeted_files",
+    "upload_exclusions",
+]

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +119,37 @@ def test_install_cache_refuses_a_folder_that_would_not_load(exported, tmp_path):
     assert "configuration_lens_vit.py" in str(err.value) and "README.md" in str(err.value)
     assert "save_for_hub" in str(err.value)
     assert not (tmp_path / "c").exists()
+
+
+def test_install_cache_and_push_put_the_repo_id_in_the_card_and_leave_the_folder(tmp_path, monkeypatch):
+    """Issue 20.9: a card made without a repo id names a placeholder; installing or pushing it as ORG/NAME writes a
+    card whose code names ORG/NAME, in the copy only (the folder's card is left as it was)."""
+    from lensfm_hf.hub import push as push_module
+    from lensfm_hf.hub import save_for_hub
+    from lensfm_hf.hub.cards import REPO_ID_PLACEHOLDER_OWNER
+    from lensfm_hf.models import LensImageProcessor, LensViTConfig, LensViTModel
+
+    folder = tmp_path / "outputs" / "run" / "model"
+    torch.manual_seed(0)
+    save_for_hub(LensViTModel(LensViTConfig.from_preset("micro", image_size=16, patch_size=8)), LensImageProcessor(),
+                 folder)
+    card = (folder / "README.md").read_text()
+    assert f'repo = "{REPO_ID_PLACEHOLDER_OWNER}/' in card and str(tmp_path) not in card
+    snapshot = install_cache(folder, "me/lens-encoder", cache_dir=tmp_path / "cache")
+    installed = (snapshot / "README.md").read_text()
+    assert 'repo = "me/lens-encoder"' in installed and REPO_ID_PLACEHOLDER_OWNER not in installed
+    assert (folder / "README.md").read_text() == card
+    assert install_cache(folder, "me/lens-encoder", cache_dir=tmp_path / "cache") == snapshot  # same content, same commit
+
+    uploaded = {}
+
+    def fake_upload(*, folder_path, **kwargs):
+        uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+        uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+
+    monkeypatch.setattr(push_module, "create_repo", lambda *args, **kwargs: "https://hub/me/pushed")
+    monkeypatch.setattr(push_module, "upload_folder", fake_upload)
+    push_module.push_folder(folder, "me/pushed", token="hf_test")
+    assert 'repo = "me/pushed"' in uploaded["card"] and REPO_ID_PLACEHOLDER_OWNER not in uploaded["card"]
+    assert uploaded["files"] == sorted(p.name for p in folder.iterdir())
+    assert (folder / "README.md").read_text() == card

@@ -82,3 +82,62 @@ def test_results_schema_errors(tmp_path):
         results_to_eval_results({"accuracy": 0.5})
     with pytest.raises(FileNotFoundError):
         results_to_eval_results(tmp_path / "missing.json")
+
+
+def _free_names(code: str) -> set[str]:
+    """Names a code block reads but neither assigns nor imports (builtins aside): what it needs from elsewhere."""
+    import builtins
+    import symtable
+
+    table = symtable.symtable(code, "<card block>", "exec")
+    defined = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    free, tables = set(), [table]
+    while tables:
+        current = tables.pop()
+        tables += current.get_children()
+        for symbol in current.get_symbols():
+            top = current is table and symbol.is_referenced() and not (symbol.is_assigned() or symbol.is_imported())
+            if top or (current is not table and symbol.is_global()):
+                free.add(symbol.get_name())
+    return free - defined - set(dir(builtins))
+
+
+def _python_blocks(card: str) -> list[str]:
+    import re
+
+    return re.findall(r"```python\n(.*?)```", card, flags=re.S)
+
+
+@pytest.mark.parametrize("architectures", [["LensViTModel"], ["LensViTForImageClassification"]])
+def test_each_card_code_block_runs_on_its_own(tiny_config, architectures):
+    """Issue 20.10: no block reads a name (such as `repo`) that only an earlier block defines."""
+    labels = {0: "no_sub", 1: "cdm", 2: "axion"} if architectures == ["LensViTForImageClassification"] else None
+    config = tiny_config(architectures=architectures, **({"num_labels": 3, "id2label": labels} if labels else {}))
+    card = str(render_model_card(config, repo_id="lensfm/mae"))
+    blocks = _python_blocks(card)
+    assert len(blocks) >= 2
+    for index, block in enumerate(blocks):
+        assert not _free_names(block), f"block {index + 1} needs {_free_names(block)} from another block:\n{block}"
+
+
+def test_cards_name_a_repo_id_and_no_local_path(tiny_config):
+    """Issue 20.9: without a repo id the card names a placeholder id (never the output folder); records that hold
+    paths of this machine (dataset, encoder, recipe, pretraining data) reach the card as names only."""
+    from lensfm_hf.hub.cards import REPO_ID_PLACEHOLDER_OWNER
+
+    local = "/home/someone/work"
+    config = tiny_config(architectures=["LensViTForImageClassification"], num_labels=3,
+                         id2label={0: "no_sub", 1: "cdm", 2: "axion"},
+                         pretraining={"method": "mae", "data": {"source": f"{local}/sims", "config": "model2"},
+                                      "recipe": f"{local}/recipes/mae.yaml"})
+    finetuning = {"task": "classification", "dataset": f"{local}/data", "config": "model3",
+                  "encoder": f"{local}/results/quick/pretrain/mae/encoder",
+                  "recipe": f"{local}/lensfm/recipes/finetune/model3_classification.yaml",
+                  "num_train": 540, "max_steps": 300, "batch_size": 32}
+    for repo_id in (None, f"{local}/outputs/finetune/model3_classification/model"):
+        card = str(render_model_card(config, repo_id=repo_id, extra_context={"finetuning": finetuning}))
+        assert local not in card and "/home" not in card, card
+        assert f'repo = "{REPO_ID_PLACEHOLDER_OWNER}/' in card
+        assert "model3_classification.yaml" in card
+    card = str(render_model_card(config, repo_id="me/lens-classifier", extra_context={"finetuning": finetuning}))
+    assert 'repo = "me/lens-classifier"' in card and card.count("# me/lens-classifier") == 1

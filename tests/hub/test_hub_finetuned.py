@@ -103,24 +103,29 @@ def python_blocks(card: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", card, flags=re.S)
 
 
-@pytest.mark.slow  # a subprocess that imports transformers (~9 s each)
+@pytest.mark.slow  # a subprocess that imports transformers per code block (~9 s each)
 @pytest.mark.parametrize("kind", ["encoder", "classifier"])
-def test_every_code_block_of_a_generated_card_runs(tmp_path, kind):
-    folder = tmp_path / kind
+def test_every_code_block_of_a_generated_card_runs_on_its_own(tmp_path, kind):
+    """Issues 20.9 and 20.10: the card names a placeholder repo id, install-cache puts the real one in, and then
+    each code block of the installed card runs alone, offline, by that repo id."""
+    from lensfm_hf.hub import install_cache
+    from lensfm_hf.hub.cards import REPO_ID_PLACEHOLDER_OWNER
+
+    folder = tmp_path / "outputs" / kind
     if kind == "classifier":
         finetuned_classifier(folder)
     else:
         torch.manual_seed(0)
         encoder = LensViTModel(make_tiny_config(pretraining=PRETRAINING)).eval()
-        results = {"model_name": "lensfm/mae", "preset": "quick", "results": [{
+        results = {"preset": "quick", "results": [{
             "task_type": "image-classification", "dataset_name": "Model 3", "dataset_type": "lensfm/deeplense-sims",
             "metric_type": "roc_auc", "metric_name": "Macro ROC AUC (full fine-tune, mean of 3 seeds)",
             "metric_value": 0.8991, "std": 0.0051}]}
-        save_for_hub(encoder, LensImageProcessor(size=16), folder, repo_id=str(folder), results=results)
+        save_for_hub(encoder, LensImageProcessor(size=16), folder, results=results)
     card = (folder / "README.md").read_text()
     # what the card must state
     assert "torch, transformers, pillow and accelerate" in card
-    assert f'repo = "{folder}"' in card and "ORG/NAME" not in card
+    assert f'repo = "{REPO_ID_PLACEHOLDER_OWNER}/' in card and str(tmp_path) not in card
     assert "{'" not in card and "': " not in card.split("## How to use")[0]  # no Python dicts printed
     if kind == "classifier":
         assert "`0` no_sub, `1` cdm, `2` axion" in card
@@ -129,15 +134,23 @@ def test_every_code_block_of_a_generated_card_runs(tmp_path, kind):
     else:
         assert "0.8991 ± 0.0051" in card and "mean ± standard deviation" in card
         assert "`quick` benchmark preset" in card and "not a measurement" in card
-    blocks = python_blocks(card)
-    assert len(blocks) >= 3, card
-    assert any("lensfm_hf.training.PreciseBatchNormCallback" in block for block in blocks)
-    work = tmp_path / "run"
-    work.mkdir()
     env = offline_env(tmp_path)
-    result = subprocess.run([sys.executable, "-c", "\n".join(blocks)], env=env, cwd=work, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    saved = work / "lens-classifier"
-    assert REMOTE_FILES | {"preprocessor_config.json"} <= {p.name for p in saved.iterdir()}
-    assert json.loads((saved / "config.json").read_text())["id2label"] == {"0": "no_sub", "1": "cdm", "2": "axion"}
+    repo_id = f"lensfm-test/{kind}"
+    snapshot = install_cache(folder, repo_id, cache_dir=tmp_path / "hf_home" / "hub")
+    card = (snapshot / "README.md").read_text()
+    assert f'# {repo_id}' in card and REPO_ID_PLACEHOLDER_OWNER not in card
+    blocks = python_blocks(card)
+    assert len(blocks) >= 2, card
+    assert any("lensfm_hf.training.PreciseBatchNormCallback" in block for block in blocks)
+    for index, block in enumerate(blocks):
+        assert f'repo = "{repo_id}"' in block, block
+        work = tmp_path / f"run{index}"
+        work.mkdir()
+        result = subprocess.run([sys.executable, "-c", block], env=env, cwd=work, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, f"block {index + 1} alone:\n{block}\n{result.stderr[-4000:]}"
+        saved = work / "lens-classifier"
+        if saved.exists():
+            assert REMOTE_FILES | {"preprocessor_config.json"} <= {p.name for p in saved.iterdir()}
+            assert json.loads((saved / "config.json").read_text())["id2label"] == {"0": "no_sub", "1": "cdm",
+                                                                                   "2": "axion"}

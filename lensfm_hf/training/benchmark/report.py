@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...files import atomic_write
-from ...hub.cards import render_model_card
+from ...hub.cards import BENCHMARK_PRESETS, render_model_card
 from ...hub.zoo import zoo_repo_id
 from ...models import LensViTConfig
 from ...pretraining import PRETRAINING_METHODS
@@ -134,6 +134,27 @@ def _number(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def health_problems(h: Mapping[str, Any]) -> list[str]:
+    """The markdown verdicts of one encoder's health record: collapsed (with reasons), not learning (with its ratio)."""
+    learning = h.get("learning") or {}
+    problems = []
+    if h.get("collapsed"):
+        problems.append("**collapsed**: " + "; ".join(h.get("collapse_reasons") or []))
+    if learning.get("not_learning"):
+        problems.append(f"**not learning**: loss at {learning['objective_ratio']:.0%} of its trivial value "
+                        f"(not learning above {NOT_LEARNING_FRACTION:.0%})")
+    return problems
+
+
+def health_line(h: Mapping[str, Any] | None) -> str | None:
+    """One line on an encoder's health for its card: centred RankMe of the width, then the verdicts or healthy."""
+    if not h:
+        return None
+    rankme = h.get("centred_rankme")
+    rank = f"centred RankMe {rankme:.1f} of {h.get('embedding_dim')}; " if rankme is not None else ""
+    return rank + ("; ".join(health_problems(h)) or "healthy")
+
+
 def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
     """One row per encoder: RankMe and normalised-embedding std × √D, centred (the verdict's) and uncentred, the
     between-image share, teacher entropy / ln K, and the pretraining loss over its trivial value (`learning`)."""
@@ -145,12 +166,7 @@ def health_table(health: Mapping[str, Mapping[str, Any]]) -> str:
         if h.get("teacher_entropy") is not None and h.get("teacher_entropy_max"):
             entropy = f"{h['teacher_entropy']:.3f} / {h['teacher_entropy_max']:.3f}"
         learning = h.get("learning") or {}
-        problems = []
-        if h.get("collapsed"):
-            problems.append("**collapsed**: " + "; ".join(h["collapse_reasons"]))
-        if learning.get("not_learning"):
-            problems.append(f"**not learning**: loss at {learning['objective_ratio']:.0%} of its trivial value "
-                            f"(not learning above {NOT_LEARNING_FRACTION:.0%})")
+        problems = health_problems(h)
         lines.append(f"| {method_title(method)} | {_number(h.get('centred_rankme'), '.1f')} (of {h['embedding_dim']}) | "
                      f"{_number(h.get('centred_relative_embedding_std'), '.3f')} | {h['rankme']:.1f} | "
                      f"{h['relative_embedding_std']:.3f} | {h['between_image_share']:.3f} | {entropy} | "
@@ -388,7 +404,10 @@ def make_plots(root: Path, cells: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: str) -> dict[str, Any]:
-    """The results JSON (`lensfm_hf.hub.cards` schema) of one encoder: every reported metric of every cell."""
+    """The results JSON (`lensfm_hf.hub.cards` schema) of one encoder: every reported metric of every cell, with
+    `baseline` the random-init cell's mean for the same task, dataset, protocol and labels (when it ran)."""
+    baselines = {(c.get("task", DEFAULT_TASK), c["finetuning_set"], c["protocol"], c["label_budget"]): c["metrics"]
+                 for c in cells if c["method"] == RANDOM_INIT}
     entries = []
     for cell in cells:
         if cell["method"] != method:
@@ -415,6 +434,10 @@ def card_results(method: str, cells: Sequence[Mapping[str, Any]], dataset_type: 
                 "num_train": cell.get("num_train"),
                 "std": stat.get("std"),
             })
+            key = (cell.get("task", DEFAULT_TASK), cell["finetuning_set"], cell["protocol"], cell["label_budget"])
+            baseline = (baselines.get(key) or {}).get(metric) or {}
+            if baseline.get("mean") is not None and not math.isnan(baseline["mean"]):
+                entries[-1]["baseline"] = round(float(baseline["mean"]), 4)
     return {"model_name": f"lensfm-{method}", "results": entries}
 
 
@@ -424,9 +447,11 @@ def card_dataset_type(dataset: str | None) -> str:
 
 
 def write_cards(
-    recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells: Sequence[Mapping[str, Any]]
+    recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]], cells: Sequence[Mapping[str, Any]],
+    health: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
-    """A model card (README.md with `model-index`) and `eval_results.json` in every pretrained encoder folder."""
+    """A model card (README.md with `model-index`, the random-init baseline and the encoder's health) and
+    `eval_results.json` in every pretrained encoder folder and in `<results>/cards/<method>/`; returns the latter."""
     dataset_type = card_dataset_type(recipe.data.dataset)
     written = []
     for method, info in encoders.items():
@@ -436,27 +461,61 @@ def write_cards(
         results = card_results(method, cells, dataset_type)
         if not results["results"]:
             continue
-        write_json(folder / "eval_results.json", results, indent=2)
         # the repo id `lensfm zoo` installs it under; the preset says whether the numbers are a smoke test
         card = render_model_card(
             LensViTConfig.from_pretrained(folder), method=method, results=results, repo_id=zoo_repo_id(method),
-            extra_context={"benchmark_preset": recipe.benchmark.preset},
+            extra_context={"benchmark_preset": recipe.benchmark.preset, "benchmark_preset_note": preset_note(recipe),
+                           "health_line": health_line((health or {}).get(method))},
         )
-        with atomic_write(folder / "README.md") as handle:  # what ModelCard.save writes, atomically
-            handle.write(str(card))
-        written.append(str(folder / "README.md"))
+        for target in (folder, Path(recipe.root) / "cards" / method):
+            target.mkdir(parents=True, exist_ok=True)
+            write_json(target / "eval_results.json", results, indent=2)
+            with atomic_write(target / "README.md") as handle:  # what ModelCard.save writes, atomically
+                handle.write(str(card))
+        written.append(str(Path(recipe.root) / "cards" / method / "README.md"))
     return written
+
+
+def preset_note(recipe: BenchmarkRecipe) -> str:
+    """The card's description of a benchmark preset: what it is (`BENCHMARK_PRESETS`), then its budget as the
+    recipe sets it (model, pretraining steps, fine-tuning images per class and steps per task)."""
+    model = recipe.model
+    parts = [f"{model.preset} ViT at {model.image_size} px"]
+    steps = (recipe.pretrain.overrides or {}).get("training.max_steps")
+    if steps:
+        parts.append(f"{steps} pretraining steps")
+    parts.append(f"{recipe.data.finetune_train_per_class} fine-tuning images per class")
+    tasks = list(dict.fromkeys(e.task for e in recipe.evaluations))
+    finetune = {task.name: recipe.training_for(task, "finetune").get("max_steps") for task in tasks}
+    if tasks and finetune[tasks[0].name]:
+        others = [f"{value} for {name}" for name, value in finetune.items() if value and value != finetune[tasks[0].name]]
+        parts.append(f"{finetune[tasks[0].name]} fine-tuning steps" + (f" ({', '.join(others)})" if others else ""))
+    kind = BENCHMARK_PRESETS.get(recipe.benchmark.preset, f"the {recipe.benchmark.preset} preset")
+    return f"{kind} ({', '.join(parts)})"
+
+
+def cards_section(root: str | os.PathLike, cards: Sequence[str]) -> str:
+    """Markdown: a link to each encoder card under `root` (results.md's "Model cards" section), or nothing."""
+    if not cards:
+        return ""
+    links = [f"- [{method_title(Path(card).parent.name)}]({Path(card).relative_to(root).as_posix()})" for card in cards]
+    return "\n### Model cards\n\nOne per encoder (random-init baseline and health beside its numbers):\n\n" + \
+        "\n".join(links) + "\n"
 
 
 __all__ = [
     "PLOTS",
     "card_dataset_type",
     "card_results",
+    "cards_section",
     "detailed_table",
     "failures_section",
+    "health_line",
+    "health_problems",
     "health_table",
     "make_plots",
     "markdown_table",
+    "preset_note",
     "recovery_lines",
     "write_cards",
     "write_readme_table",

@@ -20,7 +20,15 @@ from ..records import write_json
 from .cells import SplitCache, evaluate_encoder, worker_pool
 from .encoders import benchmark_health, device_of, encoder_specs, ensure_encoder, physics_recovery, prepare_benchmark_data
 from .recipe import BenchmarkRecipe, load_benchmark_recipe
-from .report import detailed_table, failures_section, make_plots, recovery_lines, write_cards, write_readme_table
+from .report import (
+    cards_section,
+    detailed_table,
+    failures_section,
+    make_plots,
+    recovery_lines,
+    write_cards,
+    write_readme_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +142,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     shutil.rmtree(root / "runs", ignore_errors=True)  # fine-tune scratch folders; results live in cells/
     plots = make_plots(root, cells) if recipe.benchmark.plots and cells else []
     plots += [str(root / "plots" / r["plot"]) for r in recovery.values() if r.get("plot")]
-    cards = write_cards(recipe, encoders, cells) if recipe.benchmark.write_cards and cells else []
+    cards = write_cards(recipe, encoders, cells, health) if recipe.benchmark.write_cards and cells else []
     wall_time = time.perf_counter() - start
     device = device_of(recipe)
     from_scratch = counters["cached"] == 0 and not any(info.get("reused") for info in encoders.values())
@@ -168,7 +176,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     table_path = root / "results.md"
     with atomic_write(table_path) as handle:
         handle.write(failures_section(failures) + write_readme_table(root, plots_prefix="plots")
-                     + "\n### All cells\n\n" + detailed_table(cells) + "\n")
+                     + cards_section(root, cards) + "\n### All cells\n\n" + detailed_table(cells) + "\n")
     print(f"[lensfm benchmark] {len(cells)} cells ({counters['computed']} computed, {counters['cached']} cached) "
           f"in {wall_time / 60:.1f} min; table {table_path}", flush=True)
     for failure in failures:

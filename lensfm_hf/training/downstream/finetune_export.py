@@ -4,24 +4,16 @@ whose model-index holds the task's test metrics (`Task.reported_metrics`, `Task.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel
 
-from ...hub.cards import render_model_card
+from ...hub.cards import HUB_REPO_ID, card_repo_id, is_hub_repo_id, render_model_card
 from ...hub.export import save_for_hub
 from ...models import LensImageProcessor
 from .tasks import DEFAULT_TASK, get_task
-
-HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
-
-
-def is_hub_repo_id(name: str | None) -> bool:
-    """True for an `ORG/NAME` that is not a local path (only those are valid card metadata)."""
-    return bool(name) and bool(HUB_REPO_ID.fullmatch(str(name))) and not Path(str(name)).exists()
 
 
 def finetuned_card_results(model: PreTrainedModel, metrics: Mapping[str, Any]) -> dict:
@@ -62,7 +54,7 @@ def save_finetuned_model(
     model.config.architectures = [type(model).__name__]  # save_pretrained sets it too late for the card's pipeline tag
     card = render_model_card(
         model.config,
-        repo_id=repo_id or str(model_dir),
+        repo_id=card_repo_id(repo_id, f"lens-vit-{info.get('task', 'finetuned')}-{info.get('config') or 'model'}"),
         results=finetuned_card_results(model, metrics or {}) if metrics else None,
         base_model=encoder if is_hub_repo_id(encoder) else None,
         extra_context={"num_parameters": model.num_parameters(), "finetuning": info,
@@ -71,4 +63,4 @@ def save_finetuned_model(
     return save_for_hub(model, processor, model_dir, card=card)
 
 
-__all__ = ["finetuned_card_results", "is_hub_repo_id", "save_finetuned_model"]
+__all__ = ["HUB_REPO_ID", "finetuned_card_results", "is_hub_repo_id", "save_finetuned_model"]

@@ -83,7 +83,7 @@ def test_a_protocol_is_one_entry_and_the_benchmark_runs_it(mini, mini_run, mini_
         assert 0.0 <= cell["metrics"]["roc_auc"]["mean"] <= 1.0 and len(cell["per_seed"]) == 2
     table = Path(result["table_path"]).read_text()
     assert "Centroid" in table and "Nearest centroid" in table  # its column and its rows of the detailed table
-    cards = [json.loads(path.read_text()) for path in Path(result["results_dir"]).rglob("eval_results.json")]
-    assert len(cards) == 2  # the pretrained encoders' cards name it
+    cards = [json.loads(path.read_text()) for path in (Path(result["results_dir"]) / "cards").rglob("eval_results.json")]
+    assert len(cards) == 2  # the pretrained encoders' cards (results/<preset>/cards/<method>/) name it
     assert all(any(e["metric_name"] == "Macro ROC AUC (nearest centroid, mean of 2 seeds)" for e in card["results"])
                for card in cards)

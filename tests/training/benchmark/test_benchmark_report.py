@@ -127,3 +127,51 @@ def test_health_table_shows_centred_readings_and_the_objective_against_its_trivi
     assert "| 13.0 (of 64) | 0.920 | 1.4 | 0.020 |" in lines[2] and "| 0.420 | healthy |" in lines[2]
     assert "| 0.998 | **not learning**: loss at 100% of its trivial value" in lines[3]
     assert "| – (of 64) | – | 1.4 |" in lines[4] and lines[4].endswith("| – | healthy |")
+
+
+HEALTH = {"mae": {"centred_rankme": 27.3, "embedding_dim": 64, "collapsed": False, "collapse_reasons": [],
+                  "learning": {"not_learning": True, "objective_ratio": 2.21}}}
+
+
+def test_encoder_cards_show_health_and_the_random_init_baseline_in_the_cards_folder(tmp_path):
+    """Issue 20.11: each encoder card puts the random-init baseline beside its numbers and states its health; the
+    cards are written to <results>/cards/<method>/ (the paths returned, which the CLI prints) and linked from
+    results.md's cards section."""
+    from lensfm_hf.models import LensViTConfig, LensViTModel
+    from lensfm_hf.resources import recipes_dir
+    from lensfm_hf.training.benchmark.recipe import load_benchmark_recipe
+    from lensfm_hf.training.benchmark.report import cards_section, write_cards
+
+    cells = [*CELLS, _cell("random_init", "classification", "model3", "finetune",
+                           {"roc_auc": (0.6, 0.62), "accuracy": (0.4, 0.42)})]
+    entries = {(e["protocol"], e["metric_type"]): e for e in card_results("mae", cells, "x/y")["results"]}
+    assert entries["finetune", "roc_auc"]["baseline"] == 0.61 and "baseline" not in entries["knn", "roc_auc"]
+    encoder_dir = tmp_path / "pretrain" / "mae" / "encoder"
+    LensViTModel(LensViTConfig.from_preset("micro", image_size=16, patch_size=8)).save_pretrained(encoder_dir)
+    recipe = load_benchmark_recipe(recipes_dir() / "benchmark" / "quick.yaml", [f"benchmark.results_dir={tmp_path}"])
+    root = tmp_path / "quick"
+    written = write_cards(recipe, {"mae": {"encoder_dir": str(encoder_dir)}}, cells, HEALTH)
+    assert written == [str(root / "cards" / "mae" / "README.md")]
+    card = (root / "cards" / "mae" / "README.md").read_text()
+    assert (encoder_dir / "README.md").read_text() == card
+    assert "| Random init |" in card.replace("| Random init (same protocol) |", "| Random init |")
+    assert "0.9100 ± 0.0141 | 0.6100 |" in card
+    assert "centred RankMe 27.3 of 64" in card and "not learning" in card and "221%" in card
+    section = cards_section(root, written)
+    assert "[MAE](cards/mae/README.md)" in section
+
+
+def test_the_cards_preset_description_is_generated_from_the_recipe():
+    """Issue 20.12: the card's preset line states the recipe's own budget (quick: 100 fine-tuning steps, not 150)."""
+    from lensfm_hf.resources import recipes_dir
+    from lensfm_hf.training.benchmark.recipe import load_benchmark_recipe
+    from lensfm_hf.training.benchmark.report import preset_note
+
+    quick = load_benchmark_recipe(recipes_dir() / "benchmark" / "quick.yaml")
+    note = preset_note(quick)
+    assert "not a measurement" in note and "150" not in note
+    assert "micro ViT at 64 px" in note and "50 pretraining steps" in note
+    assert "100 fine-tuning images per class" in note and "100 fine-tuning steps" in note
+    assert "20 for lens_finding" in note
+    shorter = load_benchmark_recipe(recipes_dir() / "benchmark" / "quick.yaml", ["protocols.finetune.max_steps=70"])
+    assert "70 fine-tuning steps" in preset_note(shorter)
