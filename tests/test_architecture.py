@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "models",  # hub remote code: must load where lensfm_hf is not installed
         "pipelines",  # transformers pipeline subclasses, registered by the package __init__
         "metrics",  # evaluate module loaded by path (evaluate.load(<dir>)), offline
-        "files",  # atomic file writing, used by every layer
+        "files",  # atomic files, staged folders swapped in whole, the one folder lock: used by every layer
         "distributed",  # rank, world size and collectives (identity in one process), for methods and their runs
         "resources",  # shipped recipe lookup, used by the CLI before anything heavy loads
     ),

@@ -31,6 +31,14 @@ print("ready", flush=True)
 simulate_dataset(sys.argv[1], "model2", train_per_class=4, test_per_class=2, seed=0, shard_size=2)
 """
 
+HOLD = """
+import sys, time
+from lensfm_hf.files import folder_lock
+with folder_lock(sys.argv[1], "finetune"):
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
 PRETRAIN = """
 import json, sys
 import torch
@@ -115,14 +123,11 @@ def test_a_second_process_on_a_locked_output_folder_is_refused_naming_the_holder
     from lensfm_hf.files import FolderInUseError, folder_lock
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom lensfm_hf.files import folder_lock\n"
-         "with folder_lock(sys.argv[1], 'finetune'):\n    print('ready', flush=True)\n    time.sleep(120)\n",
-         str(tmp_path / "run")], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", HOLD, str(tmp_path / "run")], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(FolderInUseError, match=rf"pid {holder.pid}"):
-            with folder_lock(tmp_path / "run", "finetune"):
-                pass
+        with pytest.raises(FolderInUseError, match=rf"pid {holder.pid}"), folder_lock(tmp_path / "run", "finetune"):
+            pass
         holder.send_signal(signal.SIGKILL)  # a killed holder leaves no stale lock
         holder.wait(timeout=30)
         with folder_lock(tmp_path / "run", "finetune"):

@@ -28,7 +28,7 @@ def test_an_intact_folder_loads(built, hf_cache):
 
 
 def test_a_flipped_byte_is_refused_naming_the_shard(built, hf_cache):
-    shard = sorted((built / "model2").glob("train-*.parquet"))[0]
+    shard = min((built / "model2").glob("train-*.parquet"))
     _flip_byte(shard)
     with pytest.raises(ValueError, match=rf"shard .*{shard.name} does not match the SHA-256"):
         load_lensing_dataset(built, "model2", split="train", cache_dir=hf_cache)
@@ -36,7 +36,7 @@ def test_a_flipped_byte_is_refused_naming_the_shard(built, hf_cache):
 
 def test_a_shard_copied_from_another_build_is_refused(built, tmp_path, fake_sim, hf_cache):
     other = simulate_dataset(tmp_path / "other", "model2", train_per_class=2, test_per_class=1, seed=1, shard_size=3)
-    name = sorted((built / "model2").glob("train-*.parquet"))[0].name
+    name = min((built / "model2").glob("train-*.parquet")).name
     shutil.copyfile(other / "model2" / name, built / "model2" / name)
     with pytest.raises(ValueError, match=rf"{name} does not match"):
         load_lensing_dataset(built, "model2", split="train", cache_dir=hf_cache)
@@ -74,7 +74,7 @@ def test_the_check_hashes_once_per_folder_and_process(built, hf_cache, monkeypat
     for _ in range(3):
         verify_module.verify_config_folder(built / "model2")
     assert len(calls) == len(list((built / "model2").glob("*.parquet")))  # hashed once
-    shard = sorted((built / "model2").glob("train-*.parquet"))[0]
+    shard = min((built / "model2").glob("train-*.parquet"))
     _flip_byte(shard)  # size unchanged; the mtime moves
     with pytest.raises(ValueError, match="does not match"):
         verify_module.verify_config_folder(built / "model2")
@@ -91,7 +91,7 @@ def test_an_import_records_shard_hashes(tmp_path, fake_sim, hf_cache):
             np.save(source / name / f"{i}.npy", np.array([image, 1e-23], dtype=object) if name == "axion" else image)
     out = tmp_path / "imported"
     import_deeplensesim(source, config="model2", out_dir=out, test_fraction=0)
-    shard = sorted((out / "model2").glob("train-*.parquet"))[0]
+    shard = min((out / "model2").glob("train-*.parquet"))
     _flip_byte(shard)
     with pytest.raises(ValueError, match="does not match"):
         load_lensing_dataset(out, "model2", split="train", cache_dir=hf_cache)
