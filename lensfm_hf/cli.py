@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         try:
             note = INTERRUPTED.get(args.command, _rerun)(args)
-        except Exception:  # the note must never turn a Ctrl-C back into a traceback
+        except Exception:  # noqa: BLE001  (the note must never turn a Ctrl-C back into a traceback)
             note = "rerun the same command to go on"
         print(f"\nlensfm {args.command}: interrupted; {note}", file=sys.stderr)
         return 130

@@ -40,7 +40,7 @@ HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 # The owner in the repo id a card names when none was given; `lensfm push` and `install-cache` put the real one in.
 REPO_ID_PLACEHOLDER_OWNER = "your-username"
 # The line of every card code block that names the repo: how push and install-cache find the id to replace.
-CARD_REPO_LINE = re.compile(r'^repo = "([^"\n]+)"$', re.M)
+CARD_REPO_LINE = re.compile(r'^repo = "([^"\n]+)"$', re.MULTILINE)
 # Keys of a fine-tuning record that hold a dataset, encoder or recipe location (a hub id or a local path).
 LOCATION_KEYS = ("dataset", "encoder", "recipe")
 

@@ -475,7 +475,7 @@ class LensImageProcessor(BaseImageProcessor):
         self.image_mean, self.image_std = mean, std
         return self
 
-    def record_training_inputs(self, images: np.ndarray | torch.Tensor | list, **description: Any) -> "LensImageProcessor":
+    def record_training_inputs(self, images: np.ndarray | torch.Tensor | list, **description: Any) -> LensImageProcessor:
         """Record the range over the training `images` ((B, 1, H, W), or an iterable of such batches, raw units) of
         each per-image flux statistic, with `description` (e.g. config, instrument, pixel_scale_arcsec, flux_unit),
         in `training_inputs`; inputs outside it warn. Returns the processor."""
