@@ -173,12 +173,13 @@ def data_line(data: Any) -> str | None:
     if not data:
         return None
     if not isinstance(data, Mapping):
-        return f"`{public_name(data)}`"
+        data = {"source": data}
     source, config, split = data.get("source"), data.get("config"), data.get("split")
     if isinstance(source, str) and source.startswith("stream:"):
         config = source.split(":", 1)[1]
         return f"{config} images simulated on the fly by lensfm_hf's simulator (a fresh batch every step)"
-    text = f"`{public_name(source)}`" if source else "dataset"
+    # a local folder means nothing on the Hub (and names this machine's layout): say what it holds instead
+    text = f"`{source}`" if is_hub_repo_id(source) else "a dataset folder simulated with lensfm_hf"
     if config:
         text += f", config `{config}`"
     if split:

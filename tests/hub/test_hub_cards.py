@@ -137,6 +137,7 @@ def test_cards_name_a_repo_id_and_no_local_path(tiny_config):
     for repo_id in (None, f"{local}/outputs/finetune/model3_classification/model"):
         card = str(render_model_card(config, repo_id=repo_id, extra_context={"finetuning": finetuning}))
         assert local not in card and "/home" not in card, card
+        assert "a dataset folder simulated with lensfm_hf, config `model2`" in card
         assert f'repo = "{REPO_ID_PLACEHOLDER_OWNER}/' in card
         assert "model3_classification.yaml" in card
     card = str(render_model_card(config, repo_id="me/lens-classifier", extra_context={"finetuning": finetuning}))
