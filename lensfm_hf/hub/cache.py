@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
-from ..files import atomic_write
+from ..files import atomic_write, folder_lock
 from .push import check_hub_ready, is_denied, report_exclusions, retargeted_files, upload_exclusions
 
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
@@ -83,6 +83,7 @@ def install_cache(
     `snapshots/<commit>/` the files. `cache_dir` defaults to `$HF_HUB_CACHE` (`$HF_HOME/hub`).
     Reinstalling the same content repairs that snapshot in place; new content becomes the new `main`. `refs/main`
     is rewritten last, atomically, and the snapshot it named is kept: a kill never leaves it pointing at nothing.
+    Installs of one repo hold a lock (`<cache_dir>/.locks/<repo folder>.lock`), so concurrent ones take turns.
 
     Datasets: the files are installed, but `datasets` does not load from the hub cache offline
     (`OfflineModeIsEnabled`); load the returned snapshot path (a repo-shaped folder) instead:
@@ -100,7 +101,18 @@ def install_cache(
     replaced = retargeted_files(folder, repo_id, repo_type)  # the card names repo_id; the folder stays as it is
     commit = content_commit_hash(folder, replaced)
     snapshot = storage / "snapshots" / commit
+    # One install of a repo at a time (others wait): two installs of the same content share the staging name.
+    with folder_lock(cache_dir, storage.name, wait=True, lock_dir=".locks"):
+        _install_snapshot(folder, storage, snapshot, replaced)
+        # The ref moves last and atomically; the snapshot it named before stays in the cache, as after a download.
+        with atomic_write(storage / "refs" / "main") as handle:
+            handle.write(commit)
+    return snapshot
 
+
+def _install_snapshot(folder: Path, storage: Path, snapshot: Path, replaced: Mapping[str, bytes]) -> None:
+    """Make `snapshot` hold `folder`'s files (with `replaced` contents): repaired in place, or copied and renamed in."""
+    commit = snapshot.name
     if snapshot.is_dir():
         _repair_snapshot(folder, snapshot, replaced)
     else:
@@ -115,10 +127,6 @@ def install_cache(
             else:
                 shutil.copy2(folder / rel, staging / rel)
         staging.rename(snapshot)
-    # The ref moves last and atomically; the snapshot it named before stays in the cache, as after a download.
-    with atomic_write(storage / "refs" / "main") as handle:
-        handle.write(commit)
-    return snapshot
 
 
 __all__ = ["content_commit_hash", "folder_files", "install_cache"]

@@ -153,3 +153,35 @@ def test_install_cache_and_push_put_the_repo_id_in_the_card_and_leave_the_folder
     assert 'repo = "me/pushed"' in uploaded["card"] and REPO_ID_PLACEHOLDER_OWNER not in uploaded["card"]
     assert uploaded["files"] == sorted(p.name for p in folder.iterdir())
     assert (folder / "README.md").read_text() == card
+
+
+def test_two_installs_of_the_same_content_at_once_both_succeed(exported, tmp_path, monkeypatch):
+    """Issue 21 item 6: two same-content installs shared the staging folder and one crashed ('[Errno 2]', no path).
+    The second starts while the first is copying; with the per-repo lock it waits for the first instead."""
+    import threading
+
+    from lensfm_hf.hub import cache
+
+    started, errors, real_copy = threading.Event(), [], shutil.copy2
+    second = threading.Thread(target=lambda: _install_into(exported / "encoder", tmp_path, errors))
+
+    def copy_while_another_starts(src, dst, **kwargs):
+        if not started.is_set():
+            started.set()
+            second.start()
+            second.join(timeout=1)  # the second runs into the first's staging folder, or waits on the lock
+        return real_copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(cache.shutil, "copy2", copy_while_another_starts)
+    first = install_cache(exported / "encoder", "lensfm/race", cache_dir=tmp_path / "hub")
+    second.join()
+    assert not errors, errors
+    assert (first / "config.json").is_file() and (first / "model.safetensors").is_file()
+    assert not list((tmp_path / "hub").rglob("*.incomplete")) and not (tmp_path / "hub" / ".locks").exists()
+
+
+def _install_into(folder, tmp_path, errors):
+    try:
+        install_cache(folder, "lensfm/race", cache_dir=tmp_path / "hub")
+    except Exception as err:  # reported by the test's thread
+        errors.append(err)
