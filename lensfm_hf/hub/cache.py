@@ -16,7 +16,13 @@ from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
 from ..files import atomic_write, folder_lock
-from .push import check_hub_ready, is_denied, report_exclusions, retargeted_files, upload_exclusions
+from .push import (
+    check_hub_ready,
+    is_denied,
+    report_exclusions,
+    retargeted_files,
+    upload_exclusions,
+)
 
 _SKIP_PARTS = {".git", ".cache", "__pycache__"}
 

@@ -183,5 +183,5 @@ def test_two_installs_of_the_same_content_at_once_both_succeed(exported, tmp_pat
 def _install_into(folder, tmp_path, errors):
     try:
         install_cache(folder, "lensfm/race", cache_dir=tmp_path / "hub")
-    except Exception as err:  # reported by the test's thread
+    except Exception as err:  # noqa: BLE001 -- reported by the test's thread
         errors.append(err)
