@@ -30,7 +30,8 @@ TRAINING = {"max_steps": 3, "eval_steps": 2, "per_device_train_batch_size": 8, "
 RUNS = {
     "model1_classification": ({"task": "classification", "config": "model1"}, ["accuracy", "roc_auc", "roc_auc_axion"]),
     "model3_classification": ({"task": "classification", "config": "model3"}, ["accuracy", "roc_auc", "roc_auc_cdm"]),
-    "lens_finding": ({"task": "lens_finding"}, ["accuracy", "roc_auc", "roc_auc_lens", "tpr_at_fpr_0.01"]),
+    # 4 test negatives resolve no false-positive rate below 1/4: tpr_at_fpr_* is NaN (test below), never a number
+    "lens_finding": ({"task": "lens_finding"}, ["accuracy", "roc_auc", "roc_auc_lens"]),
     "axion_regression": ({"task": "regression", "config": "model3"}, ["mae", "rmse", "r2", "bias"]),
     "super_resolution": ({"task": "super_resolution"}, ["psnr", "ssim", "bicubic_psnr"]),
 }
@@ -83,6 +84,8 @@ def test_each_task_fine_tunes_and_reports(tmp_path, dataset_dir, name):
         assert config["upscale_factor"] == 2
     if name == "model1_classification":
         assert result["image_size"] == 16  # 24 px images fed at the encoder's size
+    if name == "lens_finding":
+        assert math.isnan(result["metrics"]["tpr_at_fpr_0.01"])  # not resolved by 4 negatives (issue 20.5)
 
 
 def test_finetune_simulates_on_the_fly_from_an_encoder_folder(tmp_path, fake_sim, tiny_encoder_dir):
