@@ -36,15 +36,16 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--rows", default="rcan_lite,vit_rcan,vit_pixel_shuffle")
+    parser.add_argument("--config", default="super_resolution", help="super_resolution or super_resolution_model2")
     args = parser.parse_args()
     out = Path(args.out)
     torch.set_num_threads(1)
     task = get_task("super_resolution")
     data = out / "data"
-    simulate_dataset(data, config="super_resolution", train_per_class=args.train_per_class,
+    simulate_dataset(data, config=args.config, train_per_class=args.train_per_class,
                      test_per_class=args.test_per_class, seed=0)
     processor = LensImageProcessor(size=64)
-    full, test = (load_task_split(str(data), "super_resolution", name, task, processor, 64) for name in ("train", "test"))
+    full, test = (load_task_split(str(data), args.config, name, task, processor, 64) for name in ("train", "test"))
     train, validation = split_train_validation(full, 0.1, 0)
     head = {"sr_decoder_hidden_size": args.channels, "sr_trunk_blocks": args.blocks}
     models = {

@@ -266,8 +266,9 @@ def prepare_config_dir(config_dir: str | os.PathLike, identity: Mapping[str, Any
             )
         return False
     old = dict(manifest.get("identity", {}))
-    if isinstance(old.get("recipe"), dict):  # written before a recipe field was renamed (task -> layout)
-        old["recipe"] = simulation.upgrade_recipe_dict(old["recipe"])
+    for saved in (old, identity):  # either written before a recipe field was renamed (task -> layout) or added
+        if isinstance(saved.get("recipe"), dict):
+            saved["recipe"] = simulation.upgrade_saved_recipe(saved["recipe"])
     if json.dumps(old, sort_keys=True) != json.dumps(identity, sort_keys=True):
         raise ValueError(
             f"{config_dir} was built with different parameters ({_describe_difference(old, identity)}); "

@@ -92,6 +92,18 @@ def _randn_like(image: torch.Tensor, generator: torch.Generator | None) -> torch
     return torch.randn(image.shape, generator=generator, device=image.device, dtype=image.dtype)
 
 
+def noise_variance(
+    image: torch.Tensor, instrument: InstrumentConfig, pixel_scale: float | None = None,
+    total_exposure_time: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-pixel noise variance ((e-/s)^2) of a noise-free image (e-/s per pixel) under `add_instrument_noise`:
+    background rms squared plus the shot noise max(image, 0) / t."""
+    exposure = instrument.total_exposure_time
+    if total_exposure_time is not None:
+        exposure = total_exposure_time.to(image.dtype).reshape(-1, *([1] * (image.ndim - 1)))
+    return instrument.background_noise(pixel_scale, exposure) ** 2 + image.clamp_min(0) / exposure
+
+
 def add_instrument_noise(
     image: torch.Tensor,
     instrument: InstrumentConfig,

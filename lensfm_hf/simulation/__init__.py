@@ -13,6 +13,7 @@ from .recipes import (
     get_recipe,
     preset_title,
     upgrade_recipe_dict,
+    upgrade_saved_recipe,
 )
 from .sampling import derive_seed, sample_parameters
 from .simulate import simulate, simulate_pairs
@@ -36,4 +37,5 @@ __all__ = [
     "simulate",
     "simulate_pairs",
     "upgrade_recipe_dict",
+    "upgrade_saved_recipe",
 ]

@@ -15,9 +15,10 @@ import torch
 from ..physics.grid import downsample_average, pixel_axes
 from ..physics.light import sersic_ellipse
 from ..physics.mass import lens_deflection
-from ..physics.noise import add_instrument_noise, add_model1_noise
+from ..physics.noise import add_instrument_noise, add_model1_noise, noise_variance
 from ..physics.psf import convolve_gaussian_psf
 from .recipes import SimulationRecipe
+from .sampling import SPIRAL_WIDTH
 
 __all__ = ["ENGINES", "render", "render_flux"]
 
@@ -52,14 +53,18 @@ def _lensed_flux(
     psf_fwhm: float,
     pixel_scale: float,
     psf_truncation: float,
+    unlensed: torch.Tensor | None = None,
 ):
     """Noise-free flux per pixel ``(B, 1, H, W)``; tensors and constants only, so one torch.compile graph.
+    ``unlensed`` ``(B, H, W)`` surface brightness on the same grid (lens light, contaminants) is added before the PSF.
 
     Compiled, the subhalo loop, the Sersic profile and the PSF fuse into a few kernels, which is
     what makes the GPU engine fast (eager launches ~10 full-image kernels per subhalo).
     """
     alpha_x, alpha_y = lens_deflection(x, y, *macro, *subhalos)
     brightness = sersic_ellipse(x - alpha_x, y - alpha_y, *source)
+    if unlensed is not None:
+        brightness = brightness + unlensed
     brightness = downsample_average(brightness.expand(batch, -1, -1), supersampling_factor)
     brightness = convolve_gaussian_psf(brightness, psf_fwhm, pixel_scale, psf_truncation)
     return (brightness * pixel_scale**2).unsqueeze(1)
@@ -102,9 +107,29 @@ def _render_flux_torch(
     parameters carry ``psf_fwhm_arcsec``)."""
     lensed_flux = _compiled_lensed_flux() if compile else _lensed_flux
     psf_fwhm = params.get("psf_fwhm_arcsec", psf_fwhm)
-    return lensed_flux(
-        *_lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation)
-    )
+    arguments = _lensed_flux_arguments(params, image_size, pixel_scale, supersampling_factor, psf_fwhm, psf_truncation)
+    return lensed_flux(*arguments, unlensed_light(params, arguments[0], arguments[1]))
+
+
+def unlensed_light(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Surface brightness ``(B, H, W)`` of what no lens deflects: the lens galaxy (elliptical Sersic at the centre)
+    and a non-lens's merging galaxy or spiral-armed ring (sampling's `_light_and_contaminants`); None without."""
+    if "lens_light_amp" not in params:
+        return None
+    light = sersic_ellipse(x, y, params["lens_light_amp"], params["lens_light_r_sersic"], params["lens_light_n_sersic"],
+                           params["lens_light_e1"], params["lens_light_e2"])
+    if "merger_amp" not in params:
+        return light
+    light = light + sersic_ellipse(x, y, params["merger_amp"], params["merger_r_sersic"], 1.0, 0.0, 0.0,
+                                   params["contaminant_x"], params["contaminant_y"])
+    column = lambda name: params[name].reshape(-1, 1, 1)  # noqa: E731
+    ring = torch.nan_to_num(column("contaminant_radius"), nan=1.0)
+    radius = torch.sqrt(x * x + y * y).clamp_min(1e-3)
+    azimuth = torch.atan2(y.expand_as(radius), x.expand_as(radius))
+    # two trailing arms: brightness peaks where 2 (phi - phi0) = 4 ln(r / R) (mod 2 pi)
+    arms = 0.5 * (1 + torch.cos(2 * (azimuth - column("spiral_angle")) - 4 * torch.log(radius / ring)))
+    spiral = column("spiral_amp") * torch.exp(-0.5 * ((radius - ring) / SPIRAL_WIDTH) ** 2) * arms
+    return light + spiral
 
 
 def _render_flux_lenstronomy(
@@ -112,6 +137,8 @@ def _render_flux_lenstronomy(
     psf_fwhm: float | torch.Tensor, psf_truncation: float,
 ):
     """The same as :func:`_render_flux_torch` with lenstronomy ``ImageModel``, one image at a time."""
+    if "lens_light_amp" in params:
+        raise ValueError("engine='lenstronomy' renders no lens light or contaminants; use engine='torch' for this recipe")
     try:
         from lenstronomy.Data.imaging_data import ImageData
         from lenstronomy.Data.psf import PSF
@@ -221,6 +248,25 @@ def _apply_data_model(
     raise ValueError(f"recipe {recipe.name!r} has noise_model='none'; cannot render with noise")
 
 
+# Arc pixels of the S/N column: where the noise-free lensed source light exceeds this fraction of its peak.
+ARC_SNR_FRACTION = 0.1
+
+
+def arc_signal_to_noise(recipe: SimulationRecipe, params: dict[str, torch.Tensor], flux: torch.Tensor, engine: str,
+                        compile: bool) -> torch.Tensor:
+    """(B,) signal-to-noise of the lensed source light of a lens: its noise-free flux summed over the pixels above
+    `ARC_SNR_FRACTION` of its peak, over the root of the summed noise variance there (sky, read noise and the
+    whole image's shot noise); 0 for a non-lens (contaminant_kind >= 0)."""
+    dark = {key: torch.zeros_like(params[key]) for key in ("lens_light_amp", "merger_amp", "spiral_amp") if key in params}
+    arcs = render_flux(recipe, {**params, **dark}, engine, compile=compile)
+    mask = arcs > ARC_SNR_FRACTION * arcs.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30)
+    exposure = params.get("exposure_time") if recipe.total_exposure_time_range is not None else None
+    variance = noise_variance(flux, recipe.instrument_config, recipe.pixel_scale, exposure)
+    signal = (arcs * mask).sum(dim=(1, 2, 3))
+    snr = signal / (variance * mask).sum(dim=(1, 2, 3)).clamp_min(1e-30).sqrt()
+    return torch.where(params["contaminant_kind"] >= 0, 0.0, snr)
+
+
 def render(
     recipe: SimulationRecipe,
     params: dict[str, torch.Tensor],
@@ -247,6 +293,8 @@ def render(
     noise = recipe.add_noise if noise is None else noise
     flux = render_flux(recipe, params, engine, compile=compile)
     out = {"pixel_values": _apply_data_model(recipe, flux, params, noise, generator)}
+    if "arc_snr" in recipe.parameter_columns:
+        out["arc_snr"] = arc_signal_to_noise(recipe, params, flux, engine, compile)
     if recipe.layout == "super_resolution":
         factor = recipe.upscale_factor
         high = render_flux(recipe, params, engine, recipe.image_size * factor, recipe.pixel_scale / factor, compile)

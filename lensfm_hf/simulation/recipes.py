@@ -23,12 +23,18 @@ __all__ = [
     "preset_title",
     "register_preset",
     "upgrade_recipe_dict",
+    "upgrade_saved_recipe",
     "SUBSTRUCTURE_CLASSES",
     "LENS_FINDING_CLASSES",
+    "CONTAMINANT_KINDS",
 ]
 
 SUBSTRUCTURE_CLASSES = ("no_sub", "cdm", "axion")
 LENS_FINDING_CLASSES = ("non_lens", "lens")
+# What a non-lens of a contaminated lens-finding recipe is (column contaminant_kind: the index; -1 for a lens): the
+# lens galaxy alone; with an unlensed galaxy beside it; with a spiral-armed ring around it (ring galaxies and spiral
+# arms pass for arcs); merging with a second galaxy.
+CONTAMINANT_KINDS = ("galaxy_alone", "neighbour", "spiral", "merger")
 # What a recipe's images are laid out for: substructure classes, lens vs non-lens, or low/high-resolution pairs.
 LAYOUTS = ("substructure", "lens_finding", "super_resolution")
 # Fields renamed since recipes were first saved (dataset manifests): old name -> new name.
@@ -129,12 +135,23 @@ class SimulationRecipe:
     lens_substructure: str = "cdm"  # lens_finding: substructure class of the "lens" images
     non_lens_mode: str = "unlensed_source"  # lens_finding: what a non-lens is
     upscale_factor: int = 2  # super_resolution: high-res pixels per low-res pixel and axis
+    # Lens light and contaminants (lens finding at the field's level); None / () leaves them out.
+    lens_light_magnitude_range: tuple | None = None  # lens galaxy (elliptical Sersic at the centre), mag, uniform
+    lens_light_r_sersic_range: tuple = (0.4, 1.2)  # arcsec, log-uniform
+    lens_light_n_sersic: float = 4.0  # de Vaucouleurs: an elliptical galaxy
+    source_magnitude_range: tuple | None = None  # mag per image, uniform (faint arcs); None: source_magnitude
+    contaminant_kinds: tuple = ()  # lens_finding: non-lenses drawn uniformly from these CONTAMINANT_KINDS
     notes: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
-        for key in ("cdm_mass_range", "cdm_radius_range", "log10_axion_mass_range", "log10_exposure_time_range"):
+        for key in ("cdm_mass_range", "cdm_radius_range", "log10_axion_mass_range", "log10_exposure_time_range",
+                    "lens_light_r_sersic_range"):
             object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+        for key in ("lens_light_magnitude_range", "source_magnitude_range"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+        object.__setattr__(self, "contaminant_kinds", tuple(str(v) for v in self.contaminant_kinds))
         for key in PRIOR_FIELDS:
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
@@ -182,9 +199,16 @@ class SimulationRecipe:
         low, high = self.cdm_mass_range
         check(0 < low < high, "cdm_mass_range must satisfy 0 < low < high")
         check(self.cdm_mass_slope != -1, "cdm_mass_slope = -1 is not supported by the inverse-CDF sampler")
-        for key in PRIOR_FIELDS:
+        for key in (*PRIOR_FIELDS, "lens_light_magnitude_range", "source_magnitude_range"):
             value = getattr(self, key)
             check(value is None or (len(value) == 2 and value[0] <= value[1]), f"{key} must be None or (low, high)")
+        if self.lens_light_magnitude_range is not None or self.source_magnitude_range is not None:
+            check(self.instrument is not None, "magnitude ranges need an instrument (its zero point)")
+        unknown = [kind for kind in self.contaminant_kinds if kind not in CONTAMINANT_KINDS]
+        check(not unknown, f"contaminant_kinds {unknown} unknown; choose from {CONTAMINANT_KINDS}")
+        check(not self.contaminant_kinds or (self.layout == "lens_finding" and self.lens_light_magnitude_range
+                                             is not None and self.noise_model == "instrument"),
+              "contaminant_kinds need layout 'lens_finding', lens light and noise_model 'instrument'")
         z_lens_high = (self.z_lens_range or (self.z_lens,) * 2)[1]
         z_source_low = (self.z_source_range or (self.z_source,) * 2)[0]
         check(0 <= z_lens_high < z_source_low, "every z_lens must lie below every z_source")
@@ -244,6 +268,13 @@ class SimulationRecipe:
         for key, drawn in PRIOR_COLUMNS.items():
             if getattr(self, key) is not None:
                 columns += [column for column in drawn if column not in columns]
+        if self.lens_light_magnitude_range is not None:
+            columns += ["lens_light_magnitude", "lens_light_r_sersic", "lens_light_e1", "lens_light_e2"]
+        if self.source_magnitude_range is not None:
+            columns += ["source_magnitude"]
+        if self.contaminant_kinds:
+            columns += ["contaminant_kind", "contaminant_x", "contaminant_y", "contaminant_magnitude",
+                        "contaminant_radius", "arc_snr"]
         return tuple(columns)
 
     @property
@@ -293,6 +324,17 @@ PARAMETER_COLUMN_UNITS = {
     "source_e1": "dimensionless",
     "source_e2": "dimensionless",
     "psf_fwhm_arcsec": "arcsec",
+    "lens_light_magnitude": "mag (lens galaxy, instrument band)",
+    "lens_light_r_sersic": "arcsec",
+    "lens_light_e1": "dimensionless",
+    "lens_light_e2": "dimensionless",
+    "source_magnitude": "mag (unlensed source)",
+    "contaminant_kind": "index into CONTAMINANT_KINDS (-1: a lens)",
+    "contaminant_x": "arcsec (neighbour or merger centre; 0 otherwise)",
+    "contaminant_y": "arcsec",
+    "contaminant_magnitude": "mag (NaN for a lens or the galaxy alone)",
+    "contaminant_radius": "arcsec (neighbour or merger offset, spiral ring radius; NaN otherwise)",
+    "arc_snr": "signal-to-noise of the lensed source light over pixels above 10% of its peak (0 for a non-lens)",
 }
 
 # The recipe's prior fields, and the parameter columns each adds when set (every value drawn, and what follows).
@@ -410,9 +452,9 @@ register_preset(SimulationPreset(
 ))
 
 register_preset(SimulationPreset(
-    name="lens_finding",
-    title="lens finding (Euclid-like)",
-    description="Lens finding: lensed versus unlensed galaxies.",
+    name="lens_finding_simple",
+    title="lens finding, simple (Euclid-like)",
+    description="Lens finding, simple: lensed versus unlensed galaxies, no lens light (arcs or no arcs).",
     notes=(
         "Lens vs non-lens in the Model II geometry (Euclid, 64x64, 0.101 arcsec) WITH Euclid noise "
         "(add_noise=True, image_doubling=False), since a noise-free lens-finding task is trivial. lens: "
@@ -428,6 +470,42 @@ register_preset(SimulationPreset(
         instrument="euclid_vis_2022",
         source_magnitude=20.0,
         multiplane_deflection_scale=MULTIPLANE_SCALE_MODELS_2_3,
+        noise_model="instrument",
+        add_noise=True,
+    ),
+))
+
+register_preset(SimulationPreset(
+    name="lens_finding",
+    title="lens finding (Euclid-like, lens light and contaminants)",
+    description="Lens finding with lens light, faint arcs and contaminants (Euclid VIS-like).",
+    notes=(
+        "Lens vs non-lens as a lens search sees them (issue 19). Euclid VIS 2022 instrument, 64x64 pixels of 0.101 "
+        "arcsec, Gaussian PSF FWHM 0.16 arcsec, Euclid noise (add_noise=True, 4 x 565 s). Both classes carry the "
+        "lens galaxy's light: an elliptical Sersic (n=4) at the centre, magnitude ~U(19, 21), R_sersic log-uniform on "
+        "[0.4, 1.2] arcsec, axis ratio ~U(0.6, 1), uniform orientation. lens: an SIE + shear lensing the Sersic source "
+        "(R_sersic 0.25 arcsec, n=1, centre ~U(-0.35, 0.35) arcsec), with CDM subhalos, single-plane "
+        "(multiplane_deflection_scale=1); lens mass log10 M/Msun ~U(11.2, 12.4) gives theta_E 0.5-2.0 arcsec "
+        "(luminosity-distance convention as DeepLenseSim); source magnitude ~U(21, 25.5), so that some arcs are "
+        "faint (arc_snr column). non_lens: the same galaxy with no lensing mass and, uniformly, one of: the galaxy "
+        "alone; an unlensed source galaxy 1.2-2.5 arcsec beside it (neighbour); a two-armed spiral ring of radius "
+        "0.5-2.0 arcsec (width 0.15 arcsec) as bright as a source; a merging Sersic galaxy (n=1, 0.6 x the lens "
+        "galaxy's radius, 0.5-2 mag fainter) 0.3-1.0 arcsec away. Every drawn value is a column (contaminant_kind "
+        "indexes galaxy_alone, neighbour, spiral, merger; -1 for a lens); arc_snr is the lensed source's S/N over "
+        "the pixels above 10% of its peak (0 for a non-lens). Torch engine only. The old task without lens light "
+        "is lens_finding_simple."
+    ),
+    fields=dict(
+        layout="lens_finding",
+        class_names=LENS_FINDING_CLASSES,
+        image_size=64,
+        pixel_scale=0.101,
+        instrument="euclid_vis_2022",
+        source_magnitude=23.0,
+        source_magnitude_range=(21.0, 25.5),
+        log10_main_halo_mass_range=(11.2, 12.4),
+        lens_light_magnitude_range=(19.0, 21.0),
+        contaminant_kinds=CONTAMINANT_KINDS,
         noise_model="instrument",
         add_noise=True,
     ),
@@ -455,6 +533,20 @@ register_preset(SimulationPreset(
         add_noise=True,
         upscale_factor=2,
     ),
+))
+
+register_preset(SimulationPreset(
+    name="super_resolution_model2",
+    title="super-resolution (Model 2, noise-free)",
+    description="Super-resolution as the Lens-FM-DeepLense anchor: Model II images (noise-free) upsampled 2x.",
+    notes=(
+        "Paired images in the Model II set-up as released (Euclid VIS 2022, source magnitude 20, multiplane factor "
+        "0.634, image_doubling=True, add_noise=False: noise-free): pixel_values is the 64x64 Model II image at 0.101 "
+        "arcsec, high_resolution the same system on a 128x128 grid of 0.0505 arcsec (upscale_factor=2), same field of "
+        "view. The anchor's 2x RCAN (65.1 dB against bicubic's 41.1 dB on Model II) was measured on such noise-free "
+        "images; the `super_resolution` config adds Model I noise to the input, which bounds every model's PSNR."
+    ),
+    fields=dict(MODEL2_INSTRUMENT, layout="super_resolution", add_noise=False, image_doubling=True, upscale_factor=2),
 ))
 
 register_preset(SimulationPreset(
@@ -520,6 +612,18 @@ def get_recipe(name: str | SimulationRecipe, **overrides) -> SimulationRecipe:
     if unknown:
         raise ValueError(f"unknown recipe field(s) {unknown}; valid fields: {valid}")
     return dataclasses.replace(base, **overrides)
+
+
+# Fields added since recipes were first saved, with the value every recipe saved before them had in effect (lens
+# light and contaminants, issue 19): a data folder built then still resumes.
+ADDED_FIELDS = {"lens_light_magnitude_range": None, "lens_light_r_sersic_range": [0.4, 1.2],
+                "lens_light_n_sersic": 4.0, "source_magnitude_range": None, "contaminant_kinds": []}
+
+
+def upgrade_saved_recipe(data: dict) -> dict:
+    """`to_dict()` of a recipe read back from a saved manifest, in today's form: renamed fields under their current
+    names (`upgrade_recipe_dict`) and fields added since at the values it was built with (`ADDED_FIELDS`)."""
+    return {**ADDED_FIELDS, **upgrade_recipe_dict(data)}
 
 
 def upgrade_recipe_dict(data: dict) -> dict:

@@ -15,7 +15,9 @@ import torch
 from ..physics.cosmology import einstein_radius_per_sqrt_mass
 from ..physics.light import sersic_amplitude_from_magnitude
 from ..physics.mass import axis_ratio_angle_to_ellipticity
-from .recipes import SimulationRecipe
+from .recipes import CONTAMINANT_KINDS, SimulationRecipe
+
+CONTAMINANT_INDEX = {name: index for index, name in enumerate(CONTAMINANT_KINDS)}
 
 __all__ = ["derive_seed", "class_kind", "resample_source", "sample_parameters", "sample_source", "SUBHALO_KEYS"]
 
@@ -223,4 +225,77 @@ def sample_parameters(
     exposure = _prior(generator, recipe, "total_exposure_time_range", n, device, log=True)
     if exposure is not None:
         params["exposure_time"] = exposure
+    params.update(_light_and_contaminants(recipe, kind, params, n, generator, device))
     return {key: value.to(dtype) for key, value in params.items()}
+
+
+# Contaminant geometry (arcsec): a neighbour sits 1.2-2.5" from the lens galaxy (beside it, not behind it), a merging
+# galaxy 0.3-1.0", a spiral-armed ring at 0.5-2.0" (the lenses' theta_E range) with a Gaussian width of 0.15".
+NEIGHBOUR_RADIUS = (1.2, 2.5)
+MERGER_RADIUS = (0.3, 1.0)
+SPIRAL_RADIUS = (0.5, 2.0)
+SPIRAL_WIDTH = 0.15
+
+
+def _light_and_contaminants(
+    recipe: SimulationRecipe, kind: str, params: dict[str, torch.Tensor], n: int, generator: torch.Generator,
+    device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """Source magnitude per image, lens light (elliptical Sersic at the centre) and, for a non-lens, one contaminant
+    of `recipe.contaminant_kinds` each (every draw in a column; `*_amp` entries are for the renderer)."""
+    out: dict[str, torch.Tensor] = {}
+    zero_point = recipe.instrument_config.magnitude_zero_point if recipe.instrument else None
+    amplitude = lambda mag, r, n_s: torch.as_tensor(  # noqa: E731
+        sersic_amplitude_from_magnitude(mag, zero_point, r, n_s), dtype=torch.float64, device=device)
+    if recipe.source_magnitude_range is not None:
+        magnitude = _uniform(generator, (n,), *recipe.source_magnitude_range, device)
+        out["source_magnitude"] = magnitude
+        out["source_amp"] = amplitude(magnitude, params["source_r_sersic"], params["source_n_sersic"])
+    if recipe.lens_light_magnitude_range is None:
+        return out
+    magnitude = _uniform(generator, (n,), *recipe.lens_light_magnitude_range, device)
+    low, high = (math.log(v) for v in recipe.lens_light_r_sersic_range)
+    r_sersic = torch.exp(_uniform(generator, (n,), low, high, device))
+    e1, e2 = axis_ratio_angle_to_ellipticity(_uniform(generator, (n,), 0.6, 1.0, device), _orientation(generator, n, device))
+    out.update(lens_light_magnitude=magnitude, lens_light_r_sersic=r_sersic, lens_light_e1=e1, lens_light_e2=e2,
+               lens_light_amp=amplitude(magnitude, r_sersic, recipe.lens_light_n_sersic),
+               lens_light_n_sersic=torch.full((n,), recipe.lens_light_n_sersic, device=device, dtype=torch.float64))
+    if not recipe.contaminant_kinds:
+        return out
+    # Every image draws every quantity (a fixed order: reproducible whatever the kinds), then its kind picks.
+    pick = torch.randint(len(recipe.contaminant_kinds), (n,), generator=generator, device=device)
+    angle = _uniform(generator, (n,), 0.0, 2 * math.pi, device)
+    u_radius = _uniform(generator, (n,), 0.0, 1.0, device)
+    extra_magnitude = _uniform(generator, (n,), 0.5, 2.0, device)  # merger: fainter than the lens galaxy by this
+    source_magnitude = out.get("source_magnitude", torch.full((n,), float(recipe.source_magnitude or 20.0),
+                                                                device=device, dtype=torch.float64))
+    names = torch.tensor([CONTAMINANT_INDEX[k] for k in recipe.contaminant_kinds], device=device)
+    kinds = names[pick] if kind == "non_lens" else torch.full((n,), -1, device=device)
+    is_kind = {name: kinds == index for name, index in CONTAMINANT_INDEX.items()}
+    scaled = lambda bounds: bounds[0] + (bounds[1] - bounds[0]) * u_radius  # noqa: E731
+    radius = torch.where(is_kind["neighbour"], scaled(NEIGHBOUR_RADIUS),
+                         torch.where(is_kind["merger"], scaled(MERGER_RADIUS),
+                                     torch.where(is_kind["spiral"], scaled(SPIRAL_RADIUS), math.nan)))
+    offset = is_kind["neighbour"] | is_kind["merger"]
+    x = torch.where(offset, radius * torch.cos(angle), 0.0)
+    y = torch.where(offset, radius * torch.sin(angle), 0.0)
+    merger_magnitude = magnitude + extra_magnitude
+    contaminant_magnitude = torch.where(is_kind["merger"], merger_magnitude,
+                                        torch.where(is_kind["neighbour"] | is_kind["spiral"], source_magnitude, math.nan))
+    source_amp = out.get("source_amp", params["source_amp"])
+    # Only a neighbour keeps the (unlensed, since theta_E = 0) source, moved beside the galaxy.
+    keep_source = (kinds < 0) | is_kind["neighbour"]
+    out["source_amp"] = torch.where(keep_source, source_amp, 0.0)
+    out["source_x"] = torch.where(is_kind["neighbour"], x, params["source_x"])
+    out["source_y"] = torch.where(is_kind["neighbour"], y, params["source_y"])
+    merger_r = 0.6 * r_sersic
+    counts = 10.0 ** (-0.4 * (source_magnitude - zero_point))
+    # a Gaussian ring of radius R and width w, half its azimuth lit: total flux amp * pi * R * w * sqrt(2 pi)
+    spiral_amp = counts / (math.pi * scaled(SPIRAL_RADIUS) * SPIRAL_WIDTH * math.sqrt(2 * math.pi))
+    out.update(
+        contaminant_kind=kinds.double(), contaminant_x=x, contaminant_y=y, contaminant_magnitude=contaminant_magnitude,
+        contaminant_radius=radius,
+        merger_amp=torch.where(is_kind["merger"], amplitude(merger_magnitude, merger_r, 1.0), 0.0), merger_r_sersic=merger_r,
+        spiral_amp=torch.where(is_kind["spiral"], spiral_amp, 0.0), spiral_angle=angle,
+    )
+    return out

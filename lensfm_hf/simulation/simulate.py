@@ -59,7 +59,8 @@ def _render_batch(
         with torch.no_grad():
             rendered.append(render(recipe, part, engine, generator=generator, compile=compile))
     batch = {key: torch.cat([r[key] for r in rendered]).float() for key in rendered[0]}
-    batch.update({column: params[column].float() for column in recipe.parameter_columns})
+    # columns the renderer measures (arc_snr) come with the images; the rest are the drawn parameters
+    batch.update({column: params[column].float() for column in recipe.parameter_columns if column not in batch})
     return batch
 
 

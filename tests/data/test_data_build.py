@@ -224,6 +224,21 @@ def test_a_folder_built_when_layout_was_called_task_resumes(tmp_path):
         prepare_config_dir(config_dir, dict(identity, seed=1), overwrite=False)
 
 
+def test_a_folder_built_before_the_lens_light_fields_were_added_resumes(tmp_path):
+    from lensfm_hf.data.build import prepare_config_dir
+    from lensfm_hf.data.folder import to_json, write_manifest
+    from lensfm_hf.simulation import get_recipe
+    from lensfm_hf.simulation.recipes import ADDED_FIELDS
+
+    recipe = to_json({k: v for k, v in get_recipe("model2").to_dict().items() if k != "notes"})
+    identity = {"source": "simulation", "recipe": recipe, "seed": 0}
+    old = dict(identity, recipe={k: v for k, v in recipe.items() if k not in ADDED_FIELDS})
+    config_dir = tmp_path / "model2"
+    config_dir.mkdir()
+    write_manifest(config_dir, {"identity": old, "complete": False})
+    assert prepare_config_dir(config_dir, identity, overwrite=False)  # the study's data built before issue 19 resume
+
+
 def test_an_interrupted_overwrite_keeps_the_previous_config(tmp_path, fake_sim, monkeypatch, hf_cache):
     """Issue 21 item 2: `--overwrite` deleted the complete config before the new one existed."""
     from lensfm_hf.data import build

@@ -9,7 +9,7 @@ import torch
 from lensfm_hf.simulation import get_recipe, render, sample_parameters, simulate
 
 CASES = [(name, cls) for name in ("model1", "model2", "model3") for cls in ("no_sub", "cdm", "axion")]
-CASES += [("lens_finding", "non_lens"), ("lens_finding", "lens"), ("super_resolution", "axion")]
+CASES += [("lens_finding_simple", "non_lens"), ("lens_finding_simple", "lens"), ("super_resolution", "axion")]
 
 
 @pytest.mark.parametrize("name,class_name", CASES)
@@ -22,6 +22,13 @@ def test_engines_agree_noise_free(name, class_name):
     for key in ours:
         relative = ((ours[key] - theirs[key]).norm() / theirs[key].norm()).item()
         assert relative < 1e-4, (key, relative)
+
+
+def test_lenstronomy_refuses_lens_light_and_contaminants():
+    recipe = get_recipe("lens_finding")
+    params = sample_parameters(recipe, "non_lens", 2, torch.Generator().manual_seed(11))
+    with pytest.raises(ValueError, match="renders no lens light or contaminants"):
+        render(recipe, params, engine="lenstronomy", noise=False)
 
 
 def test_engines_agree_with_supersampling():

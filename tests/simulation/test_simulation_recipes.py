@@ -8,11 +8,12 @@ from lensfm_hf.simulation import RECIPE_NAMES, SimulationRecipe, get_recipe
 
 
 def test_recipe_names_and_classes():
-    assert RECIPE_NAMES == ("model1", "model2", "model3", "lens_finding", "super_resolution", "model2_varied")
+    assert RECIPE_NAMES == ("model1", "model2", "model3", "lens_finding_simple", "lens_finding", "super_resolution",
+                            "super_resolution_model2", "model2_varied")
     for name in RECIPE_NAMES:
         recipe = get_recipe(name)
         assert isinstance(recipe, SimulationRecipe) and recipe.name == name
-        expected = ("non_lens", "lens") if name == "lens_finding" else ("no_sub", "cdm", "axion")
+        expected = ("non_lens", "lens") if name.startswith("lens_finding") else ("no_sub", "cdm", "axion")
         assert recipe.class_names == expected
         assert recipe.notes
         json.dumps(recipe.to_dict())

@@ -25,10 +25,10 @@ def test_batch_contract(name):
         assert torch.isfinite(batch["pixel_values"]).all()
         for column in recipe.parameter_columns:
             assert batch[column].shape == (2,) and batch[column].dtype == torch.float32
-        if name == "super_resolution":
+        if recipe.layout == "super_resolution":
             assert batch["high_resolution"].shape == (2, 1, 2 * size, 2 * size)
         expected = {"pixel_values", *recipe.parameter_columns} | (
-            {"high_resolution"} if name == "super_resolution" else set()
+            {"high_resolution"} if recipe.layout == "super_resolution" else set()
         )
         assert set(batch) == expected
 
@@ -138,8 +138,8 @@ def test_model1_pixel_values_are_counts_around_the_expectation():
 
 
 def test_lens_finding_non_lens_is_the_unlensed_source():
-    recipe = get_recipe("lens_finding")
-    params = _params("lens_finding", "non_lens", 2)
+    recipe = get_recipe("lens_finding_simple")
+    params = _params("lens_finding_simple", "non_lens", 2)
     assert (params["einstein_radius"] == 0).all() and params["subhalo_mass"].shape[1] == 0
     image = render(recipe, params, noise=False)["pixel_values"]
     x, y = pixel_grid(64, 0.101, dtype=torch.float64)
@@ -147,7 +147,7 @@ def test_lens_finding_non_lens_is_the_unlensed_source():
     unlensed = sersic_ellipse(x, y, *(params[k] for k in keys)) * 0.101**2
     # Equal up to the PSF, which conserves flux.
     assert image.sum().item() == pytest.approx(unlensed.sum().item(), rel=1e-3)
-    lens = _params("lens_finding", "lens", 2)
+    lens = _params("lens_finding_simple", "lens", 2)
     assert (lens["n_subhalos"] == 25).all() and lens["einstein_radius"][0].item() == pytest.approx(
         1.2815 * 0.634, abs=1e-4
     )
@@ -168,3 +168,32 @@ def test_supersampled_recipe_renders():
     recipe = get_recipe("model2", supersampling_factor=2, image_size=16)
     batch = simulate(recipe, "axion", 2, seed=0)
     assert batch["pixel_values"].shape == (2, 1, 16, 16)
+
+
+def test_lens_finding_has_lens_light_faint_arcs_and_every_contaminant_in_its_columns():
+    from lensfm_hf.simulation.recipes import CONTAMINANT_KINDS
+
+    recipe = get_recipe("lens_finding")
+    lens, other = simulate(recipe, "lens", 64, seed=3), simulate(recipe, "non_lens", 64, seed=4)
+    assert 0.5 <= lens["einstein_radius"].min() and lens["einstein_radius"].max() <= 2.05  # arcsec
+    assert (lens["contaminant_kind"] == -1).all() and (lens["arc_snr"] > 0).all()
+    assert lens["arc_snr"].min() < 30 < lens["arc_snr"].max()  # some arcs faint, some bright
+    assert (other["einstein_radius"] == 0).all() and (other["arc_snr"] == 0).all()
+    assert set(other["contaminant_kind"].long().tolist()) == set(range(len(CONTAMINANT_KINDS)))
+    for batch in (lens, other):  # both classes carry the lens galaxy's light, a bright centre
+        centre = batch["pixel_values"][:, 0, 30:34, 30:34].mean(dim=(1, 2))
+        assert (centre > 10 * batch["pixel_values"][:, 0, :4, :4].abs().mean(dim=(1, 2))).all()
+    alone = other["contaminant_kind"] == CONTAMINANT_KINDS.index("galaxy_alone")
+    assert torch.isnan(other["contaminant_magnitude"][alone]).all()
+    assert torch.isfinite(other["contaminant_magnitude"][~alone]).all()
+
+
+def test_a_neighbour_is_the_unlensed_source_beside_the_galaxy():
+    recipe = get_recipe("lens_finding")
+    params = _params("lens_finding", "non_lens", 64, seed=5)
+    neighbour = params["contaminant_kind"] == 1
+    radius = torch.hypot(params["source_x"][neighbour], params["source_y"][neighbour])
+    assert neighbour.any() and (radius >= 1.2 - 1e-9).all() and (radius <= 2.5 + 1e-9).all()
+    assert (params["source_amp"][~neighbour] == 0).all()  # no other non-lens shows the source
+    image = render(recipe, params, noise=False)["pixel_values"]
+    assert torch.isfinite(image).all()

@@ -378,6 +378,26 @@ def plot_super_resolution_examples(
         _title(task, dataset, f"fine-tuned reconstructions (seed {cells[0]['seeds'][0]})"))]
 
 
+def plot_tpr_by_parameter(
+    root: Path, task: Task, dataset: str, cells: Sequence[Mapping[str, Any]], plot_dir: Path, fpr: float = 0.01
+) -> list[Path]:
+    """TPR of the positive class at a fixed FPR (the score threshold the test negatives set) in bins of each kept
+    parameter column (theta_E, arc S/N), one line per method, one figure per protocol (seed 0)."""
+    out = []
+    for protocol, budget in ordered_columns(cells):
+        series = {}
+        for cell in cells:
+            arrays = _outputs(root, cell) if column_key(cell) == (protocol, budget) else None
+            if arrays and "probabilities" in arrays and any(k.startswith("column_") for k in arrays):
+                series[method_title(cell["method"])] = arrays
+        if series:
+            tag = protocol if budget == "all" else f"{protocol}_{budget}"
+            out.append(plots.plot_tpr_by_parameter(
+                series, fpr, plot_dir / f"tpr_by_parameter_{task.name}_{dataset}_{tag}.png",
+                _title(task, dataset, f"{column_title(protocol, budget)}, TPR at FPR {fpr:g} (seed {cells[0]['seeds'][0]})")))
+    return out
+
+
 # Plot kinds a task may name in `Task.plots`.
 PLOTS = {
     "roc": plot_roc,
@@ -385,6 +405,7 @@ PLOTS = {
     "confusion": plot_confusion,
     "predicted_vs_true": plot_predicted_vs_true,
     "super_resolution_examples": plot_super_resolution_examples,
+    "tpr_by_parameter": plot_tpr_by_parameter,
 }
 
 

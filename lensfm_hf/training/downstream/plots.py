@@ -94,6 +94,50 @@ def plot_roc_curves(
     return _save(fig, path, title)
 
 
+def tpr_in_bins(scores: np.ndarray, labels: np.ndarray, values: np.ndarray, fpr: float, edges: np.ndarray):
+    """(TPR per bin of `values` among the positives, count per bin) at the score threshold above which a fraction
+    `fpr` of the negatives lies; NaN TPR for an empty bin, all NaN when `fpr` < 1 / negatives (not resolved)."""
+    negatives = np.sort(scores[labels == 0])
+    counts = np.histogram(values[labels == 1], edges)[0]
+    if len(negatives) == 0 or fpr * len(negatives) < 1:
+        return np.full(len(edges) - 1, np.nan), counts
+    threshold = negatives[min(len(negatives) - 1, int(np.ceil((1 - fpr) * len(negatives))) - 1)]
+    found = np.histogram(values[(labels == 1) & (scores > threshold)], edges)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, found / counts, np.nan), counts
+
+
+def plot_tpr_by_parameter(series: Mapping[str, Mapping[str, np.ndarray]], fpr: float, path: str | Path,
+                          title: str = "", bins: int = 6) -> Path:
+    """One panel per kept parameter column (`column_<name>` arrays: theta_E, arc S/N on a log axis): each method's
+    TPR at false-positive rate `fpr` in `bins` bins of the lenses' values (binned on the first method's)."""
+    first = next(iter(series.values()))
+    names = [key[len("column_"):] for key in first if key.startswith("column_")]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        lenses = first[f"column_{name}"][np.asarray(first["labels"]) == 1]
+        log = name == "arc_snr" and lenses.size and lenses.min() > 0
+        low, high = (lenses.min(), lenses.max()) if lenses.size else (0.0, 1.0)
+        edges = np.geomspace(low, high * 1.0001, bins + 1) if log else np.linspace(low, high * 1.0001 + 1e-9, bins + 1)
+        centres = np.sqrt(edges[:-1] * edges[1:]) if log else 0.5 * (edges[:-1] + edges[1:])
+        resolved = False
+        for method, arrays in series.items():
+            scores = metric_functions().as_probabilities(np.asarray(arrays["probabilities"]), "auto")[:, -1]
+            tpr, _ = tpr_in_bins(scores, np.asarray(arrays["labels"]), np.asarray(arrays[f"column_{name}"]), fpr, edges)
+            resolved |= bool(np.isfinite(tpr).any())
+            ax.plot(centres, tpr, marker="o", lw=1.2, label=method)
+        ax.set(xlabel="arc S/N" if name == "arc_snr" else "θ_E (arcsec)" if name == "einstein_radius" else name,
+               ylabel=f"TPR at FPR {fpr:g}", ylim=(-0.02, 1.02), xlim=(edges[0], edges[-1]))
+        if not resolved:  # fewer than 1 / fpr negatives: no threshold sets that rate
+            ax.text(0.5, 0.5, f"not resolved: fewer than {1 / fpr:.0f} negatives", ha="center", transform=ax.transAxes)
+        elif log:
+            ax.set_xscale("log")
+        if resolved:
+            ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path, title)
+
+
 def plot_predicted_vs_true(
     series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     path: str | Path,
@@ -287,4 +331,6 @@ __all__ = [
     "plot_predicted_vs_true",
     "plot_roc_curves",
     "plot_super_resolution_examples",
+    "plot_tpr_by_parameter",
+    "tpr_in_bins",
 ]

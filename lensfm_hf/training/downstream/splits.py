@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,13 +44,15 @@ class TensorSplit:
     label_names: list[str] | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    columns: dict[str, torch.Tensor] = field(default_factory=dict)  # (N,) parameter columns kept for plots
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def select(self, indices: ArrayLike) -> "TensorSplit":
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return replace(self, pixel_values=self.pixel_values[index], labels=self.labels[index])
+        return replace(self, pixel_values=self.pixel_values[index], labels=self.labels[index],
+                       columns={name: values[index] for name, values in self.columns.items()})
 
     def to_physical(self, values: ArrayLike) -> np.ndarray:
         return np.asarray(values, dtype=np.float64) * self.target_std + self.target_mean
@@ -193,7 +195,11 @@ def prepare_split(
     if kind == "image":
         factor = int(dataset.features[column].shape[-1] // dataset.features["pixel_values"].shape[-1])
     images, targets = [], []
-    for batch in iter_torch_batches(dataset, batch_size, columns=["pixel_values", column]):
+    # parameter columns a task's plots split results by (lens finding: theta_E, arc S/N), where the data have them
+    kept = {name: [] for name in getattr(task, "plot_columns", ()) if name in dataset.column_names}
+    for batch in iter_torch_batches(dataset, batch_size, columns=["pixel_values", column, *kept]):
+        for name, values in kept.items():
+            values.append(batch[name].float().reshape(-1))
         if kind == "image":
             low, high = prepare_super_resolution(
                 batch["pixel_values"], batch[column], processor, image_size, factor, flux_per_pixel
@@ -211,7 +217,8 @@ def prepare_split(
     if not images:
         raise ValueError("the dataset split is empty; nothing to prepare")
     label_names = list(dataset.features["label"].names) if kind == "class" else None
-    return TensorSplit(torch.cat(images), torch.cat(targets), label_names)
+    return TensorSplit(torch.cat(images), torch.cat(targets), label_names,
+                       columns={name: torch.cat(values) for name, values in kept.items()})
 
 
 def load_task_split(

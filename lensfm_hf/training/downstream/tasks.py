@@ -45,8 +45,10 @@ def image_metrics(predictions: np.ndarray, split: TensorSplit) -> dict:
 
 
 def class_outputs(predictions: np.ndarray, split: TensorSplit) -> dict[str, np.ndarray]:
-    """What the plots need of one seed: test probabilities and labels (ROC curves)."""
-    return {"probabilities": torch.as_tensor(predictions).float().softmax(-1).numpy(), "labels": split.labels.numpy()}
+    """What the plots need of one seed: test probabilities and labels (ROC curves), and the split's parameter
+    columns (`Task.plot_columns`, e.g. theta_E to split the TPR by)."""
+    return {"probabilities": torch.as_tensor(predictions).float().softmax(-1).numpy(), "labels": split.labels.numpy(),
+            **{f"column_{name}": values.numpy() for name, values in split.columns.items()}}
 
 
 def scalar_outputs(predictions: np.ndarray, split: TensorSplit) -> dict[str, np.ndarray]:
@@ -95,6 +97,7 @@ class Task:
     baseline: str | None = None  # metric-key prefix of a model-free baseline reported as its own row ("bicubic")
     table_note: str = ""  # printed under the task's heading: the normalisation its numbers are in
     head_config: tuple[tuple[str, Any], ...] = ()  # config fields of the head the task sets (e.g. its loss)
+    plot_columns: tuple[str, ...] = ()  # parameter columns kept with the test outputs for the plots
 
     def __post_init__(self):
         if self.target_kind not in TARGET_KINDS:
@@ -237,5 +240,6 @@ register_task(Task(
     greater_is_better=True,
     card_task_type="image-classification",
     protocols=("knn", "linear", "finetune"),
-    plots=("roc",),
+    plots=("roc", "tpr_by_parameter"),
+    plot_columns=("einstein_radius", "arc_snr"),
 ))

@@ -66,7 +66,8 @@ def test_mini_preset_writes_one_table_per_task_and_the_plots_tasks_name(mini_run
         "confusion_classification_model3.png", "predicted_vs_true_regression_model3_linear.png",
         "predicted_vs_true_regression_model3_finetune.png", "examples_super_resolution_super_resolution.png",
         "roc_lens_finding_lens_finding_knn.png", "roc_lens_finding_lens_finding_linear.png",
-        "roc_lens_finding_lens_finding_finetune.png",
+        "roc_lens_finding_lens_finding_finetune.png", "tpr_by_parameter_lens_finding_lens_finding_knn.png",
+        "tpr_by_parameter_lens_finding_lens_finding_linear.png", "tpr_by_parameter_lens_finding_lens_finding_finetune.png",
     }
     for path in result["plots"]:
         assert (root / "mini" / "plots" / path.split("/")[-1]).stat().st_size > 1000

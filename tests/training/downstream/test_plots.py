@@ -68,3 +68,30 @@ def test_label_efficiency_and_confusion_matrices(tmp_path):
     assert _is_png(plots.plot_label_efficiency(series, tmp_path / "eff.png", title="efficiency"))
     matrices = {"mae": [[5, 1, 0], [1, 4, 1], [0, 2, 6]]}
     assert _is_png(plots.plot_confusion_matrices(matrices, ["no_sub", "cdm", "axion"], tmp_path / "cm.png"))
+
+
+def test_tpr_in_bins_at_a_fixed_fpr_and_not_resolved_below_one_negative():
+    # 100 negatives scored 0..0.99; lenses with theta_E 0.5 (scores 0.995, found) and 1.5 (scores 0.5, missed)
+    negatives = np.arange(100) / 100
+    scores = np.r_[negatives, [0.995] * 4, [0.5] * 4]
+    labels = np.r_[np.zeros(100), np.ones(8)].astype(int)
+    theta = np.r_[np.zeros(100), [0.5] * 4, [1.5] * 4]
+    tpr, counts = plots.tpr_in_bins(scores, labels, theta, 0.01, np.array([0.0, 1.0, 2.0]))
+    assert tpr.tolist() == [1.0, 0.0] and counts.tolist() == [4, 4]  # threshold 0.98: one false positive in 100
+    tpr, _ = plots.tpr_in_bins(scores, labels, theta, 0.001, np.array([0.0, 1.0, 2.0]))
+    assert np.isnan(tpr).all()  # 1e-3 needs 1,000 negatives
+
+
+def test_tpr_by_parameter_plot(tmp_path, rng):
+    labels = np.r_[np.zeros(200), np.ones(60)].astype(int)
+    arrays = {"probabilities": rng.random((260, 2)), "labels": labels,
+              "column_einstein_radius": np.r_[np.zeros(200), rng.uniform(0.5, 2.0, 60)],
+              "column_arc_snr": np.r_[np.zeros(200), rng.uniform(5, 300, 60)]}
+    path = plots.plot_tpr_by_parameter({"A": arrays, "B": arrays}, 0.01, tmp_path / "tpr.png", "title")
+    assert path.is_file() and path.stat().st_size > 0
+
+
+def test_tpr_by_parameter_plot_says_not_resolved_with_too_few_negatives(tmp_path, rng):
+    arrays = {"probabilities": rng.random((30, 2)), "labels": np.r_[np.zeros(10), np.ones(20)].astype(int),
+              "column_arc_snr": np.r_[np.zeros(10), rng.uniform(5, 300, 20)]}
+    assert plots.plot_tpr_by_parameter({"A": arrays}, 0.01, tmp_path / "tpr.png").is_file()

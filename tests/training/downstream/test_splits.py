@@ -223,3 +223,14 @@ def test_load_processor_reads_the_encoders_or_falls_back(tiny_encoder_dir, tmp_p
         default = load_processor(str(tmp_path / "no-processor"), 24)
     assert default.size == 24 and "default min-max processor" in caplog.text
     assert load_processor(None, 8).size == 8
+
+
+def test_a_lens_finding_split_keeps_the_columns_its_plots_split_by(dataset_dir):
+    rows = _rows(dataset_dir, "lens_finding", split="test")
+    task = TASKS["lens_finding"]
+    split = prepare_split(task_rows(rows, task), task, LensImageProcessor(), 16)
+    assert set(split.columns) == {"einstein_radius"}  # arc_snr: absent from these (fake) rows, so not kept
+    np.testing.assert_allclose(split.columns["einstein_radius"].numpy(), np.asarray(rows["einstein_radius"]), rtol=1e-6)
+    assert split.select([1, 0]).columns["einstein_radius"].tolist() == split.columns["einstein_radius"][[1, 0]].tolist()
+    outputs = task.outputs(np.zeros((len(split), 2)), split)
+    assert outputs["column_einstein_radius"].shape == (len(split),)
