@@ -223,3 +223,12 @@ def test_disk_errors_name_the_disk_not_offline_mode(capsys, monkeypatch, error, 
     assert code == 2
     one_line_error(err, expected)
     assert "HF_HUB_OFFLINE" not in err
+
+
+def test_a_task_that_is_not_a_name_is_one_line(capsys, tmp_path):
+    """Issue 21 item 16: `data.task: [1]` gave a TypeError traceback (unhashable type: 'list')."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  task: [1]\n")
+    code, _, err = run_cli(capsys, "finetune", str(bad))
+    assert code == 2
+    one_line_error(err, "unknown task [1]")

@@ -162,6 +162,12 @@ _SCALARS = (int, float, bool, str, type(None))
 def _check_type(section: str, key: str, value: Any, annotation: Any) -> None:
     """Raise a ValueError when a scalar-typed field got a value of another kind (`seed=abc`)."""
     kinds = _unwrap_types(annotation)
+    containers = [kind for kind in kinds if kind in (list, tuple, dict)]
+    if containers and isinstance(value, (int, float)) and not (set(kinds) & {int, float, bool}):
+        # A number is never a list or a mapping (`methods: 5` failed later with "'int' object is not iterable").
+        shape = "mapping `{k: v}`" if dict in containers else "list `[a, b]`"
+        raise ValueError(f"{section}.{key} expects a {' or '.join(k.__name__ for k in containers)}, got {value!r}; "
+                         f"write it as a YAML {shape} in the recipe or the KEY=VALUE override.")
     if not kinds or not all(kind in _SCALARS for kind in kinds):
         return  # containers, enums, Any: left to the dataclass
     if isinstance(value, bool):

@@ -101,3 +101,23 @@ def test_load_recipe_fills_defaults_then_overrides_and_checks_sections(tmp_path)
     (tmp_path / "scalar.yaml").write_text("model: 3\n")
     with pytest.raises(ValueError, match="recipe section 'model' must be a mapping of field: value, got 3"):
         load_recipe(tmp_path / "scalar.yaml", SECTIONS)
+
+
+def test_a_number_for_a_list_field_is_refused_naming_it():
+    """Issue 21 item 16: `benchmark.methods: 5` failed later with a TypeError traceback ('int' is not iterable)."""
+    import dataclasses
+
+    import pytest
+
+    from lensfm_hf.training.recipes import check_section
+
+    @dataclasses.dataclass
+    class Section:
+        methods: list[str] = dataclasses.field(default_factory=list)
+        options: dict | None = None
+
+    with pytest.raises(ValueError, match=r"s.methods expects a list, got 5"):
+        check_section("s", Section, {"methods": 5})
+    with pytest.raises(ValueError, match=r"s.options expects a dict, got 1.5"):
+        check_section("s", Section, {"options": 1.5})
+    assert check_section("s", Section, {"methods": ["mae"], "options": None}) == {"methods": ["mae"], "options": None}

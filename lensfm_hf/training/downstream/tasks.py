@@ -145,7 +145,7 @@ def get_task(name: str | Task) -> Task:
         return name
     try:
         return TASKS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable value from a recipe, e.g. a list
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
 
 
