@@ -15,6 +15,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..pretraining import hub_spelling, method_display_name
+from ..simulation import preset_inputs
 
 # Card templates live in the repo's model_cards/; lensfm_hf/templates links there in a checkout and is a copy in
 # an installed wheel (package_data), so this one path works in both.
@@ -187,6 +188,19 @@ def data_line(data: Any) -> str | None:
     return text
 
 
+def pretraining_inputs(data: Any) -> dict[str, Any] | None:
+    """What a pretraining data record's images are (`simulation.preset_inputs` of its config: instrument, pixel
+    scale, units), for the card's Inputs section; None when the config is not a registered preset."""
+    if not data:
+        return None
+    if not isinstance(data, Mapping):
+        data = {"source": data}
+    source, config = data.get("source"), data.get("config")
+    if isinstance(source, str) and source.startswith("stream:"):
+        config = source.split(":", 1)[1]
+    return preset_inputs(str(config)) if config else None
+
+
 def budget_line(pretraining: Mapping[str, Any], finetuning: Mapping[str, Any] | None = None) -> str | None:
     """The training budget: steps x batch = images seen (pretraining), or steps, batch, labelled images
     (fine-tuning)."""
@@ -274,6 +288,7 @@ def render_model_card(
         "recipe_line": recipe_line(pretraining.get("recipe")),
         "data_line": data_line(pretraining.get("data") or pretraining.get("dataset")),
         "budget_line": budget_line(pretraining, finetuning),
+        "training_inputs": pretraining_inputs(pretraining.get("data") or pretraining.get("dataset")),
         "finetuning": finetuning,
         "benchmark_preset": preset,
         "benchmark_preset_note": BENCHMARK_PRESETS.get(str(preset)) if preset else None,
@@ -294,6 +309,6 @@ def render_model_card(
 
 __all__ = [
     "BENCHMARK_PRESETS", "REPO_ID_PLACEHOLDER_OWNER", "REQUIREMENTS", "budget_line", "card_repo_id", "data_line",
-    "is_hub_repo_id", "load_results", "public_name", "recipe_line", "render_model_card", "results_to_eval_results",
+    "is_hub_repo_id", "load_results", "pretraining_inputs", "public_name", "recipe_line", "render_model_card", "results_to_eval_results",
     "retarget_card",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from ..physics.cosmology import FlatLambdaCDM, einstein_radius_per_sqrt_mass
 from ..physics.noise import InstrumentConfig, get_instrument
@@ -20,7 +22,9 @@ __all__ = [
     "RECIPE_NAMES",
     "SimulationPreset",
     "get_recipe",
+    "preset_inputs",
     "preset_title",
+    "recipe_inputs",
     "register_preset",
     "upgrade_recipe_dict",
     "upgrade_saved_recipe",
@@ -294,6 +298,25 @@ class SimulationRecipe:
         data["resolved_psf_truncation"] = self.resolved_psf_truncation
         data["instrument_config"] = None if self.instrument is None else self.instrument_config.to_dict()
         return json.loads(json.dumps(data))
+
+
+def recipe_inputs(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """What a recipe's images are (a `SimulationRecipe.to_dict()`, e.g. from a dataset manifest): instrument, pixel
+    scale (arcsec), image side (px) and the unit of the pixel values (`DATA_UNITS` of its noise model)."""
+    size = recipe.get("image_size")
+    return {
+        "instrument": recipe.get("instrument"),
+        "pixel_scale_arcsec": recipe.get("pixel_scale"),
+        "image_size_px": size[-1] if isinstance(size, (list, tuple)) else size,
+        "flux_unit": DATA_UNITS[recipe.get("noise_model") or "none"],
+    }
+
+
+def preset_inputs(name: str) -> dict[str, Any] | None:
+    """`recipe_inputs` of a registered preset with its config name and title, or None for an unknown name."""
+    if name not in PRESETS:
+        return None
+    return {"config": name, "title": PRESETS[name].title, **recipe_inputs(PRESETS[name].recipe().to_dict())}
 
 
 PARAMETER_COLUMN_UNITS = {

@@ -142,3 +142,14 @@ def test_cards_name_a_repo_id_and_no_local_path(tiny_config):
         assert "model3_classification.yaml" in card
     card = str(render_model_card(config, repo_id="me/lens-classifier", extra_context={"finetuning": finetuning}))
     assert 'repo = "me/lens-classifier"' in card and card.count("# me/lens-classifier") == 1
+
+
+@pytest.mark.parametrize("data", [{"source": "stream:model2"}, {"source": "/somewhere/data", "config": "model2"}])
+def test_an_encoder_card_states_the_inputs_of_its_pretraining_data(tiny_config, data):
+    """Issue 20.3: a pretrained encoder's card says what inputs it expects (instrument, pixel scale, units) from the
+    simulation preset its pretraining data came from."""
+    config = tiny_config(pretraining={"method": "mae", "data": data})
+    card = str(render_model_card(config, repo_id="lensfm/mae"))
+    inputs = card.split("## Inputs")[1].split("##")[0]
+    assert "DeepLenseSim Model 2" in inputs and "0.101 arcsec" in inputs and "euclid_vis_2022" in inputs
+    assert "e-/s per pixel" in inputs and "64×64" in inputs

@@ -22,7 +22,7 @@ from ...data.folder import read_manifest
 from ...data.loading import iter_torch_batches, load_lensing_dataset
 from ...models import LensImageProcessor
 from ...pretraining.views import random_d4
-from ...simulation import DATA_UNITS, PRESETS, preset_title
+from ...simulation import preset_inputs, preset_title, recipe_inputs
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -258,16 +258,12 @@ def input_description(path: str, config: str) -> dict:
     manifest, else the registered preset of that name; never a local path."""
     folder = Path(path) / config
     manifest = (read_manifest(folder) if folder.is_dir() else None) or {}
-    recipe = dict(manifest.get("recipe") or (PRESETS[config].recipe().to_dict() if config in PRESETS else {}))
-    size = manifest.get("image_size") or recipe.get("image_size")
-    return {
-        "config": config,
-        "title": preset_title(config),
-        "instrument": recipe.get("instrument"),
-        "pixel_scale_arcsec": manifest.get("pixel_scale") or recipe.get("pixel_scale"),
-        "image_size_px": size[-1] if isinstance(size, (list, tuple)) else size,
-        "flux_unit": DATA_UNITS[recipe.get("noise_model") or "none"],
-    }
+    if manifest.get("recipe") is None:
+        return preset_inputs(config) or {"config": config, "title": config, **recipe_inputs({})}
+    inputs = recipe_inputs(manifest["recipe"])
+    if manifest.get("pixel_scale"):
+        inputs["pixel_scale_arcsec"] = manifest["pixel_scale"]
+    return {"config": config, "title": preset_title(config), **inputs}
 
 
 def record_split_inputs(
