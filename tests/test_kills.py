@@ -3,7 +3,8 @@
 Each case runs its command in a fresh interpreter, SIGKILLs it at a random moment after its imports (seeded, so a
 failure reproduces its kill delays, though not the exact instruction the kill lands on), N times, then lets a rerun
 finish; the result must equal the uninterrupted run's byte for byte (simulate) or tensor for tensor (pretrain).
-Slow: every start pays the package import (~10 s on a loaded 2-core machine).
+A real full disk (a 1 MiB tmpfs, where mounting is allowed) checks the ENOSPC path end to end. Slow: every start
+pays the package import (~10 s on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -134,3 +135,54 @@ def test_a_second_process_on_a_locked_output_folder_is_refused_naming_the_holder
             pass
     finally:
         holder.kill()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk (needs root and mount rights; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_simulate_on_a_disk_that_fills_up_fails_in_one_line_and_resumes_identical(tiny_disk, tmp_path, fake_sim,
+                                                                                 monkeypatch):
+    """A real ENOSPC (not a mocked one) halfway through a super-resolution build: an OSError naming the folder, no
+    partial shard; once space is freed the rerun resumes and ends byte-identical to a build on a roomy disk."""
+    from lensfm_hf.data import build, simulate_dataset
+
+    def simulate(out):
+        return simulate_dataset(out, "super_resolution", train_per_class=8, test_per_class=2, seed=0, shard_size=2)
+
+    simulate(tmp_path / "roomy")
+    real, calls, filler = build._simulate_shard, [], tiny_disk / "filler"
+
+    def fill_the_disk_after_two_shards(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # another process takes the space the free-space check saw
+            with open(filler, "wb", buffering=0) as handle:
+                try:
+                    while True:
+                        handle.write(bytes(4096))
+                except OSError:  # the disk is full now
+                    pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_simulate_shard", fill_the_disk_after_two_shards)
+    with pytest.raises(OSError, match=r"no space left in .*super_resolution while writing shard"):
+        simulate(tiny_disk / "ds")
+    config = tiny_disk / "ds" / "super_resolution"
+    assert len(list(config.glob("*.parquet"))) == 2 and not list(config.glob(".tmp-*"))
+    filler.unlink()
+    monkeypatch.setattr(build, "_simulate_shard", real)
+    simulate(tiny_disk / "ds")
+    roomy = tmp_path / "roomy" / "super_resolution"
+    names = sorted(p.name for p in roomy.glob("*.parquet"))
+    assert sorted(p.name for p in config.glob("*.parquet")) == names
+    assert all((config / n).read_bytes() == (roomy / n).read_bytes() for n in names)
