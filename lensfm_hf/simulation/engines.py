@@ -122,7 +122,7 @@ def unlensed_light(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Te
         return light
     light = light + sersic_ellipse(x, y, params["merger_amp"], params["merger_r_sersic"], 1.0, 0.0, 0.0,
                                    params["contaminant_x"], params["contaminant_y"])
-    column = lambda name: params[name].reshape(-1, 1, 1)  # noqa: E731
+    column = lambda name: params[name].reshape(-1, 1, 1)
     ring = torch.nan_to_num(column("contaminant_radius"), nan=1.0)
     radius = torch.sqrt(x * x + y * y).clamp_min(1e-3)
     azimuth = torch.atan2(y.expand_as(radius), x.expand_as(radius))

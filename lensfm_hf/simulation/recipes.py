@@ -561,13 +561,13 @@ register_preset(SimulationPreset(
 register_preset(SimulationPreset(
     name="super_resolution_model2",
     title="super-resolution (Model 2, noise-free)",
-    description="Super-resolution as the Lens-FM-DeepLense anchor: Model II images (noise-free) upsampled 2x.",
+    description="Super-resolution in the anchor's setting: Model II images (noise-free) upsampled 2x.",
     notes=(
-        "Paired images in the Model II set-up as released (Euclid VIS 2022, source magnitude 20, multiplane factor "
+        "Paired images in the Model II set-up as DeepLenseSim's committed code renders it (Euclid VIS 2022, source magnitude 20, multiplane factor "
         "0.634, image_doubling=True, add_noise=False: noise-free): pixel_values is the 64x64 Model II image at 0.101 "
         "arcsec, high_resolution the same system on a 128x128 grid of 0.0505 arcsec (upscale_factor=2), same field of "
-        "view. The anchor's 2x RCAN (65.1 dB against bicubic's 41.1 dB on Model II) was measured on such noise-free "
-        "images; the `super_resolution` config adds Model I noise to the input, which bounds every model's PSNR."
+        "view. The anchor's 2x RCAN (65.1 dB against bicubic's 41.1 dB on Model II) was measured on the released "
+        "Model II files (whether they hold noise is unverified); the `super_resolution` config adds Model I noise to the input, which bounds every model's PSNR."
     ),
     fields=dict(MODEL2_INSTRUMENT, layout="super_resolution", add_noise=False, image_doubling=True, upscale_factor=2),
 ))

@@ -245,7 +245,7 @@ def _light_and_contaminants(
     of `recipe.contaminant_kinds` each (every draw in a column; `*_amp` entries are for the renderer)."""
     out: dict[str, torch.Tensor] = {}
     zero_point = recipe.instrument_config.magnitude_zero_point if recipe.instrument else None
-    amplitude = lambda mag, r, n_s: torch.as_tensor(  # noqa: E731
+    amplitude = lambda mag, r, n_s: torch.as_tensor(
         sersic_amplitude_from_magnitude(mag, zero_point, r, n_s), dtype=torch.float64, device=device)
     if recipe.source_magnitude_range is not None:
         magnitude = _uniform(generator, (n,), *recipe.source_magnitude_range, device)
@@ -272,7 +272,7 @@ def _light_and_contaminants(
     names = torch.tensor([CONTAMINANT_INDEX[k] for k in recipe.contaminant_kinds], device=device)
     kinds = names[pick] if kind == "non_lens" else torch.full((n,), -1, device=device)
     is_kind = {name: kinds == index for name, index in CONTAMINANT_INDEX.items()}
-    scaled = lambda bounds: bounds[0] + (bounds[1] - bounds[0]) * u_radius  # noqa: E731
+    scaled = lambda bounds: bounds[0] + (bounds[1] - bounds[0]) * u_radius
     radius = torch.where(is_kind["neighbour"], scaled(NEIGHBOUR_RADIUS),
                          torch.where(is_kind["merger"], scaled(MERGER_RADIUS),
                                      torch.where(is_kind["spiral"], scaled(SPIRAL_RADIUS), math.nan)))
