@@ -84,3 +84,14 @@ def test_finetune_refuses_resume_from_checkpoint_which_it_would_ignore(tmp_path)
     with pytest.raises(ValueError, match="lensfm finetune does not resume"):
         run_finetune(recipe)
     assert not (tmp_path / "data").exists()
+
+
+def test_an_ibot_encoder_with_its_mask_token_loads_and_other_extras_do_not(tiny_encoder_dir):
+    # iBOT's exported student carries `embeddings.mask_token` (masked-input pretraining only; unused without
+    # `bool_masked_pos`): it loads, and the features are the encoder's. Any other extra encoder tensor is refused.
+    hidden = json.loads((tiny_encoder_dir / "config.json").read_text())["hidden_size"]
+    _edit_weights(tiny_encoder_dir, lambda tensors: {**tensors, "embeddings.mask_token": torch.ones(1, 1, hidden)})
+    assert build_model("classification", str(tiny_encoder_dir), label_names=NAMES).config.num_labels == 3
+    _edit_weights(tiny_encoder_dir, lambda tensors: {**tensors, "embeddings.other_token": torch.ones(1, 1, hidden)})
+    with pytest.raises(ValueError, match=r"unexpected.*other_token"):
+        build_model("classification", str(tiny_encoder_dir), label_names=NAMES)
