@@ -7,6 +7,7 @@ one inter-process lock on a folder (`folder_lock`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -20,6 +21,19 @@ except ImportError:  # pragma: no cover - Windows has no flock; folders there ar
 
 # Hidden temporary files start with this; a dataset build removes the ones a killed run left in its folder.
 TMP_PREFIX = ".tmp-"
+
+
+def update_with_file(digest, path: str | os.PathLike):
+    """Feed a file's bytes to a `hashlib` digest in 1 MiB chunks; returns the digest."""
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes (the one file hash of the package: shards, zoo files, encoders)."""
+    return update_with_file(hashlib.sha256(), path).hexdigest()
 
 
 def temp_path(path: str | os.PathLike) -> Path:

@@ -8,7 +8,6 @@ each other; it imports only numpy and `files`, so a process that just holds a lo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -19,10 +18,11 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..files import (  # noqa: F401 -- TMP_PREFIX, temp_path, fsync_dir: the build's and importer's
+from ..files import (  # noqa: F401 -- TMP_PREFIX, temp_path, fsync_dir, file_sha256: the build's and importer's
     TMP_PREFIX,
     FolderInUseError,
     atomic_write,
+    file_sha256,
     folder_lock,
     fsync_dir,
     replace_folder,
@@ -69,15 +69,6 @@ def write_manifest(config_dir: str | os.PathLike, manifest: Mapping[str, Any]) -
 
 
 # ----------------------------------------------------------------------------- locks
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import constants
 from huggingface_hub.file_download import repo_folder_name
 
-from ..files import atomic_write, folder_lock
+from ..files import atomic_write, file_sha256, folder_lock
 from .push import (
     check_hub_ready,
     is_denied,
@@ -57,17 +57,13 @@ def content_commit_hash(folder: str | Path, replaced: Mapping[str, bytes] | None
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _repair_snapshot(folder: Path, snapshot: Path, replaced: Mapping[str, bytes] | None = None) -> None:
     """Make the existing `snapshot` of this content hold exactly `folder`'s files, one atomic file replace at a
     time: it never disappears, so `refs/main` (which may name it) always resolves, even after a kill."""
     wanted = folder_files(folder)
     for rel in wanted:
         target, data = snapshot / rel, _content(folder, rel, replaced)
-        if target.is_file() and not target.is_symlink() and _sha256(target) == hashlib.sha256(data).hexdigest():
+        if target.is_file() and not target.is_symlink() and file_sha256(target) == hashlib.sha256(data).hexdigest():
             continue
         with atomic_write(target, "wb") as handle:
             handle.write(data)

@@ -6,7 +6,6 @@ files differ from the record (a changed, missing or extra file is named), so wha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -15,26 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..files import atomic_write, file_sha256
 from .cache import folder_files
 
 PROVENANCE_FILE = "provenance.json"
 HASHED_BY = "sha256"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_hashes(folder: str | os.PathLike) -> dict[str, str]:
     """{posix relative path: SHA-256} of every file that installs and uploads with `folder`, but provenance.json."""
     folder = Path(folder)
-    return {rel.as_posix(): sha256_file(folder / rel) for rel in folder_files(folder)
+    return {rel.as_posix(): file_sha256(folder / rel) for rel in folder_files(folder)
             if rel.as_posix() != PROVENANCE_FILE}
 
 
@@ -101,6 +91,6 @@ def verify_provenance(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 __all__ = [
-    "PROVENANCE_FILE", "file_hashes", "git_commit", "machine_description", "read_provenance", "sha256_file",
+    "PROVENANCE_FILE", "file_hashes", "git_commit", "machine_description", "read_provenance",
     "verify_provenance", "write_provenance",
 ]

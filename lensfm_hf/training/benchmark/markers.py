@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from ...files import update_with_file
 from ..records import write_json
 
 
@@ -18,9 +19,7 @@ def file_fingerprint(folder: str | os.PathLike) -> str:
     for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) + [folder / "config.json"]:
         if path.is_file():
             digest.update(path.name.encode())
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+            update_with_file(digest, path)
     return digest.hexdigest()
 
 
