@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers import initialization as init
 from transformers.modeling_outputs import ImageSuperResolutionOutput
 
-from .modeling_lens_vit import SuperResolutionTrunk, super_resolution_output
+from .modeling_lens_vit import SuperResolutionTrunk, init_projection, super_resolution_output
 
 
 class LensRCANConfig(PretrainedConfig):
@@ -66,12 +65,7 @@ class LensRCANForImageSuperResolution(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         """LensViT's convolution init (truncated normal, zero bias; the trunk's last conv at zero)."""
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            if getattr(module, "zero_init", False):
-                init.zeros_(module.weight)
-            else:
-                init.trunc_normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+            init_projection(module, self.config.initializer_range)
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 return_dict: bool | None = None, **kwargs) -> ImageSuperResolutionOutput:

@@ -382,6 +382,16 @@ class LensViTEncoder(nn.Module):
         return hidden_states, all_hidden_states, all_attentions
 
 
+def init_projection(module: nn.Linear | nn.Conv2d, std: float) -> None:
+    """LensViT's init of a linear or conv layer: truncated normal weight (zero for a `zero_init` layer), zero bias."""
+    if getattr(module, "zero_init", False):
+        init.zeros_(module.weight)
+    else:
+        init.trunc_normal_(module.weight, std=std)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 class LensViTPreTrainedModel(PreTrainedModel):
     config_class = LensViTConfig
     base_model_prefix = "lens_vit"
@@ -427,12 +437,7 @@ class LensViTPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module):
         if isinstance(module, (nn.Linear, nn.Conv2d)):
-            if getattr(module, "zero_init", False):
-                init.zeros_(module.weight)
-            else:
-                init.trunc_normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+            init_projection(module, self.config.initializer_range)
         elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
