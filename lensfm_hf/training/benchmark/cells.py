@@ -293,6 +293,11 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                 cells.append(cached)
                 counters["cached"] += 1
                 continue
+            if recipe.benchmark.cached_only:  # the table of a staged study: list the cell, compute nothing
+                counters.setdefault("not_run", []).append(
+                    {"method": method, "task": task.name, "finetuning_set": config, "protocol": protocol,
+                     "label_budget": budget})
+                continue
             data = splits.get(evaluation, processor)
             start = time.perf_counter()
             work_dir = root / "runs" / method / task.name / config / f"{protocol}_{budget}"

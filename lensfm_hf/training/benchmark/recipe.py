@@ -154,6 +154,12 @@ class BenchmarkArguments:
     continue_on_error: bool = field(default=True, metadata={"help": "a method whose pretraining fails is reported, not fatal"})
     write_cards: bool = True
     plots: bool = True
+    cached_only: bool = field(
+        default=False,
+        metadata={"help": "assemble the table from the encoders and cells already on disk: nothing is pretrained or "
+                  "fine-tuned; each missing encoder or cell is listed under 'Not run' (a study run in stages, some "
+                  "cells left out for time)"},
+    )
 
 
 @dataclass

@@ -208,6 +208,19 @@ def failures_section(failures: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def not_run_section(not_run: Sequence[Mapping[str, Any]]) -> str:
+    """The head of `results.md` of a `benchmark.cached_only` run: the cells left out (empty when none were)."""
+    if not not_run:
+        return ""
+    lines = ["### Not run", "", "These cells were not computed (`benchmark.cached_only`: the table shows the cells "
+             "on disk); their rows are missing below.", ""]
+    for cell in not_run:
+        budget = "all labels" if cell["label_budget"] in (None, "all") else f"{cell['label_budget']} labels per class"
+        lines.append(f"- {method_title(cell['method'])}: {cell['task']}/{cell['finetuning_set']}, {cell['protocol']}, "
+                     f"{budget}")
+    return "\n".join(lines) + "\n\n"
+
+
 def load_results(results_dir: str | os.PathLike) -> tuple[dict, Path]:
     path = Path(results_dir)
     if path.is_dir():

@@ -19,12 +19,14 @@ from ...files import atomic_write, folder_lock
 from ..records import write_json
 from .cells import SplitCache, evaluate_encoder, worker_pool
 from .encoders import benchmark_health, device_of, encoder_specs, ensure_encoder, physics_recovery, prepare_benchmark_data
+from .markers import encoder_ready
 from .recipe import BenchmarkRecipe, load_benchmark_recipe
 from .report import (
     cards_section,
     detailed_table,
     failures_section,
     make_plots,
+    not_run_section,
     recovery_lines,
     write_cards,
     write_readme_table,
@@ -80,6 +82,10 @@ def pretrain_all(recipe: BenchmarkRecipe, data_path: str, failures: list) -> dic
     fatal."""
     encoders, names = {}, recipe.encoder_names
     for index, method in enumerate(names, 1):
+        if recipe.benchmark.cached_only and not encoder_ready(recipe.root / "pretrain" / method / "encoder"):
+            print(f"[lensfm benchmark] {method}: no finished encoder, not run (benchmark.cached_only)", flush=True)
+            failures.append({"method": method, "stage": "not run", "error": "no finished encoder (benchmark.cached_only)"})
+            continue
         print(f"[lensfm benchmark] pretraining {method} ({index}/{len(names)}) ...", flush=True)
         try:
             encoders[method] = ensure_encoder(recipe, method, data_path)
@@ -124,7 +130,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
             print(f"[lensfm benchmark] {spec['name']} physics branch: " + recovery_lines({spec["name"]: measured})[0][2:],
                   flush=True)
 
-    counters = {"computed": 0, "cached": 0}
+    counters: dict[str, Any] = {"computed": 0, "cached": 0}
     cells = []
     pool = worker_pool(recipe)
     try:
@@ -166,6 +172,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         "failures": failures,
         "computed_cells": counters["computed"],
         "cached_cells": counters["cached"],
+        "not_run": counters.get("not_run", []),
         "plots": [str(Path(p).relative_to(root)) for p in plots],
         "cards": cards,
         "recipe": recipe.raw,
@@ -175,9 +182,11 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     write_json(results_path, results)
     table_path = root / "results.md"
     with atomic_write(table_path) as handle:
-        handle.write(failures_section(failures) + write_readme_table(root, plots_prefix="plots")
+        handle.write(failures_section(failures) + not_run_section(counters.get("not_run", []))
+                     + write_readme_table(root, plots_prefix="plots")
                      + cards_section(root, cards) + "\n### All cells\n\n" + detailed_table(cells) + "\n")
-    print(f"[lensfm benchmark] {len(cells)} cells ({counters['computed']} computed, {counters['cached']} cached) "
+    not_run = f", {len(counters['not_run'])} not run" if counters.get("not_run") else ""
+    print(f"[lensfm benchmark] {len(cells)} cells ({counters['computed']} computed, {counters['cached']} cached{not_run}) "
           f"in {wall_time / 60:.1f} min; table {table_path}", flush=True)
     for failure in failures:
         print(f"[lensfm benchmark] FAILED: {failure['stage']} of {failure['method']}: {failure['error']}", flush=True)
