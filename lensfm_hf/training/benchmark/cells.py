@@ -155,7 +155,7 @@ def compute_cell(
     """
     task, seeds, record = data.task, recipe.seeds_of(spec["name"]), PROTOCOLS[protocol]
     device = device_of(recipe)
-    settings = protocol_settings(recipe, task, protocol)
+    settings = protocol_settings(recipe, task, protocol, pretrained=not spec["random"])
     runs, num_train = {}, {}
     for seed in seeds:
         train_idx, val_idx = seed_indices(data, recipe.data.validation_fraction, seed, budget)
@@ -242,9 +242,13 @@ def protocol_plan(recipe: BenchmarkRecipe, task: Task, class_counts: Sequence[in
     return plan
 
 
-def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str) -> dict[str, Any]:
-    """The settings that decide a cell's numbers besides data and encoder (part of its cache key)."""
-    return PROTOCOLS[protocol].settings(recipe.protocols, task, recipe.training_for(task, protocol))
+def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str, pretrained: bool = True) -> dict[str, Any]:
+    """The settings that decide a cell's numbers besides data and encoder (part of its cache key). A row trained
+    from scratch (`pretrained` False) has no layer decay."""
+    settings = PROTOCOLS[protocol].settings(recipe.protocols, task, recipe.training_for(task, protocol))
+    if not pretrained:
+        settings.pop("layer_decay", None)
+    return settings
 
 
 def _dataset_identity(path: str, config: str) -> Any:
@@ -284,7 +288,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                 "processor": processor.to_dict(), "protocol": protocol, "label_budget": budget,
                 "seeds": recipe.seeds_of(method), "validation_fraction": recipe.data.validation_fraction,
                 "max_test_samples": recipe.data.max_test_samples,
-                "protocol_settings": protocol_settings(recipe, task, protocol),
+                "protocol_settings": protocol_settings(recipe, task, protocol, pretrained=not spec["random"]),
             }
             key = settings_key(settings)
             path = cell_path(root, method, evaluation, protocol, budget, key)

@@ -134,6 +134,8 @@ def finetune_settings(args: Any, task: Task, training: dict[str, Any]) -> dict[s
         settings["head"] = head
     if args.finetune_head_init != "random" and task.has_classes:
         settings["head_init"] = args.finetune_head_init
+    if args.finetune_layer_decay != 1.0:  # only when set, so cells without it keep their keys
+        settings["layer_decay"] = float(args.finetune_layer_decay)
     return settings
 
 
@@ -177,6 +179,7 @@ def run_finetune(run: SeedRun) -> dict:
         "output_dir": run.output_dir, "seed": run.seed, "training": run.settings["training"],
         "augment": run.settings["augment"], "head_init": run.settings.get("head_init", "random"),
         "model_options": {"head_options": run.settings.get("head") or {}},
+        "layer_decay": run.settings.get("layer_decay", 1.0),
     })
 
 

@@ -228,6 +228,11 @@ class BenchmarkProtocolArguments:
         metadata={"help": "random (a new head, the usual protocol) or linear_probe (LP-FT: the head starts from a "
                   "linear probe of the encoder, Kumar et al. 2022; tasks with classes only)"},
     )
+    finetune_layer_decay: float = field(
+        default=1.0,
+        metadata={"help": "layer-wise learning-rate decay of the fine-tunes of pretrained encoders (BEiT, MAE: block "
+                  "i of L at lr x decay^(L-i)); 1.0 is off. Rows trained from scratch never decay"},
+    )
     finetune: dict[str, Any] = field(default_factory=dict, metadata={"help": "TrainingArguments of the full fine-tune"})
     task_finetune: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "task: {TrainingArguments fields} over `finetune` for that task"}
@@ -356,6 +361,8 @@ def load_benchmark_recipe(
     if not result.benchmark.seeds:
         raise ValueError("benchmark.seeds is empty; give at least one seed (three for mean ± std)")
     check_head_init(result.protocols.finetune_head_init, "protocols.finetune_head_init")
+    if not 0.0 < result.protocols.finetune_layer_decay <= 1.0:
+        raise ValueError(f"protocols.finetune_layer_decay must be in (0, 1], got {result.protocols.finetune_layer_decay}")
     with _quiet():  # a dry parse: the run itself warns once where a setting falls back (bf16 without a GPU ...)
         check_training_overrides(result)
         check_pretrain_overrides(result)

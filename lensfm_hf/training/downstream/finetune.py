@@ -28,6 +28,7 @@ from ...models import (
     LensViTConfig,
 )
 from .callbacks import ChanceLevelLossCallback, PreciseBatchNormCallback
+from .layer_decay import layer_decay_optimizer
 from .lpft import apply_head_init, check_head_init
 from .metrics import make_compute_metrics
 from ..recipes import parse_section
@@ -181,13 +182,15 @@ def train_model(
     callbacks: Sequence[TrainerCallback] | None = None,
     quiet: bool = False,
     initial_candidate: bool = False,
+    layer_decay: float = 1.0,
 ) -> Trainer:
     """Train `model` with `Trainer` on `train`; evaluate on `validation` with the task's metrics and keep the best
     checkpoint. Returns the Trainer.
 
     `quiet` drops the Trainer's console printing (the benchmark runs hundreds of short fine-tunes).
     `initial_candidate` also evaluates the model before training and keeps it if no checkpoint beats it on
-    validation (LP-FT: the fine-tune then never ends below its linear probe).
+    validation (LP-FT: the fine-tune then never ends below its linear probe). `layer_decay` < 1 trains earlier
+    blocks at smaller learning rates (`layer_decay_optimizer`).
     """
     task = get_task(task)
     callbacks = list(callbacks or [])
@@ -206,6 +209,7 @@ def train_model(
         # Evaluation runs over the validation split in order, so the task's metric reads its targets directly.
         compute_metrics=make_compute_metrics(lambda predictions, _: task.metrics(predictions, validation)) if has_validation else None,
         callbacks=callbacks,
+        optimizers=(layer_decay_optimizer(model, training_args, layer_decay) if layer_decay < 1.0 else None, None),
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)
@@ -280,6 +284,7 @@ def finetune_task(
     augment: bool = True,
     head_init: str = "random",
     quiet: bool = True,
+    layer_decay: float = 1.0,
 ) -> tuple[Any, dict]:
     """Fine-tune encoder + task head end to end on `train`, select the checkpoint on `validation`, report `test`.
 
@@ -289,6 +294,7 @@ def finetune_task(
     standardised with train statistics (stored in `config.regression_target`); metrics are in physical units.
     `head_init="linear_probe"` (LP-FT, tasks with classes) starts the head from a linear probe of the encoder on
     `train`, selected on `validation`, and the probe-initialised model is itself a selection candidate.
+    `layer_decay` < 1 (a pretrained `encoder` only) decays the learning rate layer by layer (`layer_decay.py`).
     Returns (model, result): test metrics plus `validation` (the selected checkpoint's), `train_runtime_s` and
     `outputs` (what the task's plots need of the test predictions).
     """
@@ -314,8 +320,11 @@ def finetune_task(
         model, head_init, train, validation, args.per_device_eval_batch_size, args.device, augment=augment
     )
     start = time.perf_counter()
+    if layer_decay < 1.0 and path is None:
+        raise ValueError(f"layer_decay={layer_decay} is for pretrained encoders; a row trained from scratch has no "
+                         "pretrained layers to keep: use layer_decay=1.0")
     trainer = train_model(model, train, validation, task, args, augment=augment, quiet=quiet,
-                          initial_candidate=from_probe)
+                          initial_candidate=from_probe, layer_decay=layer_decay)
     runtime = time.perf_counter() - start
     predictions = predict(trainer.model, test, batch_size=args.per_device_eval_batch_size)
     result = task.metrics(predictions, test)
