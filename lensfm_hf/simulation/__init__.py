@@ -15,6 +15,7 @@ from .recipes import (
     preset_title,
     recipe_inputs,
     upgrade_recipe_dict,
+    canonical_saved_recipe,
     upgrade_saved_recipe,
 )
 from .sampling import derive_seed, sample_parameters
@@ -41,5 +42,6 @@ __all__ = [
     "simulate",
     "simulate_pairs",
     "upgrade_recipe_dict",
+    "canonical_saved_recipe",
     "upgrade_saved_recipe",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "preset_title",
     "recipe_inputs",
     "register_preset",
+    "canonical_saved_recipe",
     "upgrade_recipe_dict",
     "upgrade_saved_recipe",
     "SUBSTRUCTURE_CLASSES",
@@ -647,6 +648,15 @@ def upgrade_saved_recipe(data: dict) -> dict:
     """`to_dict()` of a recipe read back from a saved manifest, in today's form: renamed fields under their current
     names (`upgrade_recipe_dict`) and fields added since at the values it was built with (`ADDED_FIELDS`)."""
     return {**ADDED_FIELDS, **upgrade_recipe_dict(data)}
+
+
+def canonical_saved_recipe(data: dict) -> dict:
+    """A saved recipe dict in the form that names its images: current field names, and fields added since left
+    out where they hold the value every earlier recipe had in effect. Recipes saved before and after a field was
+    added then give the same identity (a benchmark's cached cells stay valid; the images are the same)."""
+    data = upgrade_recipe_dict(data)
+    return {key: value for key, value in data.items()
+            if not (key in ADDED_FIELDS and json.dumps(value) == json.dumps(ADDED_FIELDS[key]))}
 
 
 def upgrade_recipe_dict(data: dict) -> dict:

@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 from ...data.folder import MANIFEST_NAME, read_manifest
 from ...files import atomic_write
 from ...models import LensImageProcessor
+from ...simulation import canonical_saved_recipe
 from ..downstream.metrics import mean_std, scalar_entries
 from ..downstream.probes import extract_features
 from ..records import json_ready, settings_key, write_json
@@ -252,10 +253,15 @@ def protocol_settings(recipe: BenchmarkRecipe, task: Task, protocol: str, pretra
 
 
 def _dataset_identity(path: str, config: str) -> Any:
+    """What names a config's images in a cell's key: the manifest's identity, its recipe in canonical form (fields
+    added since at their earlier value left out), so a folder whose manifest gained such a field keeps its cells."""
     manifest = read_manifest(Path(path) / config)
-    if manifest is not None:
-        return manifest.get("identity", str(Path(path) / config / MANIFEST_NAME))
-    return {"path": str(path), "config": config}
+    if manifest is None:
+        return {"path": str(path), "config": config}
+    identity = manifest.get("identity", str(Path(path) / config / MANIFEST_NAME))
+    if isinstance(identity, dict) and isinstance(identity.get("recipe"), dict):
+        identity = {**identity, "recipe": canonical_saved_recipe(identity["recipe"])}
+    return identity
 
 
 def _print_cell(cell: Mapping[str, Any], task: Task) -> None:

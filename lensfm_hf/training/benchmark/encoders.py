@@ -112,6 +112,15 @@ def pretrained_processor(recipe: BenchmarkRecipe, encoder_dir: str, image_size: 
     return processor
 
 
+def config_fingerprint(config: LensViTConfig) -> str:
+    """The random init's identity in a cell's key: the config fields that differ from LensViTConfig's defaults, so
+    a field added later at its default (which builds the same network) leaves the key, and the cells, as they were."""
+    defaults = type(config)().to_dict()
+    changed = {key: value for key, value in config.to_dict().items()
+               if key != "transformers_version" and (key not in defaults or defaults[key] != value)}
+    return settings_key(changed)
+
+
 def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """What the cells need of each encoder: name, folder (None for the random init), config, image processor (its
     saved one, at its image size), fingerprint, and the set it was pretrained on. The random-init baseline takes exactly the pretrained encoders' architecture."""
@@ -140,7 +149,7 @@ def encoder_specs(recipe: BenchmarkRecipe, encoders: Mapping[str, Mapping[str, A
     config = architecture_of(reference)
     specs.append({"name": RANDOM_INIT, "random": True, "encoder_dir": None, "config": config,
                   "processor": benchmark_processor(recipe, config.image_size),
-                  "fingerprint": settings_key(config.to_dict()), "pretraining_set": "none"})
+                  "fingerprint": config_fingerprint(config), "pretraining_set": "none"})
     return specs + extra
 
 
@@ -199,6 +208,7 @@ def physics_recovery(spec: Mapping[str, Any], plot_dir: Path | None = None, per_
 
 __all__ = [
     "benchmark_health",
+    "config_fingerprint",
     "device_of",
     "encoder_specs",
     "ensure_encoder",
