@@ -1,6 +1,6 @@
 """`lensfm` command line: thin argument parsing that calls the library functions.
 
-Each subcommand (simulate, import-deeplensesim, pretrain, finetune, benchmark, release, zoo, push, install-cache) is one
+Each subcommand (simulate, import-deeplensesim, pretrain, finetune, benchmark, release, zoo, demo, push, install-cache) is one
 function, so the CLI is scriptable. Imports live inside the commands: the console script loads this file alone, so
 `--help` and argument errors answer at once, without loading torch and transformers.
 """
@@ -184,6 +184,14 @@ def _zoo(args: argparse.Namespace):
          f"AutoModel.from_pretrained({next(iter(installed.values()))['repo_id']!r})")
 
 
+def _demo(args: argparse.Namespace):
+    from .demo.serve import serve
+
+    _say("demo", f"serving on http://{args.host}:{args.port} (Ctrl-C stops)")
+    serve(args.model or None, args.classifier or (), zoo_dir=args.zoo_dir, results_root=args.results,
+          host=args.host, port=args.port, reference_per_class=args.reference_per_class)
+
+
 def _push(args: argparse.Namespace):
     from .hub.push import push_folder
 
@@ -273,6 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the released zoo/ folders: reuse benchmark encoders or pretrain, as before")
     p.add_argument("--cache-dir", default=None, help="hub cache (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub)")
     p.set_defaults(func=_zoo)
+
+    p = sub.add_parser("demo", formatter_class=defaults,
+                       help="serve a page that shows what each zoo model infers of one lens image (extra [demo])",
+                       description="Upload or simulate a lens; see the processor's input, class probabilities, the "
+                       "attention map, the embedding beside reference images and, for ijepa-physics, the inferred "
+                       "lens, its render and the residual. Released zoo/ folders are installed first.")
+    p.add_argument("--model", action="append", default=[], help="an encoder (hub id or folder); repeat for more "
+                   "(default: every lensfm/* model installed)")
+    p.add_argument("--classifier", action="append", default=[], help="a fine-tuned classifier folder (lensfm "
+                   "finetune); repeat for more")
+    p.add_argument("--zoo-dir", default=None, help="released models (default: ./zoo, else the checkout's zoo/)")
+    p.add_argument("--results", default=None, help="benchmark results folders (default: docs/results)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--reference-per-class", type=int, default=200,
+                   help="simulated reference images per class for the embedding plot")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("release", formatter_class=defaults,
                        help="release a finished benchmark's encoders into zoo/<method>/ (Hub layout, provenance)")

@@ -22,6 +22,7 @@ PACKAGE = "lensfm_hf"
 # package, so each can be used by any layer and loaded where the rest is absent.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("lensfm_cli", PACKAGE, "cli"),  # entry points: console script, package __init__ (Auto* registration), CLI
+    ("demo",),  # the Gradio app (`lensfm demo`, the Space): reads models, simulates, shows
     ("training",),  # Trainer glue, tasks, protocols, benchmark
     ("pretraining", "data", "hub"),  # SSL methods; datasets; cards, export, push, cache
     ("simulation",),  # DeepLenseSim recipes, samplers, engines
