@@ -21,9 +21,17 @@ from typing import Any
 import yaml
 from safetensors import safe_open
 
-from ...files import TMP_PREFIX, folder_lock, replace_folder
-from ...hub.provenance import git_commit, machine_description, write_provenance
+from ...files import TMP_PREFIX, file_sha256, folder_lock, replace_folder
+from ...hub.export import remote_code_files
+from ...hub.provenance import (
+    PROVENANCE_FILE,
+    git_commit,
+    machine_description,
+    verify_provenance,
+    write_provenance,
+)
 from ...hub.zoo import (
+    EVAL_RESULTS_DIR,
     NOT_RELEASED,
     check_model_size,
     check_zoo_size,
@@ -95,6 +103,54 @@ def _released_recipe(pretraining: Mapping[str, Any]) -> dict[str, Any]:
     return recipe
 
 
+def _same_weights_released(folder: Path, source: Path) -> dict[str, Any] | None:
+    """The provenance of the released `folder` when it holds exactly `source`'s weights (a continued model whose own
+    weights a benchmark measured again), else None."""
+    weights = "model.safetensors"
+    if not ((folder / PROVENANCE_FILE).is_file() and (folder / weights).is_file()):
+        return None
+    return verify_provenance(folder) if file_sha256(folder / weights) == file_sha256(source / weights) else None
+
+
+def _earlier_release(folder: Path, staging: Path, record: Mapping[str, Any], results: Mapping[str, Any]) -> dict:
+    """Stage the released `folder` again (its recipe, state and config kept) and return its record, whose card
+    numbers are now `results`' at the model's current step: every run it went through stays listed."""
+    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED, PROVENANCE_FILE, EVAL_RESULTS_DIR))
+    benchmark = {"preset": results.get("preset"), "created": results.get("created"),
+                 "evaluated_at_steps": record.get("steps")}
+    return {**{k: v for k, v in record.items() if k not in ("files", "hash")}, "benchmark": benchmark}
+
+
+def _new_release(staging: Path, method: str, results: Mapping[str, Any], results_dir: Path,
+                 repo_id: str, commit: str | None, encoders: Mapping[str, Any]) -> dict[str, Any]:
+    """Write `recipe.yaml` into `staging` (a copy of the benchmark's encoder) and return the provenance
+    record of its first release: one run, the benchmark's."""
+    pretraining = dict(LensViTConfig.from_pretrained(staging).pretraining or {})
+    name = (pretraining.get("recipe") or {}).get("name")
+    (staging / "recipe.yaml").write_text(
+        f"# {name or method}, resolved by `lensfm release` from the {results.get('preset')} benchmark\n"
+        + yaml.safe_dump(_released_recipe(pretraining), sort_keys=False))
+    steps, batch = int(pretraining.get("steps") or 0), int(pretraining.get("global_batch_size") or 0)
+    health = (results.get("health") or {}).get(method) or pretraining.get("health")
+    learning = pretraining.get("learning") or (health or {}).get("learning")
+    run = {
+        "steps": steps, "images_seen": steps * batch, "global_batch_size": batch,
+        "wall_time_s": encoders[method].get("runtime_s"), "date": pretraining.get("date"),
+        "machine": f"{results.get('device')}; {machine_description()}", "git_commit": commit,
+        "seed": ((pretraining.get("recipe") or {}).get("training") or {}).get("seed"),
+        "source": f"{results.get('preset')} benchmark ({results_dir}, created {results.get('created')})",
+    }
+    return {
+        "repo_id": repo_id, "method": method, "steps": steps, "images_seen": run["images_seen"],
+        "wall_time_s": run["wall_time_s"], "machine": run["machine"], "git_commit": commit,
+        "health": health, "objective_ratio": (learning or {}).get("objective_ratio"),
+        "trivial_objective": (learning or {}).get("trivial_objective"), "learning": learning,
+        "benchmark": {"preset": results.get("preset"), "created": results.get("created"),
+                      "evaluated_at_steps": steps},
+        "runs": [run],
+    }
+
+
 def release_benchmark(
     results_dir: str | os.PathLike,
     zoo_dir: str | os.PathLike | None = None,
@@ -104,7 +160,9 @@ def release_benchmark(
 
     Each folder: config, float32 `model.safetensors`, processor, remote code, the pretraining state
     (`pretraining/`), a card whose numbers are the benchmark's (model-index and `.eval_results/`), `recipe.yaml`
-    and `provenance.json`. Built beside the old folder and swapped in. Returns {method: folder}."""
+    and `provenance.json`. Built beside the old folder and swapped in. A folder that already holds the encoder's
+    weights (a continued model the benchmark measured anew) keeps its recipe and runs; only its card changes.
+    Returns {method: folder}."""
     results_dir = Path(results_dir)
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     try:
@@ -131,41 +189,25 @@ def release_benchmark(
         shutil.rmtree(staging, ignore_errors=True)
         with folder_lock(zoo_dir, method, what=f"zoo model {method} in"), contextlib.ExitStack() as cleanup:
             cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
-            shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED))
+            earlier = _same_weights_released(zoo_dir / method, source)
+            if earlier is not None:
+                record = _earlier_release(zoo_dir / method, staging, earlier, results)
+            else:
+                shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED))
+                record = _new_release(staging, method, results, results_dir, repo_id, commit, encoders)
+            for path in remote_code_files():  # the package's own: committed encoders leave theirs out (.gitignore)
+                shutil.copyfile(path, staging / path.name)
             _check_float32(staging)
-            pretraining = dict(LensViTConfig.from_pretrained(staging).pretraining or {})
-            name = (pretraining.get("recipe") or {}).get("name")
-            (staging / "recipe.yaml").write_text(
-                f"# {name or method}, resolved by `lensfm release` from the {results.get('preset')} benchmark\n"
-                + yaml.safe_dump(_released_recipe(pretraining), sort_keys=False))
             card = card_results(method, results.get("cells") or [], dataset_type)
             write_zoo_card(staging, repo_id, card if card["results"] else None,
                            benchmark_preset=results.get("preset"), date=_iso_date(results.get("created")))
-            steps, batch = int(pretraining.get("steps") or 0), int(pretraining.get("global_batch_size") or 0)
-            health = (results.get("health") or {}).get(method) or pretraining.get("health")
-            learning = pretraining.get("learning") or (health or {}).get("learning")
-            run = {
-                "steps": steps, "images_seen": steps * batch, "global_batch_size": batch,
-                "wall_time_s": encoders[method].get("runtime_s"), "date": pretraining.get("date"),
-                "machine": f"{results.get('device')}; {machine_description()}", "git_commit": commit,
-                "seed": ((pretraining.get("recipe") or {}).get("training") or {}).get("seed"),
-                "source": f"{results.get('preset')} benchmark ({results_dir}, created {results.get('created')})",
-            }
-            record = {
-                "repo_id": repo_id, "method": method, "steps": steps, "images_seen": run["images_seen"],
-                "wall_time_s": run["wall_time_s"], "machine": run["machine"], "git_commit": commit,
-                "health": health, "objective_ratio": (learning or {}).get("objective_ratio"),
-                "trivial_objective": (learning or {}).get("trivial_objective"), "learning": learning,
-                "benchmark": {"preset": results.get("preset"), "created": results.get("created"),
-                              "evaluated_at_steps": steps},
-                "runs": [run],
-            }
             size = check_model_size(staging, method)
             check_zoo_size(zoo_dir, method, size)
             write_provenance(staging, record)
             replace_folder(staging, zoo_dir / method)
         out[method] = zoo_dir / method
-        print(f"[lensfm release] {method}: {zoo_dir / method} ({size / 2**20:.2f} MiB, {steps} steps)", flush=True)
+        print(f"[lensfm release] {method}: {zoo_dir / method} ({size / 2**20:.2f} MiB, {record['steps']} steps"
+              f"{', earlier runs kept' if earlier is not None else ''})", flush=True)
     return out
 
 

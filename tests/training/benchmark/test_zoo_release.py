@@ -233,3 +233,54 @@ def test_continue_refuses_a_model_another_process_is_writing(released, capsys):
     finally:
         done.set()
         holder.join(30)
+
+
+def _benchmark_copy(benchmark: Path, destination: Path) -> Path:
+    import shutil
+
+    shutil.copytree(benchmark, destination)
+    results = json.loads((destination / "results.json").read_text())
+    results["encoders"]["mae"]["encoder_dir"] = str(destination / "pretrain" / "mae" / "encoder")
+    (destination / "results.json").write_text(json.dumps(results))
+    return destination
+
+
+def test_release_writes_the_remote_code_the_encoder_folder_lacks(benchmark, tmp_path):
+    """The committed study encoders hold no remote code (.gitignore): the release adds the package's own modules."""
+    from lensfm_hf.hub.export import remote_code_files
+
+    copy = _benchmark_copy(benchmark, tmp_path / "quick")
+    for path in (copy / "pretrain" / "mae" / "encoder").glob("*.py"):
+        path.unlink()
+    folder = release_benchmark(copy, zoo_dir=tmp_path / "zoo")["mae"]
+    for path in remote_code_files():
+        assert (folder / path.name).read_bytes() == path.read_bytes()
+    verify_provenance(folder)
+
+
+def test_releasing_a_continued_model_again_keeps_its_runs_and_measures_its_card_anew(released, tmp_path):
+    """A continued model, re-measured by a benchmark of its own weights and released again: every run stays in
+    provenance, the recipe stays the one released, and the card's numbers are of the current step."""
+    import shutil
+
+    assert main(["pretrain", "--continue", str(released), "--steps", "3", "data.num_health_images=8"]) == 0
+    continued = verify_provenance(released)
+    recipe = (released / "recipe.yaml").read_bytes()
+    root = tmp_path / "remeasure"
+    encoder = root / "pretrain" / "mae" / "encoder"
+    shutil.copytree(released, encoder)
+    mark_encoder_ready(encoder)
+    results = {"preset": "remeasure", "created": "2026-12-08T03:00:00+0000", "device": "CPU",
+               "encoders": {"mae": {"encoder_dir": str(encoder), "runtime_s": None}},
+               "recipe": {"data": {}}, "cells": [_cell({"accuracy": 0.55})]}
+    (root / "results.json").write_text(json.dumps(results))
+    folder = release_benchmark(root, zoo_dir=released.parent)["mae"]
+    record = verify_provenance(folder)
+    assert record["runs"] == continued["runs"] and record["steps"] == 5 and record["images_seen"] == 20
+    assert record["wall_time_s"] == continued["wall_time_s"]
+    assert record["benchmark"]["evaluated_at_steps"] == 5 and record["benchmark"]["preset"] == "remeasure"
+    assert (folder / "recipe.yaml").read_bytes() == recipe
+    assert (folder / "model.safetensors").read_bytes() == (encoder / "model.safetensors").read_bytes()
+    card = (folder / "README.md").read_text()
+    assert "to step 5" not in card
+    assert {r.metric_value for r in ModelCard.load(folder / "README.md").data.eval_results} == {0.55}
