@@ -103,6 +103,17 @@ def _released_recipe(pretraining: Mapping[str, Any]) -> dict[str, Any]:
     return recipe
 
 
+def _pretraining_wall_time(source: Path, info: Mapping[str, Any]) -> float | None:
+    """Seconds the encoder's pretraining took: the benchmark's record, else (an encoder the benchmark reused) the
+    `train_runtime` its Trainer logged in `trainer_state.json` beside the encoder folder."""
+    if info.get("runtime_s") is not None:
+        return float(info["runtime_s"])
+    with contextlib.suppress(OSError, ValueError):
+        history = json.loads((source.parent / "trainer_state.json").read_text()).get("log_history") or []
+        return next((float(h["train_runtime"]) for h in reversed(history) if "train_runtime" in h), None)
+    return None
+
+
 def _same_weights_released(folder: Path, source: Path) -> dict[str, Any] | None:
     """The provenance of the released `folder` when it holds exactly `source`'s weights (a continued model whose own
     weights a benchmark measured again), else None."""
@@ -121,9 +132,9 @@ def _earlier_release(folder: Path, staging: Path, record: Mapping[str, Any], res
     return {**{k: v for k, v in record.items() if k not in ("files", "hash")}, "benchmark": benchmark}
 
 
-def _new_release(staging: Path, method: str, results: Mapping[str, Any], results_dir: Path,
+def _new_release(staging: Path, method: str, source: Path, results: Mapping[str, Any], results_dir: Path,
                  repo_id: str, commit: str | None, encoders: Mapping[str, Any]) -> dict[str, Any]:
-    """Write `recipe.yaml` into `staging` (a copy of the benchmark's encoder) and return the provenance
+    """Write `recipe.yaml` into `staging` (a copy of the benchmark's encoder `source`) and return the provenance
     record of its first release: one run, the benchmark's."""
     pretraining = dict(LensViTConfig.from_pretrained(staging).pretraining or {})
     name = (pretraining.get("recipe") or {}).get("name")
@@ -135,7 +146,7 @@ def _new_release(staging: Path, method: str, results: Mapping[str, Any], results
     learning = pretraining.get("learning") or (health or {}).get("learning")
     run = {
         "steps": steps, "images_seen": steps * batch, "global_batch_size": batch,
-        "wall_time_s": encoders[method].get("runtime_s"), "date": pretraining.get("date"),
+        "wall_time_s": _pretraining_wall_time(source, encoders[method]), "date": pretraining.get("date"),
         "machine": f"{results.get('device')}; {machine_description()}", "git_commit": commit,
         "seed": ((pretraining.get("recipe") or {}).get("training") or {}).get("seed"),
         "source": f"{results.get('preset')} benchmark ({results_dir}, created {results.get('created')})",
@@ -194,7 +205,7 @@ def release_benchmark(
                 record = _earlier_release(zoo_dir / method, staging, earlier, results)
             else:
                 shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_RELEASED))
-                record = _new_release(staging, method, results, results_dir, repo_id, commit, encoders)
+                record = _new_release(staging, method, source, results, results_dir, repo_id, commit, encoders)
             for path in remote_code_files():  # the package's own: committed encoders leave theirs out (.gitignore)
                 shutil.copyfile(path, staging / path.name)
             _check_float32(staging)

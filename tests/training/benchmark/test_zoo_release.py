@@ -284,3 +284,15 @@ def test_releasing_a_continued_model_again_keeps_its_runs_and_measures_its_card_
     card = (folder / "README.md").read_text()
     assert "to step 5" not in card
     assert {r.metric_value for r in ModelCard.load(folder / "README.md").data.eval_results} == {0.55}
+
+
+def test_release_of_a_reused_encoder_takes_its_wall_time_from_the_trainer_state(benchmark, tmp_path):
+    """A benchmark that reused a committed encoder records no runtime: the Trainer's own train_runtime is the run's."""
+    copy = _benchmark_copy(benchmark, tmp_path / "quick")
+    results = json.loads((copy / "results.json").read_text())
+    results["encoders"]["mae"] = {"encoder_dir": results["encoders"]["mae"]["encoder_dir"], "reused": True}
+    (copy / "results.json").write_text(json.dumps(results))
+    (copy / "pretrain" / "mae" / "trainer_state.json").write_text(json.dumps(
+        {"log_history": [{"loss": 1.0, "step": 1}, {"train_runtime": 363.08, "step": 2}]}))
+    record = verify_provenance(release_benchmark(copy, zoo_dir=tmp_path / "zoo")["mae"])
+    assert record["wall_time_s"] == 363.08 and record["runs"][0]["wall_time_s"] == 363.08
