@@ -395,6 +395,8 @@ def init_projection(module: nn.Linear | nn.Conv2d, std: float) -> None:
 class LensViTPreTrainedModel(PreTrainedModel):
     config_class = LensViTConfig
     base_model_prefix = "lens_vit"
+    # iBOT's encoder exports its mask token (masked-input pretraining only): unused without `use_mask_token`.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token"]
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
