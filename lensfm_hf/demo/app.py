@@ -58,7 +58,7 @@ def _look(image: np.ndarray, truth: dict | None, source: str, encoder_name: str,
     references, labels, classes = reference_embeddings(encoder_name, recipe, per_class)
     points, point = project(references, result.embedding)
     scatter = embedding_plot(points, labels, classes, point,
-                             f"{encoder_name}: embedding beside {per_class} {recipe} images per class (PCA)")
+                             f"{Path(encoder_name).name}: {per_class} {recipe} images per class (PCA)")
     summary: dict[str, Any] = {"source": source, "encoder": encoder_name, "method": encoder.method,
                                "input_shape": list(image.shape), "model_input_shape": list(result.processed.shape)}
     if result.probabilities:
@@ -206,16 +206,17 @@ def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_
                                              height=220)
                         attention = gr.Image(label="Attention (last layer)", elem_id="attention", height=220)
                     with gr.Row():
+                        render = gr.Image(label="Rendered smooth lens (physics branch)", elem_id="render", height=220)
+                        residual = gr.Image(label="Residual (image - render)", elem_id="residual", height=220)
                         probabilities = gr.Label(label="Class probabilities", elem_id="probabilities")
-                        scatter = gr.Image(label="Embedding beside reference images", elem_id="embedding",
-                                           height=300)
                     with gr.Row():
                         parameters = gr.Dataframe(headers=["parameter", "unit", "inferred", "truth"],
-                                                  label="Inferred lens (physics branch) beside the truth",
+                                                  label="Inferred lens beside the truth (arcsec where dimensional)",
                                                   elem_id="parameters")
-                        render = gr.Image(label="Rendered smooth lens", elem_id="render", height=220)
-                        residual = gr.Image(label="Residual (image - render)", elem_id="residual", height=220)
-                    summary = gr.Textbox(label="Numbers (JSON)", lines=6, interactive=False, elem_id="summary")
+                        scatter = gr.Image(label="Embedding beside reference images", elem_id="embedding",
+                                           height=320)
+                    summary = gr.Textbox(label="Numbers (JSON)", lines=4, max_lines=8, interactive=False,
+                                         elem_id="summary")
             outputs = [message, shown, processed, attention, scatter, probabilities, parameters, render, residual,
                        summary]
             recipe.change(lambda r: gr.Dropdown(choices=list(get_recipe(r).class_names),
