@@ -58,7 +58,7 @@ def _look(image: np.ndarray, truth: dict | None, source: str, encoder_name: str,
     references, labels, classes = reference_embeddings(encoder_name, recipe, per_class)
     points, point = project(references, result.embedding)
     scatter = embedding_plot(points, labels, classes, point,
-                             f"{Path(encoder_name).name}: {per_class} {recipe} images per class (PCA)")
+                             f"{per_class} {recipe} images per class, PCA")
     summary: dict[str, Any] = {"source": source, "encoder": encoder_name, "method": encoder.method,
                                "input_shape": list(image.shape), "model_input_shape": list(result.processed.shape)}
     if result.probabilities:
@@ -68,6 +68,10 @@ def _look(image: np.ndarray, truth: dict | None, source: str, encoder_name: str,
         summary["residual_energy"] = result.residual_energy
         summary["image_energy"] = result.image_energy
     message = f"Showing **{source}** through **{encoder_name}** ({encoder.method})"
+    if encoder.physics is not None:
+        config = encoder.physics.config
+        message += (f"; its physics branch renders on {config.data_recipe}'s sky grid ({config.field_of_view:.2f} "
+                    "arcsec a side), so on images of another config its arcsec scale by the ratio of the fields")
     if result.residual is None:
         message += "; lens parameters, render and residual need the physics-informed I-JEPA (ijepa-physics)"
     if not result.probabilities:
