@@ -44,6 +44,17 @@ def installed_zoo_models(cache_dir: str | os.PathLike | None = None) -> list[str
     return sorted(r.repo_id for r in repos if r.repo_type == "model" and r.repo_id.startswith(f"{ZOO_ORG}/"))
 
 
+def only_uploads(upload: Any, upload_folder: str | os.PathLike) -> Any:
+    """`upload` when it is a file under Gradio's upload folder (or None), else a `DemoInputError`: a request never
+    names a server file (Gradio refuses such paths too; this is the app's own check)."""
+    if upload is None:
+        return None
+    path = upload if isinstance(upload, str) else getattr(upload, "name", None) or upload.get("path")
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(upload_folder)):
+        raise DemoInputError(f"{Path(str(path)).name}: not a file uploaded through this page; upload it.")
+    return path
+
+
 def _error(message: str) -> list[Any]:
     return [f"**Could not show this image.** {message}"] + [None] * (LOOK_OUTPUTS - 1)
 
@@ -181,6 +192,23 @@ def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_
     encoders = list(encoders)
     classifier_choices = [NO_CLASSIFIER, *classifiers]
     files = results_files(results_root)
+    from gradio.utils import get_upload_folder
+
+    upload_folder = get_upload_folder()
+
+    def upload_handler(upload, *args):
+        try:
+            path = only_uploads(upload, upload_folder)
+        except DemoInputError as err:
+            return _error(str(err))
+        return look_at_upload(path, *args)
+
+    def compare_handler(upload, *args):
+        try:
+            path = only_uploads(upload, upload_folder)
+        except DemoInputError as err:
+            return [f"**Could not compare.** {err}", None, None]
+        return compare_models(path, *args, encoders)
     default_recipe = "model3" if "model3" in DEMO_RECIPES else DEMO_RECIPES[0]
     classes = list(get_recipe(default_recipe).class_names)
     with gr.Blocks(title=title) as app:
@@ -225,9 +253,10 @@ def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_
                        summary]
             recipe.change(lambda r: gr.Dropdown(choices=list(get_recipe(r).class_names),
                                                 value=get_recipe(r).class_names[-1]), recipe, class_name)
-            look_upload.click(look_at_upload, [upload, encoder, classifier, recipe, per_class], outputs)
+            look_upload.click(upload_handler, [upload, encoder, classifier, recipe, per_class], outputs,
+                              api_name="look_at_upload")
             look_simulated.click(look_at_simulation, [recipe, class_name, seed, encoder, classifier, per_class],
-                                 outputs)
+                                 outputs, api_name="look_at_simulation")
         with gr.Tab("Compare"):
             gr.Markdown("Every zoo model on the same image (the upload if there is one, else the simulation).")
             compare = gr.Button("Compare the zoo", elem_id="compare")
@@ -235,8 +264,8 @@ def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_
             compare_gallery = gr.Gallery(label="Attention and residual maps", columns=4, elem_id="compare-gallery")
             compare_table = gr.Dataframe(headers=["model", "method", "embedding", "residual / image energy"],
                                          elem_id="compare-table")
-            compare.click(lambda u, r, c, s: compare_models(u, r, c, s, encoders), [upload, recipe, class_name, seed],
-                          [compare_message, compare_gallery, compare_table])
+            compare.click(compare_handler, [upload, recipe, class_name, seed],
+                          [compare_message, compare_gallery, compare_table], api_name="compare")
             study = gr.Dropdown(list(files), value=next(iter(files), None), label="Benchmark results",
                                 elem_id="results")
             results_message = gr.Markdown(elem_id="results-message")

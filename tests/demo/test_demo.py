@@ -158,3 +158,18 @@ def test_the_app_builds(physics_encoder, classifier, tmp_path):
 
     app = build_app([physics_encoder], [classifier], results_root=tmp_path, reference_per_class=PER_CLASS)
     assert app.title == "lensfm: look at a lens"
+
+
+def test_a_request_may_name_only_files_under_the_upload_folder(tmp_path):
+    from lensfm_hf.demo.app import only_uploads
+
+    uploads = tmp_path / "uploads"
+    (uploads / "abc").mkdir(parents=True)
+    (uploads / "abc" / "lens.npy").write_bytes(b"")
+    (tmp_path / "secret.npy").write_bytes(b"")
+    (uploads / "abc" / "link.npy").symlink_to(tmp_path / "secret.npy")
+    assert only_uploads(str(uploads / "abc" / "lens.npy"), uploads) == str(uploads / "abc" / "lens.npy")
+    assert only_uploads(None, uploads) is None
+    for path in (tmp_path / "secret.npy", uploads / ".." / "secret.npy", uploads / "abc" / "link.npy"):
+        with pytest.raises(DemoInputError, match="not a file uploaded through this page"):
+            only_uploads(str(path), uploads)

@@ -214,3 +214,19 @@ def test_compare_tab_shows_every_model_and_the_benchmark(served, page):
     assert page.locator("#compare-gallery img").count() >= len(served["models"])
     page.wait_for_selector("#results-message :text('cells from docs/results')")
     page.screenshot(path=str(_shots(served) / "demo_compare.png"), full_page=True)
+
+
+def test_a_request_naming_a_server_file_reads_nothing(served, tmp_path):
+    """The HTTP API, bypassing the page: a FileData naming a file outside the uploads is refused, its text never sent."""
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.full((64, 64), 7.0))
+    file_data = {"path": str(secret), "orig_name": "secret.npy", "meta": {"_type": "gradio.FileData"}}
+    body = json.dumps({"data": [file_data, served["models"][0], "(none)", "model3", 5]}).encode()
+    request = urllib.request.Request(served["url"] + "gradio_api/call/look_at_upload", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(served["url"] + f"gradio_api/call/look_at_upload/{event}", timeout=240) as response:
+        stream = response.read().decode()
+    assert "event: error" in stream or "not a file uploaded through this page" in stream
+    assert "Showing" not in stream and '"source": "upload secret.npy"' not in stream
