@@ -185,8 +185,9 @@ def show_results(name: str, files: dict[str, Path]) -> list[Any]:
 
 
 def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_root: str | os.PathLike | None = None,
-              reference_per_class: int = 200, title: str = "lensfm: look at a lens"):
-    """The Blocks app over the given encoders (hub ids or folders) and classifier folders."""
+              reference_per_class: int = 200, title: str = "lensfm: look at a lens", default_encoder: str | None = None):
+    """The Blocks app over the given encoders (hub ids or folders) and classifier folders; `default_encoder` is
+    picked first (default: the first encoder)."""
     import gradio as gr
 
     encoders = list(encoders)
@@ -218,7 +219,8 @@ def build_app(encoders: Sequence[str], classifiers: Sequence[str] = (), results_
         with gr.Tab("Look"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    encoder = gr.Dropdown(encoders, value=encoders[0] if encoders else None, label="Zoo model",
+                    encoder = gr.Dropdown(encoders, value=default_encoder or (encoders[0] if encoders else None),
+                                          label="Zoo model",
                                           elem_id="encoder")
                     classifier = gr.Dropdown(classifier_choices, value=classifier_choices[-1],
                                              label="Fine-tuned classifier", elem_id="classifier")

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..hub.zoo import install_zoo_folder, zoo_folders
+from ..hub.zoo import install_zoo_folder, zoo_folders, zoo_repo_id
 from ..resources import default_zoo_dir
 from .app import build_app, installed_zoo_models
 
@@ -19,14 +19,15 @@ def default_results_root() -> Path:
     return here if here.is_dir() else Path(__file__).resolve().parents[2] / "docs" / "results"
 
 
-def demo_models(models: Sequence[str] | None, zoo_dir: str | os.PathLike | None = None) -> list[str]:
+def demo_models(models: Sequence[str] | None, zoo_dir: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> list[str]:
     """The models to offer: `models` as given, else every released zoo folder installed (hashes checked) and every
     `lensfm/*` model in the HF cache. Raises a RuntimeError naming the fix when there is none."""
     if models:
         return list(models)
     for folder in zoo_folders(zoo_dir if zoo_dir is not None else default_zoo_dir()):
-        install_zoo_folder(folder)
-    found = installed_zoo_models()
+        install_zoo_folder(folder, cache_dir=cache_dir)
+    found = installed_zoo_models(cache_dir)
     if not found:
         raise RuntimeError("no zoo model is installed; run `lensfm zoo` first, or pass --model <encoder folder>.")
     return found
@@ -40,9 +41,11 @@ def serve(models: Sequence[str] | None = None, classifiers: Sequence[str] = (), 
         import gradio  # noqa: F401
     except ImportError as err:
         raise RuntimeError("the demo needs gradio: pip install 'lensfm-hf[demo]'") from err
-    app = build_app(demo_models(models, zoo_dir), classifiers,
+    models = demo_models(models, zoo_dir)
+    physics = zoo_repo_id("ijepa_physics")  # shows every view: picked first when installed
+    app = build_app(models, classifiers,
                     results_root=results_root if results_root is not None else default_results_root(),
-                    reference_per_class=reference_per_class)
+                    reference_per_class=reference_per_class, default_encoder=physics if physics in models else None)
     app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, show_error=False)
 
 

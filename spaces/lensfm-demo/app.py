@@ -10,7 +10,7 @@ MODELS = [zoo_repo_id(method) for method in PRETRAINING_METHODS]  # lensfm/mae, 
 # Fine-tuned classifiers: add their hub ids here (e.g. a `lensfm finetune` output pushed with `lensfm push`).
 CLASSIFIERS: list[str] = []
 
-demo = build_app(MODELS, CLASSIFIERS, reference_per_class=200)
+demo = build_app(MODELS, CLASSIFIERS, reference_per_class=200, default_encoder=zoo_repo_id("ijepa_physics"))
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=1).launch()

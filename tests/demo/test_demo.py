@@ -173,3 +173,16 @@ def test_a_request_may_name_only_files_under_the_upload_folder(tmp_path):
     for path in (tmp_path / "secret.npy", uploads / ".." / "secret.npy", uploads / "abc" / "link.npy"):
         with pytest.raises(DemoInputError, match="not a file uploaded through this page"):
             only_uploads(str(path), uploads)
+
+
+def test_lensfm_demo_offers_the_released_zoo_or_says_how_to_get_one(tmp_path):
+    import shutil
+
+    from lensfm_hf.demo.serve import demo_models
+
+    assert demo_models(["my/encoder"], zoo_dir=tmp_path / "none", cache_dir=tmp_path / "cache") == ["my/encoder"]
+    with pytest.raises(RuntimeError, match="no zoo model is installed; run `lensfm zoo`"):
+        demo_models(None, zoo_dir=tmp_path / "none", cache_dir=tmp_path / "cache")
+    zoo = tmp_path / "zoo"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "..", "zoo", "simclr"), zoo / "simclr")
+    assert demo_models(None, zoo_dir=zoo, cache_dir=tmp_path / "cache") == ["lensfm/simclr"]
