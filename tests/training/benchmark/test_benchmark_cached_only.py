@@ -29,7 +29,7 @@ def test_cached_only_lists_missing_cells_and_encoders_and_computes_nothing(mini,
     shutil.rmtree(root / "pretrain" / "simclr")  # an encoder a later stage would pretrain
     _forbid(monkeypatch)
 
-    result = run_benchmark(mini.path, overrides=[*mini.overrides(mini_copy), "benchmark.cached_only=true"])
+    result = run_benchmark(mini.path, overrides=[*mini.run_overrides(mini_copy, plots=False), "benchmark.cached_only=true"])
 
     assert result["computed"] == 0
     kept = [c for c in first["cells"] if c["method"] != "simclr" and c is not gone]

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import math
 import json
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +15,13 @@ from lensfm_hf.files import TMP_PREFIX
 from lensfm_hf.training import benchmark
 from lensfm_hf.training.benchmark import cells as cells_module
 from lensfm_hf.training.benchmark import load_benchmark_recipe, run_benchmark
-from lensfm_hf.training.benchmark.cells import TaskData, protocol_plan, read_cell, seed_indices, summarise_seeds
+from lensfm_hf.training.benchmark.cells import (
+    TaskData,
+    protocol_plan,
+    read_cell,
+    seed_indices,
+    summarise_seeds,
+)
 from lensfm_hf.training.downstream.splits import TensorSplit
 from lensfm_hf.training.downstream.tasks import TASKS
 
@@ -134,12 +140,12 @@ def _cell_file(root, cell):
 def test_a_rerun_computes_no_cell_and_a_changed_setting_only_its_cells(mini, mini_run, mini_copy, monkeypatch):
     first = mini_run[1]
     calls = _counting(monkeypatch)
-    again = run_benchmark(mini.path, overrides=mini.overrides(mini_copy))
+    again = run_benchmark(mini.path, overrides=mini.run_overrides(mini_copy, plots=False))
     assert calls == [] and again["computed"] == 0 and again["cached"] == len(first["cells"])
     assert [c["key"] for c in again["cells"]] == [c["key"] for c in first["cells"]]
     # a changed kNN setting recomputes the kNN cells only: 3 encoders x the tasks kNN fits (classes, not a scalar
     # or an image)
-    changed = run_benchmark(mini.path, overrides=[*mini.overrides(mini_copy), "protocols.knn_k=5"])
+    changed = run_benchmark(mini.path, overrides=[*mini.run_overrides(mini_copy, plots=False), "protocols.knn_k=5"])
     knn_tasks = [name for name, task in TASKS.items() if "knn" in task.protocols]
     assert sorted(knn_tasks) == ["classification", "lens_finding"]
     assert sorted(calls) == sorted([(name, "knn") for name in knn_tasks] * 3) and changed["computed"] == 6
@@ -159,7 +165,7 @@ def test_cut_or_unreadable_cells_are_recomputed_with_a_warning(mini, mini_run, m
 
     calls = _counting(monkeypatch)
     with caplog.at_level("WARNING", logger="lensfm_hf.training.benchmark"):
-        again = run_benchmark(mini.path, overrides=mini.overrides(mini_copy))
+        again = run_benchmark(mini.path, overrides=mini.run_overrides(mini_copy, plots=False))
     assert not again["failures"], again["failures"]
     assert sorted(calls) == [("classification", "knn"), ("regression", "linear"), ("super_resolution", "finetune")]
     assert again["computed"] == 3

@@ -71,7 +71,7 @@ def test_a_protocol_is_one_entry_and_the_benchmark_runs_it(mini, mini_run, mini_
     try:
         task = TASKS["classification"]
         monkeypatch.setitem(TASKS, "classification", dataclasses.replace(task, protocols=(*task.protocols, "centroid")))
-        result = run_benchmark(mini.path, overrides=[*mini.overrides(mini_copy),
+        result = run_benchmark(mini.path, overrides=[*mini.run_overrides(mini_copy, plots=False),
                                                       "benchmark.protocols=[knn,linear,finetune,centroid]"])
     finally:
         PROTOCOLS.pop("centroid")

@@ -32,7 +32,7 @@ def test_mini_preset_writes_a_cell_per_encoder_task_and_fitting_protocol(mini_ru
         assert cell["finetuning_set"] == MINI_TASKS[cell["task"]] and cell["label_budget"] == "all"
         assert cell["pretraining_set"] == ("none" if cell["method"] == "random_init" else "model2")
         for metric, _ in task.reported_metrics:
-            if metric.startswith("tpr_at_fpr_"):  # 12 negatives resolve no rate below 1/12 (issue 20.5)
+            if metric.startswith("tpr_at_fpr_"):  # 8 negatives resolve no rate below 1/8 (issue 20.5)
                 assert math.isnan((cell["metrics"].get(metric) or {}).get("mean", math.nan))
                 continue
             stat = cell["metrics"][metric]
@@ -87,7 +87,7 @@ def test_cards_carry_every_tasks_results_in_model_index(mini_run):
         expected = json.loads((encoder / "eval_results.json").read_text())["results"]
         got = card.data.eval_results
         # classification: 3 protocols x 2 metrics; regression: 2 x 3; super-resolution: 1 x its reported metrics;
-        # lens finding: 3 x 1 (its TPRs at FPR 10^-2 and below are not resolved by 12 negatives: no card states them)
+        # lens finding: 3 x 1 (its TPRs at FPR 10^-2 and below are not resolved by 8 negatives: no card states them)
         assert len(got) == len(expected) == 6 + 6 + len(TASKS["super_resolution"].reported_metrics) + 3
         pairs = {(r.dataset_config, r.metric_type, r.metric_name, round(r.metric_value, 4)) for r in got}
         assert pairs == {(e["dataset_config"], e["metric_type"], e["metric_name"], e["metric_value"]) for e in expected}
@@ -130,7 +130,7 @@ def test_a_failed_method_exits_nonzero_and_results_md_says_why(mini, mini_copy, 
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(benchmark.encoders, "run_pretraining", failing)
-    code = main(["benchmark", str(mini.path), *mini.overrides(mini_copy)])
+    code = main(["benchmark", str(mini.path), *mini.run_overrides(mini_copy, plots=False)])
     err = capsys.readouterr().err
     assert code != 0
     assert "simclr (pretrain) failed" in err and "results.md" in err
@@ -144,7 +144,7 @@ def test_a_failed_method_exits_nonzero_and_results_md_says_why(mini, mini_copy, 
 @pytest.mark.slow  # a second mini run with two worker processes
 def test_worker_processes_give_the_same_cells(mini, mini_run, tmp_path):
     _, serial = mini_run
-    parallel = run_benchmark(mini.path, overrides=[*mini.overrides(tmp_path), "benchmark.workers=2"])
+    parallel = run_benchmark(mini.path, overrides=[*mini.run_overrides(tmp_path, plots=False), "benchmark.workers=2"])
     assert not parallel["failures"], parallel["failures"]
 
     def fine_tunes(result):
