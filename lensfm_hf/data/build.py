@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import Array3D, ClassLabel, Features, Value
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import simulation
 from ..files import atomic_write
-from .card import write_dataset_card, write_example_images
+from .card import example_image_path, write_dataset_card, write_example_images
 from .folder import (
     MANIFEST_NAME,
     SHARD_HASHES,
@@ -499,8 +500,18 @@ def _package_version() -> str | None:
 
 
 def finalize_folder(out_dir: str | os.PathLike, config: str) -> None:
-    """Draw `config`'s example image and rewrite the card from every finished config's manifest."""
+    """Draw `config`'s example image unless one newer than all its shards exists, and rewrite the card from every
+    finished config's manifest."""
     # Builds of different configs may finish together; the card lock keeps one from dropping the other.
     with build_lock(out_dir, "card", wait=True):
-        write_example_images(out_dir, config)
+        if not _example_image_is_current(Path(out_dir), config):
+            write_example_images(out_dir, config)
         write_dataset_card(out_dir)
+
+
+def _example_image_is_current(out: Path, config: str) -> bool:
+    """Whether `config`'s example image was drawn after its last shard was written (a resumed build that wrote no
+    shard keeps it: drawing four configs took ~1 s of a benchmark rerun)."""
+    image = example_image_path(out, config)
+    shards = [path.stat().st_mtime_ns for path in (out / config).glob("*.parquet")]
+    return image.is_file() and bool(shards) and image.stat().st_mtime_ns > max(shards)

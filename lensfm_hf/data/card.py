@@ -18,6 +18,7 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..files import atomic_write
 from ..hub.cards import card_template
 from ..simulation import PRESETS
 from .folder import MANIFEST_NAME, SPLITS, read_manifest
@@ -200,6 +201,11 @@ def write_dataset_card(out_dir: str | os.PathLike, **kwargs) -> Path:
     return path
 
 
+def example_image_path(out_dir: str | os.PathLike, config: str) -> Path:
+    """Where `write_example_images` draws `config`'s examples: `out_dir/images/<config>_examples.png`."""
+    return Path(out_dir) / EXAMPLES_DIR / f"{config}_examples.png"
+
+
 def write_example_images(out_dir: str | os.PathLike, config: str, per_class: int = 4) -> Path | None:
     """PNG grid of the first `per_class` images of each class in the first shard of `config`.
 
@@ -243,7 +249,7 @@ def write_example_images(out_dir: str | os.PathLike, config: str, per_class: int
             ax.set_title(title, fontsize=8)
     figure.suptitle(config, fontsize=10)
     figure.tight_layout()
-    path = out / EXAMPLES_DIR / f"{config}_examples.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    path = example_image_path(out, config)
+    with atomic_write(path, "wb") as handle:  # whole or absent: a finished build keeps a drawing newer than its shards
+        figure.savefig(handle, format="png")
     return path

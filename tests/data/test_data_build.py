@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_simulation import DEEPLENSE_RECIPES, fake_simulate
 from datasets import Array3D, ClassLabel, Value
+from fake_simulation import DEEPLENSE_RECIPES, fake_simulate
 from huggingface_hub import DatasetCard
 
 from lensfm_hf.data import (
@@ -70,7 +70,7 @@ def test_round_trip_through_load_dataset(tmp_path, fake_sim, hf_cache):
 
 
 def test_interrupted_run_resumes_bit_identical(tmp_path, fake_sim, monkeypatch):
-    kwargs = dict(config="model2", train_per_class=4, test_per_class=2, seed=3, shard_size=3)
+    kwargs = {"config": "model2", "train_per_class": 4, "test_per_class": 2, "seed": 3, "shard_size": 3}
     simulate_dataset(tmp_path / "full", **kwargs)
     reference = _parquet_bytes(tmp_path / "full")
     assert len(reference) == 6  # 4 train + 2 test shards
@@ -313,3 +313,22 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_partial_shard(t
     with pytest.raises(OSError, match=r"no space left in .*super_resolution while writing shard train-00000"):
         simulate_dataset(tmp_path / "ds", "super_resolution", train_per_class=4, test_per_class=2, shard_size=4)
     assert not list((tmp_path / "ds").rglob("*.parquet")) and not list((tmp_path / "ds").rglob(".tmp-*"))
+
+
+def test_the_example_image_is_redrawn_only_when_a_shard_is_newer_than_it(tmp_path, fake_sim, monkeypatch):
+    from lensfm_hf.data import build
+
+    kwargs = {"config": "model2", "train_per_class": 2, "test_per_class": 1, "seed": 0, "shard_size": 3}
+    simulate_dataset(tmp_path, **kwargs)
+    image = tmp_path / "images" / "model2_examples.png"
+    assert image.stat().st_size > 1000
+    drawn = []
+    monkeypatch.setattr(build, "write_example_images", lambda out, config: drawn.append(config) or image.touch())
+    simulate_dataset(tmp_path, **kwargs)  # nothing to simulate: the drawing of these shards is kept
+    assert drawn == []
+    (tmp_path / "model2" / "train-00001-of-00002.parquet").unlink()  # regenerated: newer than the drawing
+    simulate_dataset(tmp_path, **kwargs)
+    image.unlink()
+    simulate_dataset(tmp_path, **kwargs)
+    assert drawn == ["model2", "model2"]
+    assert "model2_examples.png" in (tmp_path / "README.md").read_text()
