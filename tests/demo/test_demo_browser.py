@@ -95,6 +95,10 @@ def served(tmp_path_factory):
                "--results", str(REPO / "docs" / "results")]
     for model in models:
         command += ["--model", model]
+    not_a_model = work / "not_a_model"  # offered first, so the page opens on the real classifier (the last)
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("not a model")
+    command += ["--classifier", str(not_a_model)]
     if classifier:
         command += ["--classifier", classifier]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
@@ -112,7 +116,8 @@ def served(tmp_path_factory):
                     log.flush()
                     pytest.fail(f"lensfm demo did not serve {url}:\n{(work / 'server.log').read_text()[-3000:]}")
                 time.sleep(1)
-        yield {"url": url, "work": work, "models": models}
+        yield {"url": url, "work": work, "models": models, "not_a_model": str(not_a_model),
+               "classifier": classifier}
     finally:
         server.terminate()
         try:
@@ -205,6 +210,17 @@ def test_simulate_upload_and_a_bad_file_in_chromium(served, page):
     assert page.input_value("#summary textarea") == ""
     page.screenshot(path=str(shots / "demo_bad_file.png"), full_page=True)
     _clear_upload(page)  # the Compare tab then uses the simulation
+
+    _pick(page, "#classifier", served["not_a_model"])
+    page.click("#look-simulated")
+    page.wait_for_selector("#message :text('not a classifier')")
+    _pick(page, "#classifier", served["classifier"] or "(none)")
+
+
+def _pick(page, dropdown: str, value: str):
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=value, exact=True).click()
+    assert page.input_value(f"{dropdown} input") == value
 
 
 def test_compare_tab_shows_every_model_and_the_benchmark(served, page):
