@@ -304,7 +304,7 @@ def evaluate_encoder(recipe: BenchmarkRecipe, spec: dict[str, Any], splits: Spli
                 counters["cached"] += 1
                 continue
             if recipe.benchmark.cached_only:  # the table of a staged study: list the cell, compute nothing
-                counters.setdefault("not_run", []).append(
+                counters["not_run"].append(
                     {"method": method, "task": task.name, "finetuning_set": config, "protocol": protocol,
                      "label_budget": budget})
                 continue

@@ -130,7 +130,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
             print(f"[lensfm benchmark] {spec['name']} physics branch: " + recovery_lines({spec["name"]: measured})[0][2:],
                   flush=True)
 
-    counters: dict[str, Any] = {"computed": 0, "cached": 0}
+    counters: dict[str, Any] = {"computed": 0, "cached": 0, "not_run": []}
     cells = []
     pool = worker_pool(recipe)
     try:
@@ -172,7 +172,7 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
         "failures": failures,
         "computed_cells": counters["computed"],
         "cached_cells": counters["cached"],
-        "not_run": counters.get("not_run", []),
+        "not_run": counters["not_run"],
         "plots": [str(Path(p).relative_to(root)) for p in plots],
         "cards": cards,
         "recipe": recipe.raw,
@@ -182,10 +182,10 @@ def _run_benchmark(recipe: BenchmarkRecipe) -> dict[str, Any]:
     write_json(results_path, results)
     table_path = root / "results.md"
     with atomic_write(table_path) as handle:
-        handle.write(failures_section(failures) + not_run_section(counters.get("not_run", []))
+        handle.write(failures_section(failures) + not_run_section(counters["not_run"])
                      + write_readme_table(root, plots_prefix="plots")
                      + cards_section(root, cards) + "\n### All cells\n\n" + detailed_table(cells) + "\n")
-    not_run = f", {len(counters['not_run'])} not run" if counters.get("not_run") else ""
+    not_run = f", {len(counters['not_run'])} not run" if counters["not_run"] else ""
     print(f"[lensfm benchmark] {len(cells)} cells ({counters['computed']} computed, {counters['cached']} cached{not_run}) "
           f"in {wall_time / 60:.1f} min; table {table_path}", flush=True)
     for failure in failures:

@@ -307,6 +307,9 @@ def finetune_task(
         train, validation, test = standardise_targets(train, validation, test)
     base_config = encoder if isinstance(encoder, PretrainedConfig) else None
     path = None if encoder is None or base_config is not None else str(encoder)
+    if layer_decay < 1.0 and path is None:  # before any model is built or probed
+        raise ValueError(f"layer_decay={layer_decay} is for pretrained encoders; a row trained from scratch has no "
+                         "pretrained layers to keep: use layer_decay=1.0")
     upscale_factor = int(train.labels.shape[-1] // train.pixel_values.shape[-1]) if task.target_kind == "image" else 2
     model = build_model(task, path, label_names=train.label_names, upscale_factor=upscale_factor,
                         base_config=base_config, **dict(model_options or {}))
@@ -320,9 +323,6 @@ def finetune_task(
         model, head_init, train, validation, args.per_device_eval_batch_size, args.device, augment=augment
     )
     start = time.perf_counter()
-    if layer_decay < 1.0 and path is None:
-        raise ValueError(f"layer_decay={layer_decay} is for pretrained encoders; a row trained from scratch has no "
-                         "pretrained layers to keep: use layer_decay=1.0")
     trainer = train_model(model, train, validation, task, args, augment=augment, quiet=quiet,
                           initial_candidate=from_probe, layer_decay=layer_decay)
     runtime = time.perf_counter() - start

@@ -14,9 +14,6 @@ from transformers.utils import logging as hf_logging
 
 # How many tensor names a refusal lists before it says "and N more".
 SHOWN_NAMES = 6
-# Encoder tensors of masked-input pretraining only (iBOT's student exports its mask token): unused by a model built
-# without `use_mask_token`, so their presence in the weights is no mismatch.
-PRETRAINING_ONLY_TENSORS = ("embeddings.mask_token",)
 
 
 def _names(keys, limit: int = SHOWN_NAMES) -> str:
@@ -38,8 +35,8 @@ def encoder_load_problems(model: PreTrainedModel, info: dict) -> list[str]:
         return key.removeprefix(prefix).split(".", 1)[0] in top
 
     missing = [k for k in info.get("missing_keys", ()) if is_encoder(k)]
-    unexpected = [k for k in info.get("unexpected_keys", ())
-                  if is_encoder(k) and not k.removeprefix(prefix).endswith(PRETRAINING_ONLY_TENSORS)]
+    # iBOT's exported mask token never shows here: LensViT drops it on load (_keys_to_ignore_on_load_unexpected).
+    unexpected = [k for k in info.get("unexpected_keys", ()) if is_encoder(k)]
     mismatched = [f"{key} (file {tuple(old)}, config {tuple(new)})"
                   for key, old, new in info.get("mismatched_keys", ()) if is_encoder(key)]
     problems = []
